@@ -1,0 +1,121 @@
+"""The course's trainer: a GPT-2-architecture model trained from scratch on CPU.
+
+It builds the bundled course model and is the trainer the Training lesson runs. A
+`Trainer` holds all of a run's state (model, optimizer, data sampler), so a run can be
+stepped a chunk at a time, paused and resumed, and gives the same numbers as one
+uninterrupted run with the same seed.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass
+
+import torch
+from transformers import GPT2Config, GPT2LMHeadModel
+
+
+@dataclass
+class TrainConfig:
+    n_layer: int = 4
+    n_head: int = 4
+    n_embd: int = 128
+    block_size: int = 128  # context length: tokens per training example
+    batch_size: int = 32
+    learning_rate: float = 3e-3
+    min_lr_ratio: float = 0.1  # the cosine decay ends at learning_rate * min_lr_ratio
+    warmup_steps: int = 100
+    max_steps: int = 2000
+    dropout: float = 0.0
+    weight_decay: float = 0.1
+    grad_clip: float = 1.0
+    seed: int = 0
+
+
+def learning_rate_at(step: int, config: TrainConfig) -> float:
+    """Linear warm-up to the peak, then cosine decay to `min_lr_ratio` of it at `max_steps`."""
+    peak = config.learning_rate
+    if step < config.warmup_steps:
+        return peak * (step + 1) / config.warmup_steps
+    progress = min(1.0, (step - config.warmup_steps) / max(1, config.max_steps - config.warmup_steps))
+    floor = peak * config.min_lr_ratio
+    return floor + 0.5 * (peak - floor) * (1 + math.cos(math.pi * progress))
+
+
+def new_model(config: TrainConfig, vocab_size: int, eos_token_id: int) -> GPT2LMHeadModel:
+    torch.manual_seed(config.seed)
+    model_config = GPT2Config(
+        vocab_size=vocab_size, n_positions=config.block_size, n_embd=config.n_embd,
+        n_layer=config.n_layer, n_head=config.n_head, resid_pdrop=config.dropout,
+        embd_pdrop=config.dropout, attn_pdrop=config.dropout,
+        bos_token_id=eos_token_id, eos_token_id=eos_token_id,
+    )
+    return GPT2LMHeadModel(model_config)
+
+
+def parameter_count(model: torch.nn.Module) -> int:
+    """Distinct parameters (the tied embedding / unembedding matrix counted once)."""
+    return sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
+
+
+@dataclass
+class StepResult:
+    step: int  # the step just taken, counted from 1
+    loss: float
+    learning_rate: float
+    grad_norm: float  # before clipping
+    tokens: int  # tokens in this step's batch
+    seconds: float
+
+
+class Trainer:
+    def __init__(self, config: TrainConfig, train_ids: torch.Tensor, val_ids: torch.Tensor,
+                 vocab_size: int, eos_token_id: int):
+        if len(train_ids) <= config.block_size + 1 or len(val_ids) <= config.block_size + 1:
+            raise ValueError("the text is too short for this context length")
+        self.config = config
+        self.train_ids = train_ids  # [n_train_tokens]
+        self.val_ids = val_ids  # [n_val_tokens]
+        self.model = new_model(config, vocab_size, eos_token_id)
+        decay = [p for n, p in self.model.named_parameters() if p.dim() >= 2]
+        no_decay = [p for n, p in self.model.named_parameters() if p.dim() < 2]
+        self.optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": config.weight_decay},
+             {"params": no_decay, "weight_decay": 0.0}],
+            lr=config.learning_rate, betas=(0.9, 0.95))
+        self.sampler = torch.Generator().manual_seed(config.seed)
+        self.step_count = 0
+
+    def batch(self, ids: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """`batch_size` random windows of `block_size` tokens: [batch, block_size]."""
+        size = self.config.block_size
+        starts = torch.randint(0, len(ids) - size, (self.config.batch_size,), generator=generator)
+        return torch.stack([ids[s:s + size] for s in starts.tolist()])  # [batch, block_size]
+
+    def step(self) -> StepResult:
+        began = time.perf_counter()
+        self.model.train()
+        lr = learning_rate_at(self.step_count, self.config)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        inputs = self.batch(self.train_ids, self.sampler)  # [batch, block_size]
+        loss = self.model(input_ids=inputs, labels=inputs).loss  # the model shifts labels by one
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
+        self.optimizer.step()
+        self.step_count += 1
+        return StepResult(self.step_count, loss.item(), lr, grad_norm.item(), inputs.numel(),
+                          time.perf_counter() - began)
+
+    @torch.no_grad()
+    def validation_loss(self, batches: int = 8) -> float:
+        """Mean loss on `batches` fixed validation batches (the same ones every call)."""
+        self.model.eval()
+        generator = torch.Generator().manual_seed(12345)
+        losses = [self.model(input_ids=(b := self.batch(self.val_ids, generator)), labels=b).loss.item()
+                  for _ in range(batches)]
+        return sum(losses) / len(losses)
+
+    def config_dict(self) -> dict:
+        return asdict(self.config)
