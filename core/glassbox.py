@@ -159,7 +159,7 @@ def run_trace(model, token_ids: list[int], token_strings: list[str] | None = Non
     ids = torch.tensor(token_ids, dtype=torch.long)  # [pos]
     t["embed.token"] = gpt.wte.weight[ids]  # [pos, d_model]
     if interventions.use_positions:
-        t["embed.position"] = gpt.wpe.weight[:n_pos]  # [pos, d_model]
+        t["embed.position"] = gpt.wpe.weight[:n_pos].clone()  # [pos, d_model] (a copy: the trace never shares model memory)
     else:
         t["embed.position"] = torch.zeros(n_pos, d_model)  # [pos, d_model]
     resid = t["embed.token"] + t["embed.position"]  # [pos, d_model]

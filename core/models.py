@@ -1,0 +1,113 @@
+"""Which models the course can use, and how they are loaded.
+
+The bundled course model is the default and needs nothing but this repository. The GPT-2
+family loads from the Hugging Face hub where it is reachable (e.g. on Streamlit Community
+Cloud). Any local folder holding a GPT-2-architecture model works too. Loading failures
+become one plain sentence (`ModelLoadError`), never a traceback.
+"""
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+BUNDLED_MODEL_DIR = MODELS_DIR / "glassbox-stories"
+HUB_HOST = "huggingface.co"
+MAX_PARAMETERS = 400_000_000  # gpt2-medium (355M) fits a 2.7 GB Streamlit Cloud app; gpt2-large does not
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    key: str  # what the model picker stores
+    label: str  # what the student reads
+    source: str  # a folder path or a hub id, passed to from_pretrained
+    from_hub: bool
+
+
+REGISTRY: tuple[ModelChoice, ...] = (
+    ModelChoice("glassbox-stories", "Course model (bundled, 0.9M parameters, works offline)",
+                str(BUNDLED_MODEL_DIR), from_hub=False),
+    ModelChoice("gpt2", "GPT-2 small (124M, from the Hugging Face hub)", "gpt2", from_hub=True),
+    ModelChoice("distilgpt2", "DistilGPT-2 (82M, from the hub)", "distilgpt2", from_hub=True),
+    ModelChoice("gpt2-medium", "GPT-2 medium (355M, from the hub)", "gpt2-medium", from_hub=True),
+)
+DEFAULT_MODEL = REGISTRY[0]
+
+
+class ModelLoadError(Exception):
+    """A model could not be loaded; the message is one sentence a student can read."""
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    name: str
+    source: str
+    model: object  # GPT2LMHeadModel in eval mode; shared, never mutated
+    tokenizer: object  # a Hugging Face tokenizer
+
+    @property
+    def context_length(self) -> int:
+        return self.model.config.n_positions
+
+
+def choice_for(key_or_source: str) -> ModelChoice:
+    """The registry entry for a key, or a local-folder entry for a path."""
+    for choice in REGISTRY:
+        if key_or_source in (choice.key, choice.source):
+            return choice
+    return ModelChoice(key_or_source, f"Local folder {key_or_source}", key_or_source, from_hub=False)
+
+
+def estimated_parameters(config) -> int:
+    """Parameters of a GPT-2 config, from its sizes alone (before any weights are fetched)."""
+    d, layers = config.n_embd, config.n_layer
+    d_mlp = config.n_inner or 4 * d
+    per_block = 4 * d + (3 * d * d + 3 * d) + (d * d + d) + (d * d_mlp + d_mlp) + (d_mlp * d + d)
+    return config.vocab_size * d + config.n_positions * d + layers * per_block + 2 * d
+
+
+def hub_reachable(timeout: float = 1.5) -> bool:
+    """A quick TCP check, so an offline laptop hears 'no internet' at once, not after retries."""
+    try:
+        with socket.create_connection((HUB_HOST, 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def load_model(key_or_source: str) -> LoadedModel:
+    """Load a registry model, a hub id or a local folder, in eval mode with eager attention."""
+    from transformers import AutoConfig, AutoTokenizer, GPT2LMHeadModel
+
+    choice = choice_for(key_or_source)
+    source = choice.source
+    is_folder = Path(source).is_dir()
+    if not is_folder:
+        if source.startswith((".", "/", "~")) or "\\" in source:
+            raise ModelLoadError(f"There is no model folder at {source}.")
+        if not hub_reachable():
+            raise ModelLoadError(f"{source} needs the Hugging Face hub, which cannot be reached from here.")
+    try:
+        config = AutoConfig.from_pretrained(source)
+    except Exception as error:  # noqa: BLE001 - any failure becomes one sentence
+        raise ModelLoadError(f"{source} could not be found ({type(error).__name__}).") from error
+    if config.model_type != "gpt2":
+        raise ModelLoadError(f"{source} is a {config.model_type} model; the course reads GPT-2-architecture models only.")
+    if estimated_parameters(config) > MAX_PARAMETERS:
+        raise ModelLoadError(f"{source} has about {estimated_parameters(config) / 1e6:.0f}M parameters, "
+                             f"more than the {MAX_PARAMETERS / 1e6:.0f}M this app allows.")
+    try:
+        model = GPT2LMHeadModel.from_pretrained(source, attn_implementation="eager")
+        tokenizer = AutoTokenizer.from_pretrained(source)
+    except Exception as error:  # noqa: BLE001
+        raise ModelLoadError(f"{source} could not be loaded ({type(error).__name__}).") from error
+    model.eval()
+    model.requires_grad_(False)
+    return LoadedModel(name=choice.key, source=source, model=model, tokenizer=tokenizer)
+
+
+def load_local_model(folder: Path):
+    """(model, tokenizer) from a folder, for scripts."""
+    loaded = load_model(str(folder))
+    return loaded.model, loaded.tokenizer

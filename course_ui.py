@@ -1,0 +1,162 @@
+"""What every page of the app shares: the model picker, the prompt box, the lesson renderer
+and the Previous / Next links. Layout and widgets only; the work is done in `core`."""
+from __future__ import annotations
+
+from typing import Callable
+
+import streamlit as st
+
+from core.cached import cached_model
+from core.course import LESSONS, LessonEntry, neighbours
+from core.lessons import BadSlot, Figure, Lesson, Markdown, Question, load_lesson
+from core.models import DEFAULT_MODEL, REGISTRY, LoadedModel, ModelLoadError
+
+LOCAL_FOLDER = "local-folder"
+PROMPT_LIMIT = 20_000  # characters; the text box refuses more
+
+
+def home_settings() -> dict[str, str]:
+    return load_lesson("home.md").meta
+
+
+def init_state() -> None:
+    """Session defaults, set once. `prompt` and `model_key` outlive any one page's widgets."""
+    state = st.session_state
+    if "prompt" not in state:
+        state.prompt = home_settings().get("default_prompt", "")
+    state.setdefault("model_key", DEFAULT_MODEL.key)
+    state.setdefault("model_message", "")
+
+
+# --- the model ---------------------------------------------------------------------------------
+def _switch_model() -> None:
+    """Called when the picker changes: try the new model now; on failure keep the old one."""
+    state = st.session_state
+    choice = state.model_box
+    key = state.get("local_folder", "").strip() if choice == LOCAL_FOLDER else choice
+    if not key:
+        return
+    try:
+        cached_model(key)
+    except ModelLoadError as error:
+        state.model_message = f"{error} The course carries on with {state.model_key}."
+        return
+    state.model_key, state.model_message = key, ""
+
+
+def model_picker(where=st.sidebar) -> None:
+    init_state()
+    state = st.session_state
+    keys = [choice.key for choice in REGISTRY] + [LOCAL_FOLDER]
+    labels = {choice.key: choice.label for choice in REGISTRY} | {LOCAL_FOLDER: "A model folder on this computer…"}
+    state.model_box = state.model_key if state.model_key in keys else LOCAL_FOLDER
+    where.selectbox("Model", keys, key="model_box", format_func=labels.get, on_change=_switch_model)
+    if state.model_box == LOCAL_FOLDER:
+        state.setdefault("local_folder", state.model_key if state.model_key not in keys else "")
+        where.text_input("Folder with a GPT-2 model (config.json, weights, tokenizer)", key="local_folder",
+                         on_change=_switch_model)
+    if state.model_message:
+        where.warning(state.model_message)
+
+
+def current_model() -> LoadedModel:
+    """The chosen model; if it cannot be loaded, the bundled one, with a one-sentence message."""
+    init_state()
+    state = st.session_state
+    try:
+        return cached_model(state.model_key)
+    except ModelLoadError as error:
+        state.model_message = f"{error} The course carries on with the bundled course model."
+        state.model_key = DEFAULT_MODEL.key
+        return cached_model(DEFAULT_MODEL.key)
+
+
+# --- the prompt ---------------------------------------------------------------------------------
+def _store_prompt() -> None:
+    st.session_state.prompt = st.session_state.prompt_box
+
+
+def set_prompt(text: str) -> None:
+    st.session_state.prompt = text
+
+
+def prompt_box(label: str = "Your prompt", height: int = 90) -> str:
+    """A text box bound to the session's prompt, so it follows the student from page to page."""
+    init_state()
+    st.session_state.prompt_box = st.session_state.prompt
+    st.text_area(label, key="prompt_box", on_change=_store_prompt, height=height, max_chars=PROMPT_LIMIT,
+                 help="Press Ctrl+Enter (or click outside the box) to apply.")
+    return st.session_state.prompt
+
+
+# --- lessons ------------------------------------------------------------------------------------
+def render_question(question: Question, key: str) -> None:
+    with st.container(border=True):
+        st.markdown(question.prompt)
+        if question.options:
+            texts = [text for text, _ in question.options]
+            picked = st.radio("Your answer", texts, index=None, key=key, label_visibility="collapsed")
+            if picked is not None:
+                if dict(question.options)[picked]:
+                    st.success("Right.")
+                else:
+                    st.error("Not quite.")
+                if question.explanation:
+                    st.markdown(question.explanation)
+        elif question.explanation:
+            with st.expander("Show the answer"):
+                st.markdown(question.explanation)
+
+
+def render_lesson(lesson: Lesson, figures: dict[str, Callable[[], None]], key: str) -> None:
+    """The lesson's markdown in order, each figure slot filled by the page's builder."""
+    for index, part in enumerate(lesson.parts):
+        if isinstance(part, Markdown):
+            st.markdown(part.text)
+        elif isinstance(part, Figure):
+            builder = figures.get(part.name)
+            if builder is None:
+                st.warning(f"The lesson asks for a figure called “{part.name}”, which this page does not "
+                           f"have. Figures on this page: {', '.join(sorted(figures))}.")
+            else:
+                builder()
+        elif isinstance(part, BadSlot):
+            st.warning(f"This line of the lesson is not a figure slot this app understands: {part.line}")
+        elif isinstance(part, Question):
+            render_question(part, key=f"{key}-question-{index}")
+
+
+def lesson_navigation(number: int) -> None:
+    previous, following = neighbours(number)
+    st.divider()
+    left, right = st.columns(2)
+    with left:
+        _nav_link(previous, "←", "Home.py", "Course home")
+    with right:
+        _nav_link(following, "→", None, None)
+
+
+def _nav_link(entry: LessonEntry | None, arrow: str, fallback_page: str | None, fallback_label: str | None) -> None:
+    if entry is None:
+        if fallback_page:
+            st.page_link(fallback_page, label=f"{arrow} {fallback_label}")
+        return
+    title = f"Lesson {entry.number}: {entry.title}"
+    label = f"{arrow} {title}" if arrow == "←" else f"{title} {arrow}"
+    if entry.is_built:
+        st.page_link(entry.page, label=label)
+    else:
+        st.markdown(f"{label} *(coming soon)*")
+
+
+def lesson_page(number: int) -> tuple[Lesson, LoadedModel]:
+    """Start a lesson page: page config, sidebar (model picker), title. Returns the lesson and model."""
+    entry = LESSONS[number - 1]
+    lesson = load_lesson(entry.markdown)
+    st.set_page_config(page_title=f"{lesson.title} · Glassbox GPT", page_icon="🔍", layout="wide")
+    init_state()
+    model_picker()
+    loaded = current_model()
+    st.sidebar.caption(f"Using **{loaded.name}**")
+    st.title(f"Lesson {number} · {lesson.title}")
+    return lesson, loaded

@@ -1,0 +1,132 @@
+"""The glass-box forward equals Hugging Face's, and interventions never touch the shared model."""
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import torch
+
+from core.glassbox import Interventions, run_trace
+from tests.conftest import random_gpt2
+
+TOLERANCE = 1e-4
+CONFIGS = [
+    dict(n_layer=1, n_head=1, n_embd=16),
+    dict(n_layer=2, n_head=4, n_embd=64),
+    dict(n_layer=3, n_head=6, n_embd=96, n_inner=200),
+    dict(n_layer=2, n_head=2, n_embd=32, activation_function="gelu"),
+    dict(n_layer=2, n_head=4, n_embd=64, scale_attn_by_inverse_layer_idx=True),
+]
+
+
+def assert_matches_hugging_face(model, ids: list[int]) -> None:
+    trace = run_trace(model, ids)
+    with torch.no_grad():
+        out = model(input_ids=torch.tensor([ids]), output_hidden_states=True, output_attentions=True)
+    n_layer = model.config.n_layer
+    assert len(out.hidden_states) == n_layer + 1
+    for layer in range(n_layer):
+        torch.testing.assert_close(trace[f"blocks.{layer}.resid_pre"], out.hidden_states[layer][0],
+                                   atol=TOLERANCE, rtol=0)
+        torch.testing.assert_close(trace[f"blocks.{layer}.attn.pattern"], out.attentions[layer][0],
+                                   atol=TOLERANCE, rtol=0)
+    # Hugging Face's last hidden state is after the final LayerNorm
+    torch.testing.assert_close(trace["ln_final.out"], out.hidden_states[n_layer][0], atol=TOLERANCE, rtol=0)
+    torch.testing.assert_close(trace["logits"], out.logits[0], atol=TOLERANCE, rtol=0)
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda c: "-".join(f"{k}{v}" for k, v in c.items()))
+def test_trace_equals_hugging_face_on_random_models(config):
+    model = random_gpt2(**config, seed=len(config))
+    ids = torch.randint(0, model.config.vocab_size, (40,), generator=torch.Generator().manual_seed(1)).tolist()
+    assert_matches_hugging_face(model, ids)
+
+
+def test_trace_equals_hugging_face_on_the_bundled_model(bundled):
+    ids = bundled.tokenizer("Once upon a time, there was a girl named Mia. Mia had a red ball.")["input_ids"]
+    assert_matches_hugging_face(bundled.model, ids)
+
+
+def test_trace_names_and_shapes():
+    model = random_gpt2(n_layer=2, n_head=4, n_embd=32, vocab_size=50)
+    trace = run_trace(model, [1, 2, 3, 4, 5])
+    assert trace["embed.token"].shape == (5, 32)
+    assert trace["blocks.1.attn.q"].shape == (4, 5, 8)
+    assert trace["blocks.1.attn.pattern"].shape == (4, 5, 5)
+    assert trace["blocks.0.attn.head_out"].shape == (4, 5, 32)
+    assert trace["blocks.0.mlp.post"].shape == (5, 128)
+    assert trace["logits"].shape == (5, 50)
+    torch.testing.assert_close(trace["blocks.0.attn.pattern"].sum(-1), torch.ones(4, 5))
+    assert torch.all(trace["blocks.0.attn.pattern"].triu(1) == 0)  # no query looks ahead
+    head_sum = trace["blocks.1.attn.head_out"].sum(0) + model.transformer.h[1].attn.c_proj.bias
+    torch.testing.assert_close(head_sum, trace["blocks.1.attn.out"])
+    torch.testing.assert_close(trace["blocks.1.resid_post"],
+                               trace["blocks.1.resid_mid"] + trace["blocks.1.mlp.out"])
+
+
+def test_long_prompts_keep_their_last_tokens_and_say_so():
+    model = random_gpt2(n_positions=16)
+    ids = list(range(40))
+    trace = run_trace(model, ids)
+    assert trace.truncated and trace.dropped_tokens == 24
+    assert trace.token_ids == ids[-16:]
+    assert not run_trace(model, ids[:16]).truncated
+    assert run_trace(model, ids, max_tokens=8).token_ids == ids[-8:]
+
+
+def test_empty_prompt_is_refused():
+    with pytest.raises(ValueError):
+        run_trace(random_gpt2(), [])
+
+
+def test_head_ablation_zeroes_that_head_only():
+    model = random_gpt2(n_layer=2, n_head=4, n_embd=32)
+    ids = [5, 9, 2, 7, 7, 1]
+    plain = run_trace(model, ids)
+    ablated = run_trace(model, ids, interventions=Interventions(ablated_heads=frozenset({(1, 2)})))
+    assert torch.all(ablated["blocks.1.attn.head_out"][2] == 0)
+    torch.testing.assert_close(ablated["blocks.1.attn.head_out"][[0, 1, 3]], plain["blocks.1.attn.head_out"][[0, 1, 3]])
+    torch.testing.assert_close(ablated["blocks.1.resid_pre"], plain["blocks.1.resid_pre"])  # earlier layers untouched
+    assert not torch.allclose(ablated["logits"], plain["logits"])
+
+
+def test_neuron_ablation_matches_a_zeroed_weight_copy():
+    """Ablating neuron n equals deleting its output row from c_proj in a private copy of the model."""
+    import copy
+    model = random_gpt2(n_layer=2, n_head=2, n_embd=32)
+    ids = [3, 1, 4, 1, 5, 9]
+    ablated = run_trace(model, ids, interventions=Interventions(ablated_neurons=frozenset({(0, 7), (1, 3)})))
+    edited = copy.deepcopy(model)
+    with torch.no_grad():
+        edited.transformer.h[0].mlp.c_proj.weight[7] = 0
+        edited.transformer.h[1].mlp.c_proj.weight[3] = 0
+        expected = edited(input_ids=torch.tensor([ids])).logits[0]
+    torch.testing.assert_close(ablated["logits"], expected, atol=TOLERANCE, rtol=0)
+    assert torch.all(ablated["blocks.0.mlp.post"][:, 7] == 0)
+
+
+def test_dropping_positions_removes_position_embeddings():
+    model = random_gpt2()
+    trace = run_trace(model, [1, 2, 3], interventions=Interventions(use_positions=False))
+    assert torch.all(trace["embed.position"] == 0)
+    torch.testing.assert_close(trace["blocks.0.resid_pre"], trace["embed.token"])
+
+
+def test_threads_share_one_model_without_interfering():
+    model = random_gpt2(n_layer=3, n_head=4, n_embd=64, n_positions=128, vocab_size=300)
+    weights_before = {name: p.clone() for name, p in model.state_dict().items()}
+    generator = torch.Generator().manual_seed(0)
+    prompts = [torch.randint(0, 300, (length,), generator=generator).tolist() for length in (10, 50, 90, 120)]
+    settings = [Interventions(),
+                Interventions(ablated_heads=frozenset({(0, 1), (2, 3)})),
+                Interventions(ablated_neurons=frozenset({(1, n) for n in range(0, 256, 3)})),
+                Interventions(ablated_heads=frozenset({(1, 0)}), use_positions=False)]
+    jobs = [(p, s) for p in prompts for s in settings] * 3
+    expected = {(tuple(p), s): run_trace(model, p, interventions=s)["logits"] for p, s in jobs}
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(lambda job: run_trace(model, job[0], interventions=job[1])["logits"], jobs))
+    for (p, s), logits in zip(jobs, results):
+        assert torch.equal(logits, expected[(tuple(p), s)])
+    for name, p in model.state_dict().items():
+        assert torch.equal(p, weights_before[name]), name
+    assert len({tuple(r[-1, :5].tolist()) for r in results}) > 4  # the settings really differ

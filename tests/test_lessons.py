@@ -1,0 +1,89 @@
+"""The lesson markdown format, and the real lesson files."""
+from __future__ import annotations
+
+import re
+
+from core.course import LESSONS, lesson_files_exist, neighbours
+from core.lessons import BadSlot, Figure, Markdown, Question, load_lesson, parse_lesson
+
+SAMPLE = """---
+title: A lesson
+summary: One line.
+default_prompt: Hello there
+---
+Intro text.
+
+{{ figure: token-chips }}
+More *text*.
+{{figure:other_one}}
+{{ figure }}
+
+::: question
+Which is right?
+- [ ] not this
+- [x] this one
+---
+Because **reasons**.
+:::
+
+::: question
+An open question?
+---
+Its answer.
+:::
+Closing words.
+"""
+
+
+def test_parse_front_matter_slots_and_questions():
+    lesson = parse_lesson(SAMPLE)
+    assert (lesson.title, lesson.summary) == ("A lesson", "One line.")
+    assert lesson.meta["default_prompt"] == "Hello there"
+    kinds = [type(part) for part in lesson.parts]
+    assert kinds == [Markdown, Figure, Markdown, Figure, BadSlot, Question, Question, Markdown]
+    assert lesson.figure_names == ["token-chips", "other_one"]
+    choice, open_question = lesson.questions
+    assert choice.prompt == "Which is right?"
+    assert choice.options == (("not this", False), ("this one", True))
+    assert choice.explanation == "Because **reasons**."
+    assert open_question.options == () and open_question.explanation == "Its answer."
+    assert lesson.parts[-1].text == "Closing words."
+
+
+def test_file_without_front_matter_or_slots_is_all_markdown():
+    lesson = parse_lesson("# Title\n\nJust text.\n")
+    assert lesson.title == "" and lesson.parts == [Markdown("# Title\n\nJust text.")]
+
+
+def test_unclosed_question_takes_the_rest_of_the_file():
+    lesson = parse_lesson("::: question\nWhy?\n---\nBecause.")
+    assert lesson.questions == [Question("Why?", (), "Because.")]
+
+
+def test_every_lesson_has_a_markdown_file_with_title_and_summary():
+    assert lesson_files_exist()
+    for entry in LESSONS:
+        assert entry.title and entry.summary, entry.markdown
+
+
+def test_built_lessons_have_questions_with_one_right_answer_each():
+    built = [entry for entry in LESSONS if entry.is_built]
+    assert built, "at least lesson 1 is built"
+    for entry in built:
+        questions = load_lesson(entry.markdown).questions
+        assert len(questions) >= 3, entry.markdown
+        for question in questions:
+            assert question.explanation, question.prompt
+            if question.options:
+                assert sum(correct for _, correct in question.options) == 1, question.prompt
+
+
+def test_the_tokenization_page_has_a_builder_for_every_slot_in_its_lesson():
+    page = open(LESSONS[0].page, encoding="utf-8").read()
+    builders = set(re.findall(r'"([a-z\-]+)": [a-z_]+', page))
+    assert set(load_lesson(LESSONS[0].markdown).figure_names) <= builders
+
+
+def test_neighbours():
+    assert neighbours(1) == (None, LESSONS[1])
+    assert neighbours(7) == (LESSONS[5], None)

@@ -1,0 +1,93 @@
+"""Model loading: local folders, the hub path (on tiny random models in a temp folder), failures."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from transformers import GPT2Config, GPT2LMHeadModel
+
+from core import models
+from core.glassbox import run_trace
+from core.models import ModelLoadError, estimated_parameters, load_model
+from core.tokenization import gpt2_tokenizer
+from core.training import parameter_count
+from tests.conftest import random_gpt2
+
+
+@pytest.fixture
+def tiny_folder(tmp_path):
+    model = random_gpt2(n_layer=2, n_head=2, n_embd=32, vocab_size=50257, n_positions=64)
+    model.save_pretrained(tmp_path)
+    gpt2_tokenizer().save_pretrained(tmp_path)
+    return tmp_path
+
+
+def test_local_folder_loads_with_eager_attention_and_traces(tiny_folder):
+    loaded = load_model(str(tiny_folder))
+    assert loaded.model.config._attn_implementation == "eager"
+    assert not loaded.model.training
+    ids = loaded.tokenizer("The cat sat on the")["input_ids"]
+    assert ids == [464, 3797, 3332, 319, 262]
+    trace = run_trace(loaded.model, ids)
+    with torch.no_grad():
+        out = loaded.model(input_ids=torch.tensor([ids]), output_attentions=True)
+    assert len(out.attentions) == 2  # eager attention returns the weights
+    torch.testing.assert_close(trace["logits"], out.logits[0], atol=1e-4, rtol=0)
+
+
+def test_hub_path_uses_from_pretrained_on_the_id(tiny_folder, monkeypatch):
+    """A hub id goes through the same from_pretrained calls; here the 'hub' is a temp folder."""
+    import transformers
+    calls = []
+    real_config, real_model = transformers.AutoConfig.from_pretrained, transformers.GPT2LMHeadModel.from_pretrained
+    real_tokenizer = transformers.AutoTokenizer.from_pretrained
+
+    def redirect(real):
+        def load(source, *args, **kwargs):
+            calls.append(source)
+            return real(str(tiny_folder) if source == "someone/tiny-gpt2" else source, *args, **kwargs)
+        return load
+
+    monkeypatch.setattr(models, "hub_reachable", lambda timeout=1.5: True)
+    monkeypatch.setattr(transformers.AutoConfig, "from_pretrained", redirect(real_config))
+    monkeypatch.setattr(transformers.GPT2LMHeadModel, "from_pretrained", redirect(real_model))
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", redirect(real_tokenizer))
+    loaded = load_model("someone/tiny-gpt2")
+    assert calls.count("someone/tiny-gpt2") == 3  # config, weights, tokenizer
+    assert loaded.model.config.n_layer == 2
+
+
+def test_hub_model_offline_gives_one_sentence(monkeypatch):
+    monkeypatch.setattr(models, "hub_reachable", lambda timeout=1.5: False)
+    with pytest.raises(ModelLoadError) as error:
+        load_model("gpt2")
+    message = str(error.value)
+    assert "cannot be reached" in message and "\n" not in message and "Traceback" not in message
+
+
+def test_missing_folder_and_wrong_architecture_are_refused(tmp_path):
+    with pytest.raises(ModelLoadError, match="no model folder"):
+        load_model(str(tmp_path / "nothing-here"))
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "bert", "vocab_size": 10}))
+    with pytest.raises(ModelLoadError, match="GPT-2-architecture"):
+        load_model(str(tmp_path))
+
+
+def test_too_large_models_are_refused_before_loading_weights(tmp_path):
+    GPT2Config(n_layer=48, n_embd=1600, n_head=25).save_pretrained(tmp_path)  # gpt2-xl sizes, no weights
+    with pytest.raises(ModelLoadError, match="parameters"):
+        load_model(str(tmp_path))
+
+
+def test_estimated_parameters_match_the_real_count():
+    for config in [dict(n_layer=2, n_head=2, n_embd=32), dict(n_layer=3, n_head=4, n_embd=64, n_inner=100)]:
+        model = random_gpt2(**config)
+        assert estimated_parameters(model.config) == parameter_count(model)
+
+
+def test_bundled_model_is_small_and_loads(bundled):
+    size = sum(f.stat().st_size for f in models.BUNDLED_MODEL_DIR.iterdir())
+    assert size <= 10 * 1024 * 1024
+    assert bundled.model.config.model_type == "gpt2"
+    assert bundled.tokenizer("The cat sat on the")["input_ids"]
