@@ -1,0 +1,118 @@
+"""Every page runs under AppTest with the default prompt and with hostile prompts."""
+from __future__ import annotations
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from core.course import LESSONS
+
+PAGES = ["Home.py"] + [entry.page for entry in LESSONS if entry.is_built]
+SCRIPT = "<script>alert(1)</script>"
+HOSTILE_PROMPTS = {
+    "empty": "",
+    "5000-characters": ("The cat sat on the mat. Mia had a red ball. " * 120)[:5000],
+    "emoji": "🙂👍🏽🇬🇧 the cat 🐈‍⬛ sat 🎉",
+    "right-to-left": "שלום עולם. مرحبا بالعالم. The cat",
+    "control-characters": "a\x00b\x07c\x1b[31m\td\r\ne\x7f\u200b\u202e",
+    "script": SCRIPT,
+    "markdown-and-html": '**bold** [link](javascript:alert(1)) <img src=x onerror=alert(1)> `tick` $x$ <b>',
+}
+RAW_HTML_MARKERS = ("<script", "<img", "onerror=", "<b>")
+
+
+def run_page(page: str, prompt: str | None = None) -> AppTest:
+    app = AppTest.from_file(page, default_timeout=60)
+    if prompt is not None:
+        app.session_state["prompt"] = prompt
+    app.run()
+    return app
+
+
+def rendered_texts(app: AppTest) -> list[tuple[str, str]]:
+    """(element type, text) for every element whose text the browser renders as markdown or HTML."""
+    found = []
+    for kind in ("markdown", "caption", "title", "header", "subheader", "info", "warning", "error", "success"):
+        for element in app.get(kind):
+            found.append((kind, element.proto.body if hasattr(element.proto, "body") else str(element.value)))
+    for element in app.get("html"):
+        found.append(("html", element.proto.body))
+    return found
+
+
+def assert_healthy(app: AppTest) -> None:
+    assert not app.exception, [e.value for e in app.exception]
+    for kind, text in rendered_texts(app):
+        for marker in RAW_HTML_MARKERS:
+            assert marker not in text.lower(), f"unescaped user HTML in a {kind} element: {text[:200]!r}"
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_page_runs_with_the_default_prompt(page):
+    app = run_page(page)
+    assert_healthy(app)
+    assert app.session_state["prompt"]  # the default prompt came from lessons/home.md
+
+
+@pytest.mark.parametrize("name", HOSTILE_PROMPTS)
+@pytest.mark.parametrize("page", PAGES)
+def test_page_survives_hostile_prompts(page, name):
+    app = run_page(page, HOSTILE_PROMPTS[name])
+    assert_healthy(app)
+
+
+def test_tokenization_page_shows_the_prompts_real_tokens(bundled):
+    app = run_page(LESSONS[0].page, "The cat sat on the mat")
+    chips = " ".join(element.proto.body for element in app.get("html"))
+    for token in bundled.tokenizer.convert_ids_to_tokens(bundled.tokenizer("The cat sat on the mat")["input_ids"]):
+        assert f">{token}<" in chips
+    for token_id in bundled.tokenizer("The cat sat on the mat")["input_ids"]:
+        assert f">{token_id}<" in chips
+    metrics = {m.label: m.value for m in app.metric}
+    assert metrics["Characters"] == "22"
+    assert metrics["Tokens"] == str(len(bundled.tokenizer("The cat sat on the mat")["input_ids"]))
+
+
+def test_script_prompt_is_shown_escaped_in_the_chips():
+    app = run_page(LESSONS[0].page, SCRIPT)
+    chips = " ".join(element.proto.body for element in app.get("html"))
+    assert "&lt;" in chips and "<script" not in chips
+
+
+def test_unknown_figure_slot_becomes_a_visible_warning(tmp_path, monkeypatch):
+    import core.lessons as lessons
+    (tmp_path / "01_tokenization.md").write_text("---\ntitle: T\nsummary: S\n---\nText\n{{ figure: no-such-figure }}\n")
+    for entry in LESSONS:
+        if entry.number > 1:
+            (tmp_path / entry.markdown).write_text("---\ntitle: X\nsummary: Y\n---\n")
+    (tmp_path / "home.md").write_text((lessons.LESSONS_DIR / "home.md").read_text())
+    monkeypatch.setattr(lessons, "LESSONS_DIR", tmp_path)
+    app = run_page(LESSONS[0].page)
+    assert not app.exception
+    assert any("no-such-figure" in w.value for w in app.warning)
+
+
+def test_prompt_follows_the_student_between_pages():
+    app = AppTest.from_file("Home.py", default_timeout=60)
+    app.run()
+    app.text_area(key="prompt_box").input("Tom had a blue kite.").run()
+    assert app.session_state["prompt"] == "Tom had a blue kite."
+    app.switch_page(LESSONS[0].page).run()
+    assert not app.exception
+    assert app.text_area(key="prompt_box").value == "Tom had a blue kite."
+
+
+def test_example_button_sets_the_prompt():
+    app = run_page("Home.py")
+    app.button(key="example-0").click().run()
+    assert app.session_state["prompt"] == app.text_area(key="prompt_box").value != ""
+
+
+def test_unreachable_hub_model_falls_back_with_one_sentence(monkeypatch):
+    import core.models as models
+    monkeypatch.setattr(models, "hub_reachable", lambda timeout=1.5: False)
+    app = run_page("Home.py")
+    app.selectbox(key="model_box").select("gpt2").run()
+    assert not app.exception
+    assert app.session_state["model_key"] == "glassbox-stories"
+    warnings = [w.value for w in app.warning]
+    assert any("cannot be reached" in w for w in warnings), warnings

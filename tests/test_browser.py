@@ -1,0 +1,40 @@
+"""A real browser: headless Chromium against `streamlit run Home.py`."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.streamlit_server import browser_page, chromium_path, running_app, wait_until_idle
+
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+PROMPT = "The cat sat on the mat."
+
+
+def no_errors(page) -> None:
+    assert page.locator('[data-testid="stException"]').count() == 0
+    errors = page.locator('[data-testid="stAlertContentError"]')
+    assert errors.count() == 0, errors.all_inner_texts()
+
+
+def test_enter_a_prompt_on_home_and_see_its_tokens():
+    if chromium_path() is None:
+        pytest.fail("Debian's chromium is needed for the browser test: apt-get install chromium")
+    ARTIFACTS.mkdir(exist_ok=True)
+    with running_app() as (url, _, _), browser_page() as page:
+        page.goto(url)
+        page.get_by_text("The lessons").first.wait_for(timeout=60_000)
+        wait_until_idle(page)
+        no_errors(page)
+        box = page.get_by_label("Your prompt")
+        box.fill(PROMPT)
+        box.press("Control+Enter")
+        wait_until_idle(page)
+        page.get_by_role("button", name="Start with lesson 1").click()
+        page.locator(".gb-chip").first.wait_for(timeout=60_000)
+        wait_until_idle(page)
+        assert page.get_by_label("Your prompt").input_value() == PROMPT
+        chips = page.locator(".gb-chip .gb-tok").all_inner_texts()
+        assert chips[:4] == ["The", "Ġcat", "Ġsat", "Ġon"], chips[:10]
+        no_errors(page)
+        page.screenshot(path=str(ARTIFACTS / "tokenization.png"), full_page=False)
