@@ -24,7 +24,7 @@ import torch  # noqa: E402
 from streamlit.testing.v1 import AppTest  # noqa: E402
 from transformers import GPT2Config, GPT2LMHeadModel  # noqa: E402
 
-from core.course import LESSONS  # noqa: E402
+from core.course import APP_DIR, LESSONS  # noqa: E402
 from core.glassbox import run_trace  # noqa: E402
 from core.lessons import load_lesson  # noqa: E402
 from core.models import load_model  # noqa: E402
@@ -62,9 +62,11 @@ def trace_vs_forward(model_key: str, prompt: str) -> tuple[float, float, int]:
 
 
 def page_rerun(page: str, model_key: str) -> float:
-    app = AppTest.from_file(page, default_timeout=120)
+    app = AppTest.from_file(str(APP_DIR / "Home.py"), default_timeout=120)
     app.session_state["model_key"] = model_key
     app.run()  # cold: loads the model, fills the caches
+    if page != "Home.py":
+        app.switch_page(page).run()
     if app.exception:
         raise RuntimeError(f"{page}: {app.exception[0].value}")
     return median_seconds(app.run, RERUNS)

@@ -85,11 +85,13 @@ def merge_steps_table(steps: list[MergeStep]) -> pd.DataFrame:
         rows.append({
             "step": number,
             "merged pair": "(start: one symbol per byte)" if step.merged is None else " + ".join(step.merged),
-            "merge rank": "" if step.rank is None else step.rank,
+            "merge rank": step.rank,
             "pieces": " | ".join(step.pieces),
             "how many": len(step.pieces),
         })
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    table["merge rank"] = table["merge rank"].astype("Int64")  # empty for the start row
+    return table
 
 
 def byte_fallback_table(text: str, tokenizers: dict[str, object], max_characters: int = 40) -> pd.DataFrame:

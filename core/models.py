@@ -26,11 +26,11 @@ class ModelChoice:
 
 
 REGISTRY: tuple[ModelChoice, ...] = (
-    ModelChoice("glassbox-stories", "Course model (bundled, 0.9M parameters, works offline)",
+    ModelChoice("glassbox-stories", "Course model (bundled, offline)",
                 str(BUNDLED_MODEL_DIR), from_hub=False),
-    ModelChoice("gpt2", "GPT-2 small (124M, from the Hugging Face hub)", "gpt2", from_hub=True),
-    ModelChoice("distilgpt2", "DistilGPT-2 (82M, from the hub)", "distilgpt2", from_hub=True),
-    ModelChoice("gpt2-medium", "GPT-2 medium (355M, from the hub)", "gpt2-medium", from_hub=True),
+    ModelChoice("gpt2", "GPT-2 small (124M, hub)", "gpt2", from_hub=True),
+    ModelChoice("distilgpt2", "DistilGPT-2 (82M, hub)", "distilgpt2", from_hub=True),
+    ModelChoice("gpt2-medium", "GPT-2 medium (355M, hub)", "gpt2-medium", from_hub=True),
 )
 DEFAULT_MODEL = REGISTRY[0]
 
