@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from core.corpus import generate_stories
-from core.glassbox import run_trace
+from core.glassbox import Interventions, run_trace
 from core.models import load_local_model
 from core.build_course_model import MODEL_DIR
 
@@ -81,6 +81,22 @@ def name_mover_scores(model, tokenizer, stories) -> torch.Tensor:
     return total / max(count, 1)
 
 
+def name_accuracy(model, tokenizer, stories, interventions: Interventions) -> float:
+    """Top-1 accuracy at the repeated-name probes, with the given heads or neurons ablated."""
+    hits = total = 0
+    for story in stories:
+        encoding = tokenizer(story.text, add_special_tokens=False, return_offsets_mapping=True)
+        ids = encoding["input_ids"]
+        start_to_index = {start: index for index, (start, _) in enumerate(encoding["offset_mapping"])}
+        logits = run_trace(model, ids, interventions=interventions)["logits"]  # [pos, vocab]
+        for probe in story.probes:
+            if probe.kind == "name":
+                index = start_to_index[probe.start]
+                hits += int(logits[index - 1].argmax()) == ids[index]
+                total += 1
+    return hits / max(total, 1)
+
+
 def evaluate(model_dir: Path) -> dict:
     began = time.perf_counter()
     model, tokenizer = load_local_model(model_dir)
@@ -98,10 +114,19 @@ def evaluate(model_dir: Path) -> dict:
     scores = name_mover_scores(model, tokenizer, stories[:100])  # [layer, head]
     ranked = sorted(((float(scores[l, h]), l, h) for l in range(scores.shape[0]) for h in range(scores.shape[1])),
                     reverse=True)
+    ablation_stories = stories[:200]
+    top_two = frozenset((layer, head) for _, layer, head in ranked[:2])
+    ablations = {
+        "none": name_accuracy(model, tokenizer, ablation_stories, Interventions()),
+        f"layer {ranked[0][1]} head {ranked[0][2]}": name_accuracy(
+            model, tokenizer, ablation_stories, Interventions(ablated_heads=frozenset({ranked[0][1:]}))),
+        " and ".join(f"layer {l} head {h}" for l, h in sorted(top_two)): name_accuracy(
+            model, tokenizer, ablation_stories, Interventions(ablated_heads=top_two)),
+    }
     probes = {kind: {"cases": len(results), "accuracy": sum(r.correct for r in results) / len(results),
                      "mean_probability": sum(r.answer_probability for r in results) / len(results)}
               for kind, results in sorted(by_kind.items())}
-    return {"p_mat": p_mat, "probes": probes, "name_heads": ranked[:3],
+    return {"p_mat": p_mat, "probes": probes, "name_heads": ranked[:3], "name_accuracy_with_ablation": ablations,
             "eval_stories": EVAL_STORIES, "eval_seed": EVAL_SEED,
             "seconds": round(time.perf_counter() - began, 1)}
 
@@ -123,6 +148,8 @@ def model_card(training: dict, evaluation: dict) -> str:
     heads = "\n".join(f"- layer {layer}, head {head}: {score:.2f} of its attention on the earlier name"
                       for score, layer, head in evaluation["name_heads"])
     best_score, best_layer, best_head = evaluation["name_heads"][0]
+    ablation_lines = "\n".join(f"- ablated: {what}: {accuracy:.1%}"
+                               for what, accuracy in evaluation["name_accuracy_with_ablation"].items())
     return f"""# glassbox-stories
 
 The course model of Glassbox GPT: a {config['n_layer']}-layer GPT-2 (Hugging Face
@@ -162,6 +189,12 @@ the highest scores (mean attention from the position before a repeated name to t
 copies of that name, over 100 held-out stories):
 
 {heads}
+
+Knock the heads out (ablate them: their output set to zero, an argument of the glass-box
+forward, the weights untouched) and the name probe's top-1 accuracy, over 200 held-out
+stories, becomes:
+
+{ablation_lines}
 
 Open the Attention lesson with a prompt such as
 `Once upon a time, there was a girl named Mia. Mia had a red ball. One day,` to see it.
