@@ -160,3 +160,37 @@ def lesson_page(number: int) -> tuple[Lesson, LoadedModel]:
     st.sidebar.caption(f"Using **{loaded.name}**")
     st.title(f"Lesson {number} · {lesson.title}")
     return lesson, loaded
+
+
+def lesson_trace(loaded: LoadedModel, prompt: str, **interventions):
+    """The cached trace of the prompt (None, with a message, if the prompt has no tokens)."""
+    from core.cached import MAX_TRACE_TOKENS, cached_trace
+
+    if not prompt:
+        st.info("Your prompt is empty. Type something in the box above to see the model at work.")
+        return None
+    trace = cached_trace(loaded.name, prompt, **interventions)
+    if trace.truncated and not interventions:
+        st.caption(f"Your prompt has {trace.n_tokens + trace.dropped_tokens:,} tokens; the lesson shows the last "
+                   f"{trace.n_tokens} (at most {MAX_TRACE_TOKENS}, and never more than the model's context).")
+    return trace
+
+
+def layer_head_state(trace, key: str) -> tuple[int, int]:
+    """The chosen layer and head, kept in the session so every figure of the page agrees
+    (reset to 0 when the model has fewer layers or heads than the choice)."""
+    state = st.session_state
+    layer_key, head_key = f"{key}_layer", f"{key}_head"
+    if not 0 <= state.get(layer_key, 0) < trace.n_layer:
+        state[layer_key] = 0
+    if not 0 <= state.get(head_key, 0) < trace.n_head:
+        state[head_key] = 0
+    state.setdefault(layer_key, 0)
+    state.setdefault(head_key, 0)
+    return state[layer_key], state[head_key]
+
+
+def layer_head_picker(trace, key: str) -> None:
+    left, right = st.columns(2)
+    left.selectbox("Layer", range(trace.n_layer), key=f"{key}_layer")
+    right.selectbox("Head", range(trace.n_head), key=f"{key}_head")

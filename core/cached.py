@@ -34,6 +34,7 @@ def cached_bpe_merges(name: str, _tokenizer) -> list[tuple[str, str]]:
 @st.cache_data(max_entries=32, show_spinner=False)
 def cached_trace(model_key: str, prompt: str, ablated_heads: frozenset = frozenset(),
                  ablated_neurons: frozenset = frozenset(), use_positions: bool = True) -> Trace:
+    """Raises ValueError for a prompt with no tokens."""
     loaded = cached_model(model_key)
     tokens = prompt_tokens(loaded.tokenizer, prompt)
     interventions = Interventions(frozenset(ablated_heads), frozenset(ablated_neurons), use_positions)

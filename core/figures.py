@@ -142,3 +142,96 @@ def word_splits_table(words: list[str], tokenizers: dict[str, object]) -> pd.Dat
         rows.append((most, row))
     rows.sort(key=lambda pair: -pair[0])
     return pd.DataFrame([row for _, row in rows])
+
+
+# --- heatmaps and flows over the trace ----------------------------------------------------------
+def plotly_text(text: str) -> str:
+    """Text for Plotly labels: whitespace made visible and HTML-escaped (Plotly reads some tags)."""
+    return html.escape(visible(text), quote=False)
+
+
+def token_labels(token_strings: list[str]) -> list[str]:
+    """Axis labels that stay distinct when a token repeats: '3 ␣Mia'."""
+    return [f"{i} {plotly_text(s)}" for i, s in enumerate(token_strings)]
+
+
+def heatmap(values, x_labels: list[str], y_labels: list[str], title: str, x_title: str = "", y_title: str = "",
+            diverging: bool = True, show_values: bool | None = None, height: int | None = None,
+            value_format: str = ".2f") -> go.Figure:
+    """A labelled heatmap of real values. Diverging (blue-white-red around 0) or sequential.
+    NaN and -inf cells (masked scores) are left blank."""
+    import torch
+
+    z = values.detach().float() if isinstance(values, torch.Tensor) else torch.tensor(values, dtype=torch.float32)
+    z = torch.where(torch.isfinite(z), z, torch.full_like(z, float("nan")))
+    rows, cols = z.shape
+    if show_values is None:
+        show_values = rows * cols <= 400
+    limit = float(torch.nan_to_num(z.abs(), nan=0.0).max()) or 1.0
+    trace = go.Heatmap(
+        z=z.tolist(), x=x_labels, y=y_labels,
+        colorscale="RdBu_r" if diverging else "Blues", zmid=0 if diverging else None,
+        zmin=-limit if diverging else None, zmax=limit if diverging else None,
+        texttemplate=f"%{{z:{value_format}}}" if show_values else None, textfont={"size": 10},
+        hovertemplate=f"{y_title or 'row'} %{{y}}<br>{x_title or 'column'} %{{x}}<br>value %{{z:.4f}}<extra></extra>",
+        hoverongaps=False)
+    figure = go.Figure(trace)
+    figure.update_layout(title=title, height=height or max(260, min(900, 60 + 22 * rows)),
+                         margin=dict(l=10, r=10, t=40, b=10), xaxis_title=x_title, yaxis_title=y_title,
+                         yaxis=dict(autorange="reversed", type="category"), xaxis=dict(type="category"))
+    return figure
+
+
+def bar(labels: list[str], values: list[float], title: str, x_title: str = "", colours=None) -> go.Figure:
+    figure = go.Figure(go.Bar(x=labels, y=values, marker_color=colours or "#2563eb",
+                              hovertemplate="%{x}: %{y:.4f}<extra></extra>"))
+    figure.update_layout(title=title, height=300, margin=dict(l=10, r=10, t=40, b=10), xaxis_title=x_title,
+                         xaxis=dict(type="category"))
+    return figure
+
+
+def small_multiples(patterns: list, titles: list[str], labels: list[str], columns: int, title: str) -> go.Figure:
+    """Several attention patterns side by side, sharing one 0–1 colour scale."""
+    from plotly.subplots import make_subplots
+
+    rows = (len(patterns) + columns - 1) // columns
+    figure = make_subplots(rows=rows, cols=columns, subplot_titles=titles, horizontal_spacing=0.02,
+                           vertical_spacing=0.06 if rows > 1 else 0.1)
+    for index, pattern in enumerate(patterns):
+        figure.add_trace(go.Heatmap(z=pattern.tolist(), x=labels, y=labels, colorscale="Blues", zmin=0, zmax=1,
+                                    showscale=index == 0, hovertemplate="query %{y}<br>key %{x}<br>weight %{z:.3f}"
+                                    "<extra></extra>"), row=index // columns + 1, col=index % columns + 1)
+    figure.update_xaxes(showticklabels=False)
+    figure.update_yaxes(showticklabels=False, autorange="reversed")
+    figure.update_layout(title=title, height=60 + 230 * rows, margin=dict(l=10, r=10, t=60, b=10))
+    return figure
+
+
+def attention_sankey(links: list[tuple[int, int, float]], token_strings: list[str], title: str) -> go.Figure:
+    """Source tokens (left, as keys) to destination tokens (right, as queries); width = attention weight."""
+    positions = sorted({k for k, _, _ in links} | {q for _, q, _ in links})
+    labels = token_labels(token_strings)
+    left = {p: i for i, p in enumerate(positions)}
+    right = {p: len(positions) + i for i, p in enumerate(positions)}
+    node_labels = [f"{labels[p]} (key)" for p in positions] + [f"{labels[p]} (query)" for p in positions]
+    figure = go.Figure(go.Sankey(
+        arrangement="fixed",
+        node=dict(label=node_labels, pad=6, thickness=12,
+                  x=[0.01] * len(positions) + [0.99] * len(positions),
+                  y=[0.01 + 0.98 * i / max(1, len(positions) - 1) for i in range(len(positions))] * 2),
+        link=dict(source=[left[k] for k, _, _ in links], target=[right[q] for _, q, _ in links],
+                  value=[w for _, _, w in links],
+                  hovertemplate="from %{source.label}<br>to %{target.label}<br>weight %{value:.3f}<extra></extra>")))
+    figure.update_layout(title=title, height=max(400, 22 * len(positions)), margin=dict(l=10, r=10, t=40, b=10))
+    return figure
+
+
+def grouped_bars(labels: list[str], series: dict[str, list[float]], title: str, x_title: str = "") -> go.Figure:
+    """Bars side by side per label, one colour per series (e.g. before / after an intervention)."""
+    colours = ["#2563eb", "#f97316", "#16a34a", "#9333ea"]
+    figure = go.Figure([go.Bar(name=name, x=labels, y=values, marker_color=colours[i % len(colours)],
+                               hovertemplate=f"{name}: %{{y:.4f}}<extra>%{{x}}</extra>")
+                        for i, (name, values) in enumerate(series.items())])
+    figure.update_layout(title=title, barmode="group", height=340, margin=dict(l=10, r=10, t=40, b=10),
+                         xaxis=dict(type="category", title=x_title), yaxis_title="probability")
+    return figure

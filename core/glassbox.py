@@ -63,6 +63,7 @@ class Trace:
         blocks.L.ln1.out       [pos, d_model]   after γ and β: the attention block's input
         blocks.L.attn.q/k/v    [head, pos, d_head]
         blocks.L.attn.scores   [head, query, key]  Q·Kᵀ, raw
+        blocks.L.attn.scale    []               the divisor of the scores (√d_head)
         blocks.L.attn.scores_scaled  [head, query, key]  ÷ √d_head
         blocks.L.attn.scores_masked  [head, query, key]  future keys set to -inf
         blocks.L.attn.pattern  [head, query, key]  softmax over keys; each row sums to 1
@@ -192,6 +193,7 @@ def run_trace(model, token_ids: list[int], token_strings: list[str] | None = Non
         resid = resid + attn_out  # [pos, d_model]
         t.update({f"{p}.attn.q": q, f"{p}.attn.k": k, f"{p}.attn.v": v,
                   f"{p}.attn.scores": scores, f"{p}.attn.scores_scaled": scores_scaled,
+                  f"{p}.attn.scale": torch.tensor(scale),  # [] the divisor: √d_head (× layer+1 if so configured)
                   f"{p}.attn.scores_masked": scores_masked, f"{p}.attn.pattern": pattern,
                   f"{p}.attn.z": z, f"{p}.attn.head_out": head_out, f"{p}.attn.out": attn_out,
                   f"{p}.resid_mid": resid})

@@ -1,0 +1,157 @@
+"""Lesson 4: Attention. Layout and widgets; the math is in core.attention, the figures in core.figures."""
+import pandas as pd
+import streamlit as st
+
+import course_ui
+from core import attention, figures
+from core.cached import cached_trace
+
+OVERVIEW_TOKENS = 32  # the all-layers overview draws the last tokens only
+
+lesson, loaded = course_ui.lesson_page(4)
+prompt = course_ui.prompt_box()
+trace = course_ui.lesson_trace(loaded, prompt)
+if trace is not None:
+    layer, head = course_ui.layer_head_state(trace, "attn")
+    labels = figures.token_labels(trace.token_strings)
+    path = f"blocks.{layer}.attn"
+    d_head = trace[f"{path}.q"].shape[-1]
+
+
+def needs_trace(build):
+    """A figure builder that shows a short note instead when there is no prompt."""
+    def guarded() -> None:
+        if trace is None:
+            st.caption("(This figure appears when the prompt has at least one token.)")
+        else:
+            build()
+    return guarded
+
+
+@needs_trace
+def head_picker() -> None:
+    course_ui.layer_head_picker(trace, "attn")
+    st.caption(f"{trace.n_layer} layers × {trace.n_head} heads; each head's vectors have "
+               f"d_head = {d_head} entries; scores are divided by {float(trace[f'{path}.scale']):.3f}.")
+
+
+@needs_trace
+def qkv() -> None:
+    columns = st.columns(3)
+    for column, name in zip(columns, ("q", "k", "v")):
+        values = trace[f"{path}.{name}"][head]  # [pos, d_head]
+        column.plotly_chart(figures.heatmap(values, list(range(d_head)), labels, f"{name.upper()} (layer {layer}, head {head})",
+                                            "entry", "position", show_values=False), key=f"qkv-{name}")
+
+
+@needs_trace
+def scores() -> None:
+    columns = st.columns(3)
+    for column, (name, title) in zip(columns, (("scores", "Q·Kᵀ"), ("scores_scaled", "÷ √d_head"),
+                                               ("scores_masked", "masked"))):
+        column.plotly_chart(figures.heatmap(trace[f"{path}.{name}"][head], labels, labels, title, "key", "query"),
+                            key=f"scores-{name}")
+
+
+@needs_trace
+def pattern() -> None:
+    st.plotly_chart(figures.heatmap(trace[f"{path}.pattern"][head], labels, labels,
+                                    f"Attention pattern, layer {layer}, head {head}", "key (looked at)",
+                                    "query (looking)", diverging=False), key="pattern")
+
+
+@needs_trace
+def head_output() -> None:
+    z = trace[f"{path}.z"]  # [head, pos, d_head]
+    concatenated = z.transpose(0, 1).reshape(trace.n_tokens, -1)  # [pos, head * d_head]
+    columns = st.columns(3)
+    columns[0].plotly_chart(figures.heatmap(z[head], list(range(d_head)), labels, f"Head {head} output z = pattern · V",
+                                            "entry", "position", show_values=False), key="z")
+    columns[1].plotly_chart(figures.heatmap(concatenated, list(range(concatenated.shape[1])), labels,
+                                            "All heads side by side", "entry", "position", show_values=False),
+                            key="concat")
+    columns[2].plotly_chart(figures.heatmap(trace[f"{path}.out"], list(range(trace[f'{path}.out'].shape[1])), labels,
+                                            "× c_proj + bias: added to the residual stream", "entry", "position",
+                                            show_values=False), key="attn-out")
+
+
+@needs_trace
+def by_hand() -> None:
+    query = st.selectbox("Query position", range(trace.n_tokens), index=trace.n_tokens - 1, key="attn_query",
+                         format_func=lambda i: labels[i])
+    steps = attention.worked_query_row(trace, layer, head, query)
+    table = pd.DataFrame([{
+        "key": f"{s.key} {figures.visible(s.key_token)}", "q·k": round(s.dot, 4),
+        f"÷ {float(trace[f'{path}.scale']):.3f}": None if s.masked else round(s.scaled, 4),
+        "masked?": "yes (−∞)" if s.masked else "", "exp(score − max)": round(s.exp, 4), "weight": round(s.weight, 4),
+    } for s in steps])
+    st.dataframe(table, hide_index=True, height=min(600, 40 + 35 * len(steps)))
+    total = sum(s.weight for s in steps)
+    largest_gap = max(abs(s.weight - float(trace[f"{path}.pattern"][head, query, s.key])) for s in steps)
+    st.caption(f"Weights sum to {total:.6f}. The largest difference from the model's own pattern row is "
+               f"{largest_gap:.1e}.")
+
+
+@needs_trace
+def all_heads() -> None:
+    patterns = [trace[f"{path}.pattern"][h] for h in range(trace.n_head)]
+    st.plotly_chart(figures.small_multiples(patterns, [f"head {h}" for h in range(trace.n_head)], labels,
+                                            columns=min(4, trace.n_head), title=f"Every head of layer {layer}"),
+                    key="all-heads")
+
+
+@needs_trace
+def overview() -> None:
+    first = max(0, trace.n_tokens - OVERVIEW_TOKENS)
+    patterns = [trace[f"blocks.{l}.attn.pattern"][h, first:, first:]
+                for l in range(trace.n_layer) for h in range(trace.n_head)]
+    titles = [f"{l}.{h}" for l in range(trace.n_layer) for h in range(trace.n_head)]
+    note = f" (last {OVERVIEW_TOKENS} tokens)" if first else ""
+    st.plotly_chart(figures.small_multiples(patterns, titles, labels[first:], columns=trace.n_head,
+                                            title=f"All layers (rows) × heads (columns), layer.head{note}"),
+                    key="overview")
+
+
+@needs_trace
+def sankey() -> None:
+    links = attention.attention_links(trace, layer, head)
+    st.plotly_chart(figures.attention_sankey(links, trace.token_strings,
+                                             f"Attention flow, layer {layer}, head {head}"), key="sankey")
+
+
+@needs_trace
+def head_roles() -> None:
+    scores_by_role = attention.head_scores(trace)
+    heads = [str(h) for h in range(trace.n_head)]
+    layers = [str(l) for l in range(trace.n_layer)]
+    columns = st.columns(3)
+    for column, (role, table) in zip(columns, scores_by_role.items()):
+        column.plotly_chart(figures.heatmap(table, heads, layers, f"{role} score", "head", "layer", diverging=False),
+                            key=f"role-{role}")
+        best_layer, best_head, best = attention.strongest_head(table)
+        column.caption(f"Highest on your prompt: layer {best_layer}, head {best_head} ({best:.2f}).")
+
+
+@needs_trace
+def ablation() -> None:
+    options = [(l, h) for l in range(trace.n_layer) for h in range(trace.n_head)]
+    chosen = st.multiselect("Heads to switch off (layer.head)", options, key="attn_ablate",
+                            format_func=lambda pair: f"{pair[0]}.{pair[1]}")
+    after = cached_trace(loaded.name, prompt, ablated_heads=frozenset(chosen))
+    change = attention.prediction_change(trace, after)
+    names = [figures.plotly_text(loaded.tokenizer.decode([i])) for i in change.token_ids]
+    st.plotly_chart(figures.grouped_bars(names, {"before": change.before, "after": change.after},
+                                         "Next-token probabilities, before and after", "candidate next token"),
+                    key="ablation-bars")
+    top = figures.md_escape(figures.visible(loaded.tokenizer.decode([change.chosen_id])))
+    left, right = st.columns(2)
+    left.metric(f"log P({top}) before", f"{change.logprob_before:.3f}")
+    right.metric("after", f"{change.logprob_after:.3f}", delta=f"{change.logprob_after - change.logprob_before:+.3f}")
+
+
+course_ui.render_lesson(lesson, {
+    "head-picker": head_picker, "qkv": qkv, "scores": scores, "pattern": pattern, "head-output": head_output,
+    "by-hand": by_hand, "all-heads": all_heads, "overview": overview, "sankey": sankey, "head-roles": head_roles,
+    "ablation": ablation,
+}, key="lesson4")
+course_ui.lesson_navigation(4)

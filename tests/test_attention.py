@@ -1,0 +1,88 @@
+"""The Attention lesson's math against the trace and against hand-made patterns."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from core import attention
+from core.tokenization import prompt_tokens
+from core.glassbox import Interventions, Trace, run_trace
+from tests.conftest import random_gpt2
+
+
+@pytest.fixture(scope="module")
+def trace():
+    model = random_gpt2(n_layer=2, n_head=4, n_embd=64, vocab_size=30)
+    return run_trace(model, [3, 7, 3, 9, 7, 3, 1, 2])
+
+
+def test_worked_query_row_equals_the_trace_pattern(trace):
+    for layer, head, query in [(0, 0, 7), (1, 3, 4), (1, 1, 0)]:
+        steps = attention.worked_query_row(trace, layer, head, query)
+        row = trace[f"blocks.{layer}.attn.pattern"][head, query]
+        assert [s.weight for s in steps] == pytest.approx(row.tolist(), abs=1e-6)
+        assert all(s.masked == (s.key > query) for s in steps)
+        assert sum(s.weight for s in steps) == pytest.approx(1.0)
+        scale = math.sqrt(trace[f"blocks.{layer}.attn.q"].shape[-1])
+        raw = trace[f"blocks.{layer}.attn.scores"][head, query]
+        assert [s.dot for s in steps] == pytest.approx(raw.tolist(), abs=1e-5)
+        assert [s.scaled for s in steps] == pytest.approx((raw / scale).tolist(), abs=1e-5)
+
+
+def test_worked_row_on_the_bundled_model(bundled):
+    tokens = prompt_tokens(bundled.tokenizer, "Once upon a time, there was a girl named Mia. Mia had a red ball. One day,")
+    trace = run_trace(bundled.model, [t.id for t in tokens], [t.text for t in tokens])
+    steps = attention.worked_query_row(trace, 0, 0, trace.n_tokens - 1)
+    assert [s.weight for s in steps] == pytest.approx(trace["blocks.0.attn.pattern"][0, -1].tolist(), abs=1e-6)
+    # the course model's name head looks at the name when " Mia" comes next
+    weight_on_name = sum(s.weight for s in steps if s.key_token == " Mia")
+    assert weight_on_name > 0.5
+
+
+def hand_made_trace(ids: list[int], patterns: torch.Tensor) -> Trace:
+    """A trace holding only attention patterns [layer, head, query, key], made by hand."""
+    return Trace(token_ids=ids, token_strings=[str(i) for i in ids], n_layer=patterns.shape[0],
+                 n_head=patterns.shape[1], tensors={f"blocks.{l}.attn.pattern": patterns[l]
+                                                    for l in range(patterns.shape[0])})
+
+
+def test_head_scores_on_hand_made_patterns():
+    n = 4
+    previous = torch.zeros(n, n)
+    previous[0, 0] = 1
+    for q in range(1, n):
+        previous[q, q - 1] = 1  # a perfect previous-token head
+    first = torch.zeros(n, n)
+    first[:, 0] = 1  # a perfect first-token head
+    patterns = torch.stack([torch.stack([previous, first])])  # [1 layer, 2 heads, 4, 4]
+    scores = attention.head_scores(hand_made_trace([5, 6, 5, 7], patterns))
+    # the first-token head also looks at the previous token from query 1: 1/3 of the queries
+    assert scores["previous-token"][0].tolist() == pytest.approx([1.0, 1 / 3])
+    assert scores["first-token"][0].tolist() == pytest.approx([1 / 3, 1.0])  # query 1: previous = first
+    # token 5 repeats at position 2; its earlier copy is position 0, which only the first-token head looks at
+    assert scores["same-token"][0].tolist() == [0.0, 1.0]
+    assert attention.strongest_head(scores["previous-token"]) == (0, 0, 1.0)
+
+
+def test_attention_links_keep_weights_above_the_threshold(trace):
+    links = attention.attention_links(trace, 1, 2, min_weight=0.1)
+    pattern = trace["blocks.1.attn.pattern"][2]
+    assert links and all(w >= 0.1 for _, _, w in links)
+    assert all(key <= query for key, query, _ in links)
+    assert len(links) == int((pattern >= 0.1).sum())
+    for key, query, weight in links:
+        assert weight == pytest.approx(float(pattern[query, key]))
+
+
+def test_prediction_change(trace):
+    model = random_gpt2(n_layer=2, n_head=4, n_embd=64, vocab_size=30)
+    ids = trace.token_ids
+    same = attention.prediction_change(trace, run_trace(model, ids))
+    assert same.before == pytest.approx(same.after) and same.logprob_before == pytest.approx(same.logprob_after)
+    ablated = run_trace(model, ids, interventions=Interventions(ablated_heads=frozenset({(0, 0), (1, 1)})))
+    change = attention.prediction_change(trace, ablated)
+    assert change.token_ids[0] == int(trace.next_token_probs().argmax())
+    assert change.after[0] == pytest.approx(float(ablated.next_token_probs()[change.token_ids[0]]))
+    assert change.logprob_after == pytest.approx(math.log(change.after[0]), abs=1e-5)
