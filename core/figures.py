@@ -235,3 +235,19 @@ def grouped_bars(labels: list[str], series: dict[str, list[float]], title: str, 
     figure.update_layout(title=title, barmode="group", height=340, margin=dict(l=10, r=10, t=40, b=10),
                          xaxis=dict(type="category", title=x_title), yaxis_title="probability")
     return figure
+
+
+def embedding_map(coords, labels: list[str], highlighted: list[bool], explained: list[float], title: str) -> go.Figure:
+    """A 2-D scatter of token embeddings; highlighted points (the prompt's tokens) drawn larger, labelled."""
+    points = [(float(x), float(y), label, mark) for (x, y), label, mark in zip(coords.tolist(), labels, highlighted)]
+    figure = go.Figure()
+    for mark, name, size, colour in ((False, "vocabulary", 6, "#93c5fd"), (True, "your prompt", 11, "#dc2626")):
+        chosen = [p for p in points if p[3] == mark]
+        figure.add_trace(go.Scatter(
+            x=[p[0] for p in chosen], y=[p[1] for p in chosen], mode="markers+text" if mark else "markers",
+            text=[p[2] for p in chosen], textposition="top center", name=name,
+            marker=dict(size=size, color=colour), hovertemplate="%{text}<extra></extra>"))
+    figure.update_layout(title=title, height=560, margin=dict(l=10, r=10, t=40, b=10),
+                         xaxis_title=f"direction 1 ({explained[0]:.1%} of the variance)",
+                         yaxis_title=f"direction 2 ({explained[1]:.1%} of the variance)")
+    return figure

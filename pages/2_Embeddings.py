@@ -1,0 +1,102 @@
+"""Lesson 2: Embeddings. Layout and widgets; the math is in core.embeddings, the figures in core.figures."""
+import pandas as pd
+import streamlit as st
+
+import course_ui
+from core import embeddings, figures
+from core.tokenization import prompt_tokens
+
+lesson, loaded = course_ui.lesson_page(2)
+prompt = course_ui.prompt_box()
+trace = course_ui.lesson_trace(loaded, prompt)
+matrix = embeddings.embedding_matrix(loaded.model)  # [vocab, d_model]
+
+
+def token_name(token_id: int) -> str:
+    return figures.visible(loaded.tokenizer.decode([token_id]))
+
+
+def needs_trace(build):
+    def guarded() -> None:
+        if trace is None:
+            st.caption("(This figure appears when the prompt has at least one token.)")
+        else:
+            build()
+    return guarded
+
+
+@needs_trace
+def embedding_lookup() -> None:
+    labels = [f"{label} (id {i})" for label, i in zip(figures.token_labels(trace.token_strings), trace.token_ids)]
+    st.caption(f"The embedding matrix of {loaded.name} has {matrix.shape[0]:,} rows (one per token) and "
+               f"{matrix.shape[1]} columns.")
+    st.plotly_chart(figures.heatmap(trace["embed.token"], list(range(matrix.shape[1])), labels,
+                                    "The prompt's rows of the token embedding matrix", "entry", "token",
+                                    show_values=False), key="lookup")
+
+
+@needs_trace
+def norms() -> None:
+    values = trace["embed.token"].norm(dim=-1).tolist()
+    st.plotly_chart(figures.bar(figures.token_labels(trace.token_strings), values,
+                                "Length (norm) of each token's embedding vector", "token"), key="norms")
+
+
+@needs_trace
+def cosine() -> None:
+    labels = figures.token_labels(trace.token_strings)
+    st.plotly_chart(figures.heatmap(embeddings.cosine_matrix(trace["embed.token"]), labels, labels,
+                                    "Cosine similarity between the prompt's token embeddings", "token", "token"),
+                    key="cosine")
+
+
+def neighbour_table(token_id: int) -> pd.DataFrame:
+    return pd.DataFrame([{"token": token_name(i), "id": i, "cosine": round(c, 4)}
+                         for i, c in embeddings.nearest_neighbours(matrix, token_id)])
+
+
+@needs_trace
+def neighbours() -> None:
+    distinct = list(dict.fromkeys(trace.token_ids))
+    token_id = st.selectbox("Token", distinct, format_func=lambda i: f"{token_name(i)} (id {i})", key="emb_token")
+    st.dataframe(neighbour_table(token_id), hide_index=True)
+
+
+def pca() -> None:
+    prompt_ids = trace.token_ids if trace is not None else []
+    ids = embeddings.vocabulary_sample(matrix.shape[0], prompt_ids)
+    coords, explained = embeddings.pca_2d(matrix[ids])
+    marked = set(prompt_ids)
+    st.plotly_chart(figures.embedding_map(coords, [figures.plotly_text(token_name(i)) for i in ids],
+                                          [i in marked for i in ids], explained,
+                                          f"{len(ids)} token embeddings of {loaded.name}, by PCA"), key="pca")
+
+
+def compare_tokens() -> None:
+    left, right = st.columns(2)
+    chosen = []
+    for column, key, default in ((left, "emb_first", " he"), (right, "emb_second", " she")):
+        st.session_state.setdefault(key, default)
+        text = column.text_input("Token (a leading space matters)", key=key, max_chars=50)
+        tokens = prompt_tokens(loaded.tokenizer, text)
+        if not tokens:
+            column.caption("Type a token.")
+            return
+        if len(tokens) > 1:
+            column.caption(f"That is {len(tokens)} tokens for this model; using the first, "
+                           f"{figures.md_escape(tokens[0].symbols)}.")
+        chosen.append(tokens[0].id)
+        column.dataframe(neighbour_table(tokens[0].id), hide_index=True)
+    first, second = chosen
+    shared = ({i for i, _ in embeddings.nearest_neighbours(matrix, first)}
+              & {i for i, _ in embeddings.nearest_neighbours(matrix, second)})
+    st.metric("Cosine similarity of the two", f"{embeddings.cosine(matrix, first, second):.4f}")
+    st.caption("Shared neighbours: " + (figures.md_escape(", ".join(token_name(i) for i in sorted(shared)))
+                                        if shared else "none"))
+
+
+course_ui.render_lesson(lesson, {
+    "embedding-lookup": embedding_lookup, "norms": norms, "cosine": cosine, "neighbours": neighbours,
+    "pca": pca, "compare-tokens": compare_tokens,
+}, key="lesson2")
+course_ui.lesson_navigation(2)
