@@ -36,7 +36,8 @@ def test_pca_finds_the_planted_directions():
     coords, explained = embeddings.pca_2d(vectors)
     assert coords.shape == (300, 2)
     assert explained[0] > explained[1] and sum(explained) > 0.99
-    torch.testing.assert_close(coords[:, 0].abs(), (base[:, 0] - base[:, 0].mean()).abs(), atol=0.1, rtol=0.01)
+    correlation = torch.corrcoef(torch.stack([coords[:, 0], base[:, 0]]))[0, 1]
+    assert abs(float(correlation)) > 0.99  # direction 1 is the planted strongest axis (up to sign)
 
 
 def test_vocabulary_sample_adds_the_prompts_tokens_once():
