@@ -40,3 +40,10 @@ def cached_trace(model_key: str, prompt: str, ablated_heads: frozenset = frozens
     interventions = Interventions(frozenset(ablated_heads), frozenset(ablated_neurons), use_positions)
     return run_trace(loaded.model, [t.id for t in tokens], [t.text for t in tokens],
                      interventions=interventions, max_tokens=MAX_TRACE_TOKENS)
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def cached_reorder_experiment(model_key: str, token_ids: tuple[int, ...], order: tuple[int, ...]):
+    from core.positions import reorder_experiment
+
+    return reorder_experiment(cached_model(model_key).model, list(token_ids), list(order))
