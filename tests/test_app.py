@@ -1,6 +1,7 @@
 """Every page runs under AppTest with the default prompt and with hostile prompts."""
 from __future__ import annotations
 
+import json
 from html.parser import HTMLParser
 
 import pytest
@@ -60,6 +61,16 @@ def rendered_texts(app: AppTest) -> list[tuple[str, str]]:
     return found
 
 
+def plotly_labels(spec: dict) -> list[str]:
+    """Every axis, text and node label of a Plotly figure (where token strings go)."""
+    labels = []
+    for trace in spec.get("data", []):
+        for values in (trace.get("x"), trace.get("y"), trace.get("text"), (trace.get("node") or {}).get("label")):
+            if isinstance(values, list):
+                labels += [v for v in values if isinstance(v, str)]
+    return labels
+
+
 def assert_healthy(app: AppTest) -> None:
     assert not app.exception, [e.value for e in app.exception]
     for kind, text in rendered_texts(app):
@@ -67,6 +78,9 @@ def assert_healthy(app: AppTest) -> None:
             # markdown elements carry no HTML at all; HTML elements only the app's own tags
             assert kind == "html" and tag in OUR_HTML_TAGS, f"unescaped HTML <{tag}> in a {kind} element: {text[:300]!r}"
             assert not any(name.startswith("on") for name in attributes), f"event handler in {text[:300]!r}"
+    for chart in app.get("plotly_chart"):  # Plotly renders some tags in labels: token text must be escaped
+        for label in plotly_labels(json.loads(chart.proto.spec)):
+            assert "<" not in label, f"unescaped '<' in a Plotly label: {label!r}"
 
 
 @pytest.mark.parametrize("page", PAGES)

@@ -41,3 +41,15 @@ def test_enter_a_prompt_on_home_and_see_its_tokens():
         assert chips == expected and "Ġcat" in chips
         no_errors(page)
         page.screenshot(path=str(ARTIFACTS / "tokenization.png"), full_page=False)
+
+        # the later lessons, reached through the sidebar in the same session, each with its main figure
+        for link, main_figure, shot in (
+                ("Embeddings", "svg .gtitle >> text=token embedding matrix", "embeddings.png"),
+                ("Positional encoding", "svg .gtitle >> text=input to block 0", "positions.png"),
+                ("Attention", "svg g.sankey", "attention.png")):
+            page.get_by_role("link", name=link, exact=True).first.click()
+            page.locator(main_figure).first.wait_for(timeout=60_000)
+            wait_until_idle(page)
+            assert page.get_by_role("textbox", name="Your prompt").input_value() == PROMPT
+            no_errors(page)
+            page.screenshot(path=str(ARTIFACTS / shot), full_page=False)
