@@ -251,3 +251,53 @@ def embedding_map(coords, labels: list[str], highlighted: list[bool], explained:
                          xaxis_title=f"direction 1 ({explained[0]:.1%} of the variance)",
                          yaxis_title=f"direction 2 ({explained[1]:.1%} of the variance)")
     return figure
+
+
+def vector_rows(rows: dict[str, object], title: str, x_title: str = "entry of the vector") -> go.Figure:
+    """Several vectors of the same width, one bar chart each, stacked (each with its own y scale)."""
+    from plotly.subplots import make_subplots
+
+    names = list(rows)
+    figure = make_subplots(rows=len(names), cols=1, shared_xaxes=True, subplot_titles=names, vertical_spacing=0.06)
+    for index, name in enumerate(names):
+        values = [float(v) for v in rows[name]]
+        figure.add_trace(go.Bar(x=list(range(len(values))), y=values, marker_color="#2563eb", showlegend=False,
+                                hovertemplate=f"{html.escape(name)}<br>entry %{{x}}: %{{y:.4f}}<extra></extra>"),
+                         row=index + 1, col=1)
+    figure.update_xaxes(title_text=x_title, row=len(names), col=1)
+    figure.update_layout(title=title, height=40 + 150 * len(names), margin=dict(l=10, r=10, t=60, b=10), bargap=0)
+    return figure
+
+
+def activation_curve_figure(curve_x, curve_y, points_x, points_y, point_labels: list[str], title: str) -> go.Figure:
+    """The activation function as a line, with the prompt's real (pre, post) pairs as points on it."""
+    figure = go.Figure([
+        go.Scatter(x=[float(v) for v in curve_x], y=[float(v) for v in curve_y], mode="lines", name="GELU(x)",
+                   line=dict(color="#6b7280"), hoverinfo="skip"),
+        go.Scatter(x=[float(v) for v in points_x], y=[float(v) for v in points_y], mode="markers",
+                   name="your prompt", marker=dict(size=6, color="#dc2626", opacity=0.6), text=point_labels,
+                   hovertemplate="%{text}<br>before %{x:.3f} → after %{y:.3f}<extra></extra>"),
+    ])
+    figure.update_layout(title=title, height=380, margin=dict(l=10, r=10, t=40, b=10),
+                         xaxis_title="pre-activation (c_fc output)", yaxis_title="post-activation")
+    return figure
+
+
+def waterfall(names: list[str], values: list[float], total_name: str, title: str) -> go.Figure:
+    """Contributions stacked one after another, ending in a bar for their sum."""
+    figure = go.Figure(go.Waterfall(
+        x=[plotly_text(n) for n in names] + [plotly_text(total_name)], y=list(values) + [0.0],
+        measure=["relative"] * len(values) + ["total"], texttemplate="%{delta:+.2f}", textposition="outside",
+        increasing=dict(marker_color="#dc2626"), decreasing=dict(marker_color="#2563eb"),
+        totals=dict(marker_color="#111827"), hovertemplate="%{x}: %{delta:+.4f}<extra></extra>"))
+    figure.update_layout(title=title, height=420, margin=dict(l=10, r=10, t=40, b=10),
+                         xaxis=dict(type="category"), yaxis_title="logit", showlegend=False)
+    return figure
+
+
+def line(labels: list[str], values: list[float], title: str, y_title: str = "") -> go.Figure:
+    figure = go.Figure(go.Scatter(x=[plotly_text(l) for l in labels], y=values, mode="lines+markers",
+                                  line=dict(color="#2563eb"), hovertemplate="%{x}: %{y:.3f}<extra></extra>"))
+    figure.update_layout(title=title, height=340, margin=dict(l=10, r=10, t=40, b=10), yaxis_title=y_title,
+                         xaxis=dict(type="category"))
+    return figure

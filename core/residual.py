@@ -1,0 +1,94 @@
+"""The Feed-forward / residual-stream lesson's math, read from a `Trace` and the model's weights."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from core.glassbox import Trace, gelu
+
+
+def residual_components(trace: Trace) -> list[tuple[str, torch.Tensor]]:
+    """Everything added into the residual stream, in order: (name, [pos, d_model]). Their sum is
+    the stream entering the final LayerNorm."""
+    parts = [("embeddings", trace["embed.token"] + trace["embed.position"])]
+    for layer in range(trace.n_layer):
+        parts.append((f"attention {layer}", trace[f"blocks.{layer}.attn.out"]))
+        parts.append((f"MLP {layer}", trace[f"blocks.{layer}.mlp.out"]))
+    return parts
+
+
+@torch.no_grad()
+def direct_logit_contributions(trace: Trace, model, token_id: int, position: int = -1) -> list[tuple[str, float]]:
+    """Each component's direct contribution to the logit of `token_id` at `position`.
+
+    The final LayerNorm is x ↦ γ ⊙ (x − mean(x)) / σ + β. Centring is linear, and σ is taken as
+    the trace's real value for this position (held fixed), so the logit splits exactly into one
+    term per component plus the β term: the contributions sum to the real logit."""
+    sigma = torch.sqrt(trace["ln_final.var"][position] + model.config.layer_norm_epsilon)  # []
+    gamma, beta = model.transformer.ln_f.weight, model.transformer.ln_f.bias  # [d_model]
+    unembed = model.lm_head.weight[token_id]  # [d_model]
+    out = []
+    for name, component in residual_components(trace):
+        vector = component[position]  # [d_model]
+        centred = vector - vector.mean()  # [d_model]
+        out.append((name, float((gamma * centred / sigma) @ unembed)))
+    out.append(("final LayerNorm bias β", float(beta @ unembed)))
+    return out
+
+
+def residual_norms(trace: Trace, position: int = -1) -> list[tuple[str, float]]:
+    """The length of the residual stream at `position` after the embeddings and each block."""
+    norms = [("embeddings", float(trace["blocks.0.resid_pre"][position].norm()))]
+    for layer in range(trace.n_layer):
+        norms.append((f"after attention {layer}", float(trace[f"blocks.{layer}.resid_mid"][position].norm())))
+        norms.append((f"after MLP {layer}", float(trace[f"blocks.{layer}.resid_post"][position].norm())))
+    return norms
+
+
+def most_active_neurons(trace: Trace, layer: int, count: int = 20) -> list[int]:
+    """The neurons of a layer with the largest post-GELU activation anywhere in the prompt."""
+    post = trace[f"blocks.{layer}.mlp.post"]  # [pos, d_mlp]
+    return post.max(dim=0).values.topk(min(count, post.shape[1])).indices.tolist()
+
+
+@torch.no_grad()
+def neuron_output_effects(model, layer: int, neuron: int, count: int = 10) -> tuple[list[tuple[int, float]], list[tuple[int, float]]]:
+    """Which tokens a neuron's write direction promotes and suppresses: its row of the MLP's
+    output matrix times the unembedding (ignoring the final LayerNorm's scaling)."""
+    write = model.transformer.h[layer].mlp.c_proj.weight[neuron]  # [d_model] (Conv1D: [in=d_mlp, out])
+    effect = model.lm_head.weight @ write  # [vocab]
+    up, down = effect.topk(count), (-effect).topk(count)
+    return (list(zip(up.indices.tolist(), up.values.tolist())),
+            list(zip(down.indices.tolist(), (-down.values).tolist())))
+
+
+@dataclass
+class LayerNormStep:
+    """One position through one LayerNorm, every number read from the trace."""
+    before: torch.Tensor  # [d_model] the residual stream entering the LayerNorm
+    mean: float
+    var: float
+    eps: float
+    normalized: torch.Tensor  # [d_model] (x − mean) / √(var + eps): mean 0, variance ≈ 1
+    gamma: torch.Tensor  # [d_model] learned scale
+    beta: torch.Tensor  # [d_model] learned shift
+    after: torch.Tensor  # [d_model] γ ⊙ normalized + β
+
+
+def layer_norm_step(trace: Trace, model, layer: int, position: int, which: str = "ln2") -> LayerNormStep:
+    """The LayerNorm in front of block `layer`'s MLP (`ln2`) or attention (`ln1`) at one position."""
+    module = getattr(model.transformer.h[layer], "ln_2" if which == "ln2" else "ln_1")
+    source = f"blocks.{layer}.resid_mid" if which == "ln2" else f"blocks.{layer}.resid_pre"
+    name = f"blocks.{layer}.{which}"
+    return LayerNormStep(before=trace[source][position], mean=float(trace[f"{name}.mean"][position]),
+                         var=float(trace[f"{name}.var"][position]), eps=model.config.layer_norm_epsilon,
+                         normalized=trace[f"{name}.normalized"][position], gamma=module.weight.detach(),
+                         beta=module.bias.detach(), after=trace[f"{name}.out"][position])
+
+
+def activation_curve(activation: str, low: float, high: float, points: int = 200) -> tuple[torch.Tensor, torch.Tensor]:
+    """The MLP's activation function (GELU for GPT-2) drawn over [low, high], computed by the
+    same function the glass-box forward uses."""
+    x = torch.linspace(low, high, points)  # [points]
+    return x, gelu(x, activation)  # [points], [points]

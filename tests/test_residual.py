@@ -1,0 +1,90 @@
+"""The residual-stream lesson's math."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from core import residual
+from core.glassbox import Interventions, run_trace
+from tests.conftest import random_gpt2
+
+
+@pytest.fixture(scope="module")
+def model_and_trace():
+    model = random_gpt2(n_layer=3, n_head=2, n_embd=32, vocab_size=40)
+    return model, run_trace(model, [1, 5, 9, 2, 7])
+
+
+def test_components_sum_to_the_final_residual(model_and_trace):
+    _, trace = model_and_trace
+    total = sum(component for _, component in residual.residual_components(trace))
+    torch.testing.assert_close(total, trace["blocks.2.resid_post"], atol=1e-5, rtol=0)
+
+
+def test_direct_contributions_sum_to_the_real_logit(model_and_trace):
+    model, trace = model_and_trace
+    for token_id in (0, 17, 39):
+        parts = residual.direct_logit_contributions(trace, model, token_id)
+        assert len(parts) == 1 + 2 * trace.n_layer + 1
+        assert sum(value for _, value in parts) == pytest.approx(float(trace["logits"][-1, token_id]), abs=1e-4)
+
+
+def test_direct_contributions_on_the_bundled_model(bundled):
+    ids = bundled.tokenizer("The cat sat on the")["input_ids"]
+    trace = run_trace(bundled.model, ids)
+    mat = bundled.tokenizer(" mat")["input_ids"][0]
+    parts = residual.direct_logit_contributions(trace, bundled.model, mat)
+    assert sum(v for _, v in parts) == pytest.approx(float(trace["logits"][-1, mat]), abs=1e-3)
+
+
+def test_residual_norms_and_active_neurons(model_and_trace):
+    _, trace = model_and_trace
+    norms = residual.residual_norms(trace)
+    assert norms[-1][1] == pytest.approx(float(trace["blocks.2.resid_post"][-1].norm()))
+    active = residual.most_active_neurons(trace, 1, count=5)
+    post = trace["blocks.1.mlp.post"]
+    assert active[0] == int(post.max(dim=0).values.argmax())
+
+
+def test_neuron_output_effects_against_direct_product(model_and_trace):
+    model, _ = model_and_trace
+    up, down = residual.neuron_output_effects(model, 1, 3, count=3)
+    effect = model.lm_head.weight @ model.transformer.h[1].mlp.c_proj.weight[3]
+    assert [i for i, _ in up] == effect.topk(3).indices.tolist()
+    assert [i for i, _ in down] == (-effect).topk(3).indices.tolist()
+    assert up[0][1] == pytest.approx(float(effect.max())) and down[0][1] == pytest.approx(float(effect.min()))
+
+
+def test_layer_norm_step_recomputed_by_hand(model_and_trace):
+    model, trace = model_and_trace
+    step = residual.layer_norm_step(trace, model, layer=1, position=2, which="ln2")
+    x = trace["blocks.1.resid_mid"][2]
+    assert step.mean == pytest.approx(float(x.mean()), abs=1e-6)
+    assert step.var == pytest.approx(float(((x - x.mean()) ** 2).mean()), abs=1e-6)
+    by_hand = (x - step.mean) / (step.var + step.eps) ** 0.5 * step.gamma + step.beta
+    torch.testing.assert_close(by_hand, step.after, atol=1e-5, rtol=0)
+    assert float(step.normalized.mean()) == pytest.approx(0.0, abs=1e-5)
+    # the LayerNorm's output is exactly what the MLP reads
+    torch.testing.assert_close(step.after @ model.transformer.h[1].mlp.c_fc.weight + model.transformer.h[1].mlp.c_fc.bias,
+                               trace["blocks.1.mlp.pre"][2], atol=1e-5, rtol=0)
+    first = residual.layer_norm_step(trace, model, layer=0, position=0, which="ln1")
+    torch.testing.assert_close(first.before, trace["blocks.0.resid_pre"][0])
+
+
+def test_activation_curve_passes_through_the_real_points(model_and_trace):
+    model, trace = model_and_trace
+    pre, post = trace["blocks.0.mlp.pre"].flatten(), trace["blocks.0.mlp.post"].flatten()
+    _, on_curve = residual.activation_curve(model.config.activation_function, 0, 1, points=2)
+    assert float(on_curve[0]) == pytest.approx(0.0) and float(on_curve[1]) == pytest.approx(0.8412, abs=1e-3)
+    for value, expected in zip(pre[:10], post[:10]):
+        _, y = residual.activation_curve(model.config.activation_function, float(value), float(value), points=1)
+        assert float(y[0]) == pytest.approx(float(expected), abs=1e-6)
+
+
+def test_neuron_ablation_silences_the_neuron_and_changes_the_logits(model_and_trace):
+    model, trace = model_and_trace
+    neuron = residual.most_active_neurons(trace, 0, count=1)[0]
+    after = run_trace(model, trace.token_ids, interventions=Interventions(ablated_neurons=frozenset({(0, neuron)})))
+    assert float(after["blocks.0.mlp.post"][:, neuron].abs().max()) == 0.0
+    assert not torch.allclose(after["logits"], trace["logits"])
+    torch.testing.assert_close(after["blocks.0.resid_mid"], trace["blocks.0.resid_mid"])
