@@ -194,3 +194,33 @@ def layer_head_picker(trace, key: str) -> None:
     left, right = st.columns(2)
     left.selectbox("Layer", range(trace.n_layer), key=f"{key}_layer")
     right.selectbox("Head", range(trace.n_head), key=f"{key}_head")
+
+
+def needs_trace(trace):
+    """A decorator for a page's figure builders: when there is no trace (empty prompt), the
+    figure's place shows a short note instead."""
+    def decorate(build: Callable[[], None]) -> Callable[[], None]:
+        def guarded() -> None:
+            if trace is None:
+                st.caption("(This figure appears when the prompt has at least one token.)")
+            else:
+                build()
+        return guarded
+    return decorate
+
+
+def prediction_change_view(loaded: LoadedModel, before, after, key: str) -> None:
+    """An intervention's effect on the next token: top-10 probabilities before and after, and the
+    change in the log-probability of the token the unchanged model ranks first."""
+    from core import figures
+    from core.attention import prediction_change
+
+    change = prediction_change(before, after)
+    names = [figures.plotly_text(loaded.tokenizer.decode([i])) for i in change.token_ids]
+    st.plotly_chart(figures.grouped_bars(names, {"before": change.before, "after": change.after},
+                                         "Next-token probabilities, before and after", "candidate next token"),
+                    key=f"{key}-bars")
+    top = figures.md_escape(figures.visible(loaded.tokenizer.decode([change.chosen_id])))
+    left, right = st.columns(2)
+    left.metric(f"log P({top}) before", f"{change.logprob_before:.4f}")
+    right.metric("after", f"{change.logprob_after:.4f}", delta=f"{change.logprob_after - change.logprob_before:+.4f}")

@@ -286,7 +286,7 @@ def activation_curve_figure(curve_x, curve_y, points_x, points_y, point_labels: 
 def waterfall(names: list[str], values: list[float], total_name: str, title: str) -> go.Figure:
     """Contributions stacked one after another, ending in a bar for their sum."""
     figure = go.Figure(go.Waterfall(
-        x=[plotly_text(n) for n in names] + [plotly_text(total_name)], y=list(values) + [0.0],
+        x=[html.escape(n) for n in names] + [html.escape(total_name)], y=list(values) + [0.0],
         measure=["relative"] * len(values) + ["total"], texttemplate="%{delta:+.2f}", textposition="outside",
         increasing=dict(marker_color="#dc2626"), decreasing=dict(marker_color="#2563eb"),
         totals=dict(marker_color="#111827"), hovertemplate="%{x}: %{delta:+.4f}<extra></extra>"))
@@ -296,7 +296,7 @@ def waterfall(names: list[str], values: list[float], total_name: str, title: str
 
 
 def line(labels: list[str], values: list[float], title: str, y_title: str = "") -> go.Figure:
-    figure = go.Figure(go.Scatter(x=[plotly_text(l) for l in labels], y=values, mode="lines+markers",
+    figure = go.Figure(go.Scatter(x=[html.escape(l) for l in labels], y=values, mode="lines+markers",
                                   line=dict(color="#2563eb"), hovertemplate="%{x}: %{y:.3f}<extra></extra>"))
     figure.update_layout(title=title, height=340, margin=dict(l=10, r=10, t=40, b=10), yaxis_title=y_title,
                          xaxis=dict(type="category"))

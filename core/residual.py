@@ -92,3 +92,25 @@ def activation_curve(activation: str, low: float, high: float, points: int = 200
     same function the glass-box forward uses."""
     x = torch.linspace(low, high, points)  # [points]
     return x, gelu(x, activation)  # [points], [points]
+
+
+@torch.no_grad()
+def neuron_logit_contributions(trace: Trace, model, layer: int, token_id: int, position: int = -1) -> torch.Tensor:
+    """Each neuron of a layer's MLP: its direct contribution to the logit of `token_id` at
+    `position` (activation × its write direction, through the final LayerNorm with σ held fixed,
+    as in `direct_logit_contributions`). With the c_proj bias's share they sum to that MLP's bar."""
+    sigma = torch.sqrt(trace["ln_final.var"][position] + model.config.layer_norm_epsilon)  # []
+    write = model.transformer.h[layer].mlp.c_proj.weight  # [d_mlp, d_model]
+    write_centred = write - write.mean(dim=-1, keepdim=True)  # [d_mlp, d_model]
+    per_unit = (write_centred * model.transformer.ln_f.weight / sigma) @ model.lm_head.weight[token_id]  # [d_mlp]
+    return trace[f"blocks.{layer}.mlp.post"][position] * per_unit  # [d_mlp]
+
+
+def neurons_pushing_token(trace: Trace, model, token_id: int, per_layer: int = 8) -> list[tuple[int, int]]:
+    """(layer, neuron) pairs: in each layer, the neurons whose direct push on `token_id`'s logit
+    at the last position is largest."""
+    pairs = []
+    for layer in range(trace.n_layer):
+        contributions = neuron_logit_contributions(trace, model, layer, token_id)  # [d_mlp]
+        pairs += [(layer, n) for n in contributions.topk(min(per_layer, contributions.numel())).indices.tolist()]
+    return pairs

@@ -16,13 +16,7 @@ def token_name(token_id: int) -> str:
     return figures.visible(loaded.tokenizer.decode([token_id]))
 
 
-def needs_trace(build):
-    def guarded() -> None:
-        if trace is None:
-            st.caption("(This figure appears when the prompt has at least one token.)")
-        else:
-            build()
-    return guarded
+needs_trace = course_ui.needs_trace(trace)
 
 
 @needs_trace

@@ -15,13 +15,7 @@ count = min(MAP_POSITIONS, loaded.context_length)
 learned = positions.learned_positions(loaded.model, count)  # [count, d_model]
 
 
-def needs_trace(build):
-    def guarded() -> None:
-        if trace is None:
-            st.caption("(This figure appears when the prompt has at least one token.)")
-        else:
-            build()
-    return guarded
+needs_trace = course_ui.needs_trace(trace)
 
 
 def matrix_pair(matrix, name: str, key: str) -> None:

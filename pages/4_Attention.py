@@ -18,14 +18,7 @@ if trace is not None:
     d_head = trace[f"{path}.q"].shape[-1]
 
 
-def needs_trace(build):
-    """A figure builder that shows a short note instead when there is no prompt."""
-    def guarded() -> None:
-        if trace is None:
-            st.caption("(This figure appears when the prompt has at least one token.)")
-        else:
-            build()
-    return guarded
+needs_trace = course_ui.needs_trace(trace)
 
 
 @needs_trace
@@ -138,15 +131,7 @@ def ablation() -> None:
     chosen = st.multiselect("Heads to switch off (layer.head)", options, key="attn_ablate",
                             format_func=lambda pair: f"{pair[0]}.{pair[1]}")
     after = cached_trace(loaded.name, prompt, ablated_heads=frozenset(chosen))
-    change = attention.prediction_change(trace, after)
-    names = [figures.plotly_text(loaded.tokenizer.decode([i])) for i in change.token_ids]
-    st.plotly_chart(figures.grouped_bars(names, {"before": change.before, "after": change.after},
-                                         "Next-token probabilities, before and after", "candidate next token"),
-                    key="ablation-bars")
-    top = figures.md_escape(figures.visible(loaded.tokenizer.decode([change.chosen_id])))
-    left, right = st.columns(2)
-    left.metric(f"log P({top}) before", f"{change.logprob_before:.3f}")
-    right.metric("after", f"{change.logprob_after:.3f}", delta=f"{change.logprob_after - change.logprob_before:+.3f}")
+    course_ui.prediction_change_view(loaded, trace, after, key="attn-ablation")
 
 
 course_ui.render_lesson(lesson, {

@@ -153,3 +153,20 @@ def test_unreachable_hub_model_falls_back_with_one_sentence(monkeypatch):
     assert app.session_state["model_key"] == "glassbox-stories"
     warnings = [w.value for w in app.warning]
     assert any("cannot be reached" in w for w in warnings), warnings
+
+
+def test_feed_forward_page_contributions_sum_to_the_logit_and_ablation_moves_it():
+    app = run_page(LESSONS[4].page, "The cat sat on the")
+    assert not app.exception, [e.value for e in app.exception]
+    sums = [c.value for c in app.caption if c.value.startswith("Sum of the bars")]
+    assert len(sums) == 1
+    numbers = [float(part.rstrip(".")) for part in sums[0].split() if part.rstrip(".").lstrip("-").replace(".", "").isdigit()]
+    assert len(numbers) == 2 and abs(numbers[0] - numbers[1]) < 1e-3
+    metric_before = [m for m in app.metric if m.label.startswith("log P(")][0].value
+    after = [m for m in app.metric if m.label == "after"][0]
+    assert after.value == metric_before  # nothing ablated yet
+    box = app.multiselect(key="ff_ablate")
+    box.set_value([tuple(map(int, label.split("."))) for label in box.options[:8]]).run()  # layer 0's strongest
+    assert not app.exception, [e.value for e in app.exception]
+    after = [m for m in app.metric if m.label == "after"][0]
+    assert after.value != metric_before

@@ -49,7 +49,7 @@ def test_residual_norms_and_active_neurons(model_and_trace):
 def test_neuron_output_effects_against_direct_product(model_and_trace):
     model, _ = model_and_trace
     up, down = residual.neuron_output_effects(model, 1, 3, count=3)
-    effect = model.lm_head.weight @ model.transformer.h[1].mlp.c_proj.weight[3]
+    effect = (model.lm_head.weight @ model.transformer.h[1].mlp.c_proj.weight[3]).detach()
     assert [i for i, _ in up] == effect.topk(3).indices.tolist()
     assert [i for i, _ in down] == (-effect).topk(3).indices.tolist()
     assert up[0][1] == pytest.approx(float(effect.max())) and down[0][1] == pytest.approx(float(effect.min()))
@@ -88,3 +88,20 @@ def test_neuron_ablation_silences_the_neuron_and_changes_the_logits(model_and_tr
     assert float(after["blocks.0.mlp.post"][:, neuron].abs().max()) == 0.0
     assert not torch.allclose(after["logits"], trace["logits"])
     torch.testing.assert_close(after["blocks.0.resid_mid"], trace["blocks.0.resid_mid"])
+
+
+def test_neuron_contributions_add_up_to_the_mlp_bar(model_and_trace):
+    model, trace = model_and_trace
+    token_id = 11
+    bars = dict(residual.direct_logit_contributions(trace, model, token_id))
+    sigma = torch.sqrt(trace["ln_final.var"][-1] + model.config.layer_norm_epsilon)
+    for layer in range(trace.n_layer):
+        per_neuron = residual.neuron_logit_contributions(trace, model, layer, token_id)
+        bias = model.transformer.h[layer].mlp.c_proj.bias.detach()
+        bias_share = float((model.transformer.ln_f.weight.detach() * (bias - bias.mean()) / sigma)
+                           @ model.lm_head.weight.detach()[token_id])
+        assert float(per_neuron.sum()) + bias_share == pytest.approx(bars[f"MLP {layer}"], abs=1e-4)
+    pairs = residual.neurons_pushing_token(trace, model, token_id, per_layer=2)
+    assert len(pairs) == 2 * trace.n_layer
+    first_layer = residual.neuron_logit_contributions(trace, model, 0, token_id)
+    assert pairs[0] == (0, int(first_layer.argmax()))

@@ -1,0 +1,149 @@
+"""Lesson 5: Feed-forward, the residual stream and LayerNorm. Layout and widgets; the math is in
+core.residual, the figures in core.figures."""
+import pandas as pd
+import streamlit as st
+
+import course_ui
+from core import figures, residual
+from core.cached import cached_trace
+
+SHOWN_NEURONS = 20  # the heatmaps show this many of the layer's most active neurons
+CURVE_NEURONS = 64  # the GELU plot draws the prompt's points for this many neurons
+ABLATION_CHOICES = 8  # neurons offered per layer in the ablation experiment
+
+lesson, loaded = course_ui.lesson_page(5)
+prompt = course_ui.prompt_box()
+trace = course_ui.lesson_trace(loaded, prompt)
+needs_trace = course_ui.needs_trace(trace)
+if trace is not None:
+    layer, _ = course_ui.layer_head_state(trace, "ff")
+    labels = figures.token_labels(trace.token_strings)
+    path = f"blocks.{layer}.mlp"
+    d_mlp = trace[f"{path}.pre"].shape[1]
+    active = residual.most_active_neurons(trace, layer, SHOWN_NEURONS)
+    if not 0 <= st.session_state.get("ff_position", -1) < trace.n_tokens:
+        st.session_state.ff_position = trace.n_tokens - 1
+    position = st.session_state.ff_position
+
+
+def token_name(token_id: int) -> str:
+    return figures.visible(loaded.tokenizer.decode([token_id]))
+
+
+@needs_trace
+def layer_picker() -> None:
+    left, right = st.columns(2)
+    left.selectbox("Layer", range(trace.n_layer), key="ff_layer")
+    right.selectbox("Position", range(trace.n_tokens), key="ff_position", format_func=lambda i: labels[i])
+    st.caption(f"Each MLP of {loaded.name} widens the {trace['blocks.0.resid_pre'].shape[1]}-entry vector to "
+               f"{d_mlp} neurons and back.")
+
+
+@needs_trace
+def layer_norm() -> None:
+    step = residual.layer_norm_step(trace, loaded.model, layer, position, "ln2")
+    columns = st.columns(4)
+    columns[0].metric("mean before", f"{step.mean:.4f}")
+    columns[1].metric("variance before", f"{step.var:.4f}")
+    columns[2].metric("mean after normalising", f"{float(step.normalized.mean()):.4f}")
+    columns[3].metric("variance after normalising", f"{float(step.normalized.var(unbiased=False)):.4f}")
+    st.plotly_chart(figures.vector_rows({
+        "x: the residual stream entering the MLP's LayerNorm": step.before,
+        "(x − mean) / √(variance + ε)": step.normalized,
+        "γ (learned scale)": step.gamma,
+        "β (learned shift)": step.beta,
+        "γ ⊙ normalised + β: what the MLP reads": step.after,
+    }, f"LayerNorm before the MLP of layer {layer}, at {labels[position]}"), key="layer-norm")
+
+
+@needs_trace
+def mlp_pre() -> None:
+    left, right = st.columns(2)
+    neuron_labels = [str(n) for n in active]
+    left.plotly_chart(figures.heatmap(trace[f"{path}.pre"][:, active], neuron_labels, labels,
+                                      "Before GELU (c_fc output)", "neuron", "position", show_values=False),
+                      key="mlp-pre")
+    right.plotly_chart(figures.heatmap(trace[f"{path}.post"][:, active], neuron_labels, labels,
+                                       "After GELU", "neuron", "position", show_values=False), key="mlp-post")
+    st.caption(f"The {len(active)} neurons of layer {layer} with the largest activation anywhere in your prompt, "
+               f"most active first (out of {d_mlp}).")
+
+
+@needs_trace
+def gelu_curve() -> None:
+    neurons = residual.most_active_neurons(trace, layer, CURVE_NEURONS)
+    pre, post = trace[f"{path}.pre"][:, neurons], trace[f"{path}.post"][:, neurons]  # [pos, neurons]
+    low, high = min(-4.0, float(pre.min())), max(4.0, float(pre.max()))
+    curve_x, curve_y = residual.activation_curve(loaded.model.config.activation_function, low, high)
+    point_labels = [f"{labels[p]} · neuron {n}" for p in range(trace.n_tokens) for n in neurons]
+    st.plotly_chart(figures.activation_curve_figure(curve_x, curve_y, pre.flatten(), post.flatten(), point_labels,
+                                                    f"GELU with your prompt's values (layer {layer}, "
+                                                    f"{len(neurons)} most active neurons)"), key="gelu")
+
+
+@needs_trace
+def mlp_out() -> None:
+    out = trace[f"{path}.out"]  # [pos, d_model]
+    st.plotly_chart(figures.heatmap(out, list(range(out.shape[1])), labels,
+                                    "× c_proj + bias: the MLP's output, added to the residual stream", "entry",
+                                    "position", show_values=False), key="mlp-out")
+
+
+@needs_trace
+def neuron() -> None:
+    chosen = st.selectbox("Neuron", range(d_mlp), index=active[0], key=f"ff_neuron_{layer}",
+                          help="Starts at the most active neuron of the layer on your prompt.")
+    values = trace[f"{path}.post"][:, chosen].tolist()
+    st.plotly_chart(figures.bar(labels, values, f"Layer {layer}, neuron {chosen}: activation at each token",
+                                "token"), key="neuron-bars")
+    promoted, suppressed = residual.neuron_output_effects(loaded.model, layer, chosen)
+    left, right = st.columns(2)
+    left.markdown("**Promotes** (write direction · unembedding, largest)")
+    left.dataframe(pd.DataFrame([{"token": token_name(i), "effect": round(v, 4)} for i, v in promoted]),
+                   hide_index=True)
+    right.markdown("**Suppresses** (most negative)")
+    right.dataframe(pd.DataFrame([{"token": token_name(i), "effect": round(v, 4)} for i, v in suppressed]),
+                    hide_index=True)
+
+
+@needs_trace
+def residual_norms() -> None:
+    norms = residual.residual_norms(trace, position)
+    st.plotly_chart(figures.line([name for name, _ in norms], [value for _, value in norms],
+                                 f"Length of the residual stream at {labels[position]}", "length (Euclidean norm)"),
+                    key="residual-norms")
+
+
+@needs_trace
+def logit_contributions() -> None:
+    candidates = trace.next_token_probs().topk(10).indices.tolist()
+    token_id = st.selectbox("Token", candidates, key="ff_logit_token",
+                            format_func=lambda i: f"{token_name(i)} (p = {float(trace.next_token_probs()[i]):.3f})")
+    parts = residual.direct_logit_contributions(trace, loaded.model, token_id)
+    real = float(trace["logits"][-1, token_id])
+    st.plotly_chart(figures.waterfall([name for name, _ in parts], [value for _, value in parts], "logit",
+                                      f"Direct contributions to the logit of {figures.plotly_text(token_name(token_id))}"
+                                      " at the last position"), key="logit-waterfall")
+    st.caption(f"Sum of the bars: {sum(v for _, v in parts):.4f}. The model's real logit: {real:.4f}.")
+
+
+@needs_trace
+def ablation() -> None:
+    predicted = int(trace["logits"][-1].argmax())
+    options = residual.neurons_pushing_token(trace, loaded.model, predicted, ABLATION_CHOICES)
+    if "ff_ablate" in st.session_state:  # keep only choices that are still offered for this prompt
+        st.session_state.ff_ablate = [pair for pair in st.session_state.ff_ablate if pair in options]
+    chosen = st.multiselect("Neurons to switch off (layer.neuron)", options, key="ff_ablate",
+                            format_func=lambda pair: f"{pair[0]}.{pair[1]}",
+                            help=f"In each layer, the {ABLATION_CHOICES} neurons that push the predicted token "
+                                 f"({token_name(predicted)}) up most directly, strongest first.")
+    after = cached_trace(loaded.name, prompt, ablated_neurons=frozenset(chosen))
+    course_ui.prediction_change_view(loaded, trace, after, key="ff-ablation")
+
+
+course_ui.render_lesson(lesson, {
+    "layer-picker": layer_picker, "layer-norm": layer_norm, "mlp-pre-post": mlp_pre, "gelu": gelu_curve,
+    "mlp-out": mlp_out, "neuron": neuron, "residual-norms": residual_norms,
+    "logit-contributions": logit_contributions, "ablation": ablation,
+}, key="lesson5")
+course_ui.lesson_navigation(5)
