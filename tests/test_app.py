@@ -170,3 +170,30 @@ def test_feed_forward_page_contributions_sum_to_the_logit_and_ablation_moves_it(
     assert not app.exception, [e.value for e in app.exception]
     after = [m for m in app.metric if m.label == "after"][0]
     assert after.value != metric_before
+
+
+@pytest.fixture(scope="module")
+def gpt2_family_folder(tmp_path_factory):
+    """A random-weight GPT-2 with GPT-2's real 50,257-token tokenizer and a short context (48),
+    saved as a local model folder: what a hub GPT-2 looks like to the app, without the network."""
+    from core.tokenization import gpt2_tokenizer
+    from tests.conftest import random_gpt2
+
+    folder = tmp_path_factory.mktemp("gpt2-family")
+    random_gpt2(n_layer=2, n_head=3, n_embd=48, n_positions=48, vocab_size=50257).save_pretrained(folder)
+    gpt2_tokenizer().save_pretrained(folder)
+    return str(folder)
+
+
+@pytest.mark.parametrize("page", [p for p in PAGES if p != "Home.py"])
+@pytest.mark.parametrize("prompt", ["default", "5000-characters", "emoji"])
+def test_lesson_pages_run_on_another_gpt2_family_model(page, prompt, gpt2_family_folder):
+    app = AppTest.from_file(str(APP_DIR / "Home.py"), default_timeout=90)
+    app.session_state["model_key"] = gpt2_family_folder
+    if prompt != "default":
+        app.session_state["prompt"] = HOSTILE_PROMPTS[prompt]
+    app.run()
+    app.switch_page(page).run()
+    assert not app.exception, [e.value for e in app.exception]
+    assert any(gpt2_family_folder in c.value for c in app.sidebar.caption)  # really on the folder model
+    assert not app.error
