@@ -1,0 +1,269 @@
+"""Lesson 6's math: from the logits of the last position to a chosen token, and the generation loop.
+
+Everything works on log-probabilities, so no temperature (0 included) overflows or gives NaN.
+The order is Hugging Face `generate`'s: temperature, then top-k, then top-p, then sampling
+(`transformers.generation.utils`: TemperatureLogitsWarper → TopKLogitsWarper → TopPLogitsWarper).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+
+from core.glassbox import Trace, layer_norm
+
+GREEDY_BELOW = 1e-3  # temperatures at or below this are the T → 0 limit: all mass on the argmax
+MASS_TOLERANCE = 1e-6  # top-p: a mass within this of p counts as reaching p (rounding of float32 inputs)
+
+
+@dataclass(frozen=True)
+class Strategy:
+    """How the next token is picked. temperature 0 means greedy; top_k 0 and top_p 1 mean "off"."""
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
+
+    @property
+    def is_greedy(self) -> bool:
+        return self.temperature <= GREEDY_BELOW
+
+
+def log_softmax_with_temperature(logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """log softmax(logits / T) over the last dimension, in float64. T → 0 is the greedy limit:
+    log 1 on the largest logit (split evenly among ties), −∞ elsewhere."""
+    logits = logits.double()  # [..., vocab]
+    if temperature <= GREEDY_BELOW:
+        is_max = logits == logits.max(dim=-1, keepdim=True).values  # [..., vocab]
+        return torch.where(is_max, -torch.log(is_max.sum(dim=-1, keepdim=True).double()),
+                           torch.full_like(logits, -math.inf))
+    return torch.log_softmax(logits / temperature, dim=-1)  # [..., vocab]
+
+
+def entropy_bits(log_probs: torch.Tensor) -> float:
+    """Shannon entropy of a distribution given as log-probabilities (0 · log 0 counted as 0)."""
+    probs = log_probs.exp()
+    terms = torch.where(probs > 0, -probs * log_probs, torch.zeros_like(probs))
+    return float(terms.sum() / math.log(2))
+
+
+def top_k_keep(log_probs: torch.Tensor, k: int) -> torch.Tensor:
+    """Which tokens top-k keeps: every token at least as likely as the k-th (ties at the cut are
+    all kept, as in Hugging Face's TopKLogitsWarper). k = 0 keeps everything."""
+    if k <= 0 or k >= log_probs.numel():
+        return log_probs > -math.inf
+    kth = log_probs.topk(k).values[-1]
+    return log_probs >= kth  # [vocab]
+
+
+def top_p_keep(log_probs: torch.Tensor, p: float) -> torch.Tensor:
+    """Which tokens top-p (nucleus) keeps: a token is kept when the tokens ranked strictly above it
+    hold less than p of the probability. This is the smallest set of most likely tokens whose mass
+    reaches p, the most likely token always included; tokens tied at the cut are all kept."""
+    probs = log_probs.double().exp()  # [vocab]
+    if p >= 1.0:
+        return probs > 0
+    sorted_probs, _ = probs.sort(descending=True)
+    strictly_above = sorted_probs.cumsum(0) - sorted_probs  # [vocab] mass ranked above each (sorted)
+    # ties: a token's mass above is that of the first of its tied group, so the group stays together
+    first_of_group = torch.searchsorted(-sorted_probs, -probs, right=False)  # [vocab] rank of first tie
+    return ((strictly_above[first_of_group] < p - MASS_TOLERANCE) | (first_of_group == 0)) & (probs > 0)
+
+
+def renormalise(log_probs: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """log-probabilities restricted to the kept tokens and rescaled to sum to 1."""
+    kept = torch.where(keep, log_probs, torch.full_like(log_probs, -math.inf))
+    return kept - torch.logsumexp(kept, dim=0)
+
+
+@dataclass
+class Funnel:
+    """Where the probability of the next token goes, in Hugging Face's order."""
+    log_probs: torch.Tensor  # [vocab] after temperature
+    kept_by_top_k: torch.Tensor  # [vocab] bool
+    kept_by_top_p: torch.Tensor  # [vocab] bool (a subset of kept_by_top_k)
+    final: torch.Tensor  # [vocab] log-probabilities that are sampled from
+
+    def mass(self, keep: torch.Tensor) -> float:
+        """Probability (under the temperature-scaled distribution) of a set of tokens."""
+        return float(self.log_probs.exp()[keep].sum())
+
+
+def funnel(logits: torch.Tensor, strategy: Strategy) -> Funnel:
+    """Temperature, then top-k, then top-p (computed on the top-k survivors, renormalised)."""
+    log_probs = log_softmax_with_temperature(logits, strategy.temperature)  # [vocab]
+    by_k = top_k_keep(log_probs, strategy.top_k) & (log_probs > -math.inf)
+    after_k = renormalise(log_probs, by_k)
+    by_p = top_p_keep(after_k, strategy.top_p) & by_k
+    return Funnel(log_probs, by_k, by_p, renormalise(log_probs, by_p))
+
+
+def pick(final_log_probs: torch.Tensor, generator: torch.Generator | None, greedy: bool) -> int:
+    if greedy:
+        return int(final_log_probs.argmax())
+    return int(torch.multinomial(final_log_probs.exp().float(), 1, generator=generator))
+
+
+def sample_next(logits: torch.Tensor, strategy: Strategy, seed: int) -> int:
+    """One reproducible draw: the same logits, strategy and seed give the same token."""
+    generator = torch.Generator().manual_seed(seed)
+    return pick(funnel(logits, strategy).final, generator, strategy.is_greedy)
+
+
+def temperature_sweep(logits: torch.Tensor, token_ids: list[int], temperatures: list[float]):
+    """Probabilities of `token_ids` and the entropy (bits) at each temperature.
+    Returns ([len(token_ids), len(temperatures)] probabilities, [len(temperatures)] entropies)."""
+    probs = torch.zeros(len(token_ids), len(temperatures), dtype=torch.float64)
+    entropies = []
+    for column, temperature in enumerate(temperatures):
+        log_probs = log_softmax_with_temperature(logits, temperature)
+        probs[:, column] = log_probs[token_ids].exp()
+        entropies.append(entropy_bits(log_probs))
+    return probs, entropies
+
+
+def sweep_temperatures(low: float = 0.05, high: float = 5.0, count: int = 61) -> list[float]:
+    """Temperatures evenly spaced on a log scale."""
+    return torch.logspace(math.log10(low), math.log10(high), count, dtype=torch.float64).tolist()
+
+
+# --- a word the student guesses -----------------------------------------------------------------
+@dataclass
+class Guess:
+    token_ids: list[int]
+    first_rank: int  # 1 = the model's top choice
+    first_probability: float
+    word_probability: float  # P(all the guess's tokens, one after another)
+
+
+@torch.no_grad()
+def guess_probability(model, prompt_ids: list[int], guess_ids: list[int]) -> Guess:
+    """The guess's first token's rank and probability after the prompt, and the probability of
+    the whole guess, token by token (each conditioned on the prompt and the guess so far)."""
+    context = model.config.n_positions
+    ids = (prompt_ids + guess_ids)[-context:]
+    start = len(ids) - len(guess_ids)  # index of the guess's first token in `ids`
+    log_probs = torch.log_softmax(model(torch.tensor([ids])).logits[0].double(), dim=-1)  # [pos, vocab]
+    steps = [float(log_probs[start - 1 + i, token]) for i, token in enumerate(guess_ids)]
+    first = log_probs[start - 1]  # [vocab]
+    rank = int((first > first[guess_ids[0]]).sum()) + 1
+    return Guess(guess_ids, rank, math.exp(steps[0]), math.exp(sum(steps)))
+
+
+# --- the generation loop ------------------------------------------------------------------------
+@dataclass
+class Step:
+    candidates: list[int]  # the most likely tokens of the sampling distribution (greedy: of T = 1), best first
+    candidate_probs: list[float]  # their probabilities in that distribution
+    chosen: int
+    chosen_prob: float  # its probability in the sampling distribution
+    model_logprob: float  # log P(chosen) under the model's own distribution (T = 1, nothing cut)
+
+
+@dataclass
+class Generation:
+    prompt_ids: list[int]
+    strategy: Strategy
+    seed: int
+    steps: list[Step] = field(default_factory=list)
+    dropped_prompt_tokens: int = 0
+
+    @property
+    def new_ids(self) -> list[int]:
+        return [step.chosen for step in self.steps]
+
+    @property
+    def total_logprob(self) -> float:
+        """log P(the whole continuation | prompt) under the model: the sum of the steps'."""
+        return sum(step.model_logprob for step in self.steps)
+
+
+@torch.no_grad()
+def generate(model, prompt_ids: list[int], n_tokens: int, strategy: Strategy, seed: int, candidates: int = 8,
+             on_step: Callable[[int], None] | None = None) -> Generation:
+    """Generate `n_tokens` one at a time, reusing the keys and values of earlier positions (the
+    model's KV cache), so each step computes one new position. The prompt is cut from the left
+    so that prompt + continuation fit the model's context."""
+    room = model.config.n_positions - n_tokens
+    dropped = max(0, len(prompt_ids) - room)
+    ids = prompt_ids[dropped:]
+    result = Generation(prompt_ids=ids, strategy=strategy, seed=seed, dropped_prompt_tokens=dropped)
+    generator = torch.Generator().manual_seed(seed)
+    output = model(torch.tensor([ids]), use_cache=True)
+    for index in range(n_tokens):
+        logits = output.logits[0, -1]  # [vocab]
+        stage = funnel(logits, strategy)
+        chosen = pick(stage.final, generator, strategy.is_greedy)
+        model_log_probs = torch.log_softmax(logits.double(), dim=-1)  # [vocab] T = 1, nothing cut
+        shown = model_log_probs if strategy.is_greedy else stage.final  # greedy: what the argmax chose among
+        top = shown.topk(min(candidates, int((shown > -math.inf).sum())))
+        model_logprob = float(model_log_probs[chosen])
+        result.steps.append(Step(top.indices.tolist(), top.values.exp().tolist(), chosen,
+                                 float(stage.final[chosen].exp()), model_logprob))
+        if on_step is not None:
+            on_step(index + 1)
+        if index + 1 < n_tokens:
+            output = model(torch.tensor([[chosen]]), past_key_values=output.past_key_values, use_cache=True)
+    return result
+
+
+# --- the logit lens and the whole journey --------------------------------------------------------
+@torch.no_grad()
+def logit_lens(trace: Trace, model) -> torch.Tensor:
+    """The next-token distribution the model would give if it stopped early: the residual stream
+    after the embeddings and after each block, through the final LayerNorm and the unembedding.
+    Returns probabilities [n_layer + 1, pos, vocab]; the last row is the model's own output."""
+    gpt = model.transformer
+    streams = [trace["blocks.0.resid_pre"]] + [trace[f"blocks.{l}.resid_post"] for l in range(trace.n_layer)]
+    stacked = torch.stack(streams)  # [n_layer + 1, pos, d_model]
+    normalised = layer_norm(stacked, gpt.ln_f.weight, gpt.ln_f.bias, model.config.layer_norm_epsilon, {}, "lens")
+    return torch.softmax(normalised @ model.lm_head.weight.T, dim=-1)  # [n_layer + 1, pos, vocab]
+
+
+def lens_row_names(n_layer: int) -> list[str]:
+    return ["embeddings"] + [f"after block {l}" for l in range(n_layer)]
+
+
+@dataclass
+class JourneyFlow:
+    source: str  # a prompt position ("3 ␣Mia") or "biases"
+    component: str  # "embeddings", "attention 2", "MLP 1", "final LayerNorm β"
+    value: float  # its direct contribution to the chosen token's logit (σ of ln_final held fixed)
+
+
+@torch.no_grad()
+def journey_flows(trace: Trace, model, token_id: int, labels: list[str]) -> list[JourneyFlow]:
+    """The chosen token's logit at the last position, split exactly into flows from where the
+    information came from (a prompt position, or a bias) through which component.
+
+    Attention's output at the last position is Σ_heads Σ_sources weight · (v_source · W_O,head)
+    plus c_proj's bias, so its direct contribution splits exactly over source positions. The
+    embeddings and the MLPs work on the last position's own vector, so they flow from the last
+    token. As in `core.residual.direct_logit_contributions`, the final LayerNorm's σ is held at its
+    real value and its centring applied to each part; the flows sum to the real logit."""
+    gpt = model.transformer
+    sigma = torch.sqrt(trace["ln_final.var"][-1] + model.config.layer_norm_epsilon)  # []
+    unembed = model.lm_head.weight[token_id]  # [d_model]
+
+    def to_logit(vectors: torch.Tensor) -> torch.Tensor:  # [..., d_model] -> [...]
+        centred = vectors - vectors.mean(dim=-1, keepdim=True)
+        return (centred * gpt.ln_f.weight / sigma) @ unembed
+
+    last = labels[-1]
+    flows = [JourneyFlow(last, "embeddings", float(to_logit(trace["embed.token"][-1] + trace["embed.position"][-1])))]
+    n_head = trace.n_head
+    for layer in range(trace.n_layer):
+        block = gpt.h[layer]
+        values = trace[f"blocks.{layer}.attn.v"]  # [head, pos, d_head]
+        d_head = values.shape[-1]
+        w_out = block.attn.c_proj.weight.view(n_head, d_head, -1)  # [head, d_head, d_model]
+        written = torch.einsum("hpd,hdm->hpm", values, w_out)  # [head, pos, d_model] each source's value, projected
+        weights = trace[f"blocks.{layer}.attn.pattern"][:, -1, :]  # [head, pos] attention of the last position
+        per_source = (weights.unsqueeze(-1) * written).sum(dim=0)  # [pos, d_model]
+        for position, value in enumerate(to_logit(per_source).tolist()):
+            flows.append(JourneyFlow(labels[position], f"attention {layer}", value))
+        flows.append(JourneyFlow("biases", f"attention {layer}", float(to_logit(block.attn.c_proj.bias))))
+        flows.append(JourneyFlow(last, f"MLP {layer}", float(to_logit(trace[f"blocks.{layer}.mlp.out"][-1]))))
+    flows.append(JourneyFlow("biases", "final LayerNorm β", float(gpt.ln_f.bias @ unembed)))
+    return flows

@@ -1,0 +1,157 @@
+"""Lesson 6's math: temperature, top-k, top-p, the funnel, the generation loop, the logit lens."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from transformers.generation.logits_process import TopKLogitsWarper, TopPLogitsWarper
+
+from core import residual, sampling
+from core.glassbox import run_trace
+from core.sampling import Strategy
+from tests.conftest import random_gpt2
+
+LOGITS = torch.tensor([2.0, 1.0, 0.5, -1.0, 3.0, 0.0])
+
+
+def test_temperature_softmax_against_a_direct_computation():
+    for temperature in (0.05, 0.3, 1.0, 2.5, 5.0):
+        direct = [math.exp(v / temperature) for v in LOGITS.tolist()]
+        direct = [v / sum(direct) for v in direct]
+        got = sampling.log_softmax_with_temperature(LOGITS, temperature).exp().tolist()
+        assert got == pytest.approx(direct, rel=1e-9)
+
+
+def test_temperature_edges_are_finite_and_correct():
+    huge = torch.tensor([1e4, -1e4, 5e3, 0.0])  # would overflow exp(logit / T) computed directly
+    for temperature in (0.0, 1e-9, 1e-3, 0.0011, 0.05, 1.0, 5.0, 1e6):
+        log_probs = sampling.log_softmax_with_temperature(huge, temperature)
+        assert not torch.isnan(log_probs).any()
+        assert float(log_probs.exp().sum()) == pytest.approx(1.0)
+    greedy = sampling.log_softmax_with_temperature(LOGITS, 0.0).exp()
+    assert greedy.tolist() == [0, 0, 0, 0, 1, 0]  # T → 0 is the argmax
+    assert int(sampling.log_softmax_with_temperature(LOGITS, 0.01).argmax()) == int(LOGITS.argmax())
+    tie = sampling.log_softmax_with_temperature(torch.tensor([1.0, 3.0, 3.0]), 0.0).exp()
+    assert tie.tolist() == [0.0, 0.5, 0.5]
+    flat = sampling.log_softmax_with_temperature(LOGITS, 1e6).exp()
+    assert flat.tolist() == pytest.approx([1 / 6] * 6, abs=1e-5)  # very large T: uniform
+    assert sampling.entropy_bits(sampling.log_softmax_with_temperature(LOGITS, 1e6)) == pytest.approx(math.log2(6))
+    assert sampling.entropy_bits(sampling.log_softmax_with_temperature(LOGITS, 0.0)) == 0.0
+
+
+def test_top_k_kept_sets_with_ties():
+    log_probs = torch.log(torch.tensor([0.1, 0.3, 0.2, 0.2, 0.15, 0.05]))
+    assert sampling.top_k_keep(log_probs, 1).tolist() == [False, True, False, False, False, False]
+    assert sampling.top_k_keep(log_probs, 2).tolist() == [False, True, True, True, False, False]  # tie kept whole
+    assert sampling.top_k_keep(log_probs, 0).all() and sampling.top_k_keep(log_probs, 99).all()
+
+
+def test_top_p_kept_sets_with_ties():
+    log_probs = torch.log(torch.tensor([0.1, 0.3, 0.2, 0.2, 0.15, 0.05]))
+    assert sampling.top_p_keep(log_probs, 0.3).tolist() == [False, True, False, False, False, False]
+    assert sampling.top_p_keep(log_probs, 0.31).tolist() == [False, True, True, True, False, False]  # tie whole
+    assert sampling.top_p_keep(log_probs, 0.75).tolist() == [False, True, True, True, True, False]
+    assert sampling.top_p_keep(log_probs, 1.0).all()
+    assert sampling.top_p_keep(log_probs, 0.0).tolist() == [False, True, False, False, False, False]
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_kept_sets_match_hugging_face_without_ties(seed):
+    logits = torch.randn(50, generator=torch.Generator().manual_seed(seed)) * 3
+    log_probs = torch.log_softmax(logits.double(), dim=-1)
+    for k in (1, 5, 20):
+        hf = TopKLogitsWarper(top_k=k)(None, logits[None].clone())[0] > -math.inf
+        assert torch.equal(sampling.top_k_keep(log_probs, k), hf)
+    for p in (0.1, 0.5, 0.9, 0.99):
+        hf = TopPLogitsWarper(top_p=p)(None, logits[None].clone())[0] > -math.inf
+        assert torch.equal(sampling.top_p_keep(log_probs, p), hf)
+
+
+def test_funnel_masses_add_up():
+    logits = torch.randn(40, generator=torch.Generator().manual_seed(3)) * 2
+    stage = sampling.funnel(logits, Strategy(temperature=0.8, top_k=10, top_p=0.7))
+    whole, by_k, by_p = stage.mass(torch.ones(40, dtype=torch.bool)), stage.mass(stage.kept_by_top_k), stage.mass(stage.kept_by_top_p)
+    assert whole == pytest.approx(1.0) and 0 < by_p <= by_k <= whole
+    assert int(stage.kept_by_top_k.sum()) == 10
+    assert (stage.kept_by_top_p <= stage.kept_by_top_k).all()
+    assert float(stage.final.exp().sum()) == pytest.approx(1.0)
+    # top-p is measured on the top-k survivors, renormalised (Hugging Face's order)
+    after_k = stage.log_probs.exp() * stage.kept_by_top_k / by_k
+    sorted_after_k = after_k.sort(descending=True).values
+    kept = int(stage.kept_by_top_p.sum())
+    assert float(sorted_after_k[:kept - 1].sum()) < 0.7 <= float(sorted_after_k[:kept].sum()) + 1e-12
+    # the final distribution is the temperature distribution restricted to the kept set
+    torch.testing.assert_close(stage.final.exp()[stage.kept_by_top_p],
+                               stage.log_probs.exp()[stage.kept_by_top_p] / by_p)
+
+
+def test_seeded_sampling_is_reproducible():
+    logits = torch.randn(100, generator=torch.Generator().manual_seed(1))
+    strategy = Strategy(temperature=1.5, top_k=50, top_p=0.95)
+    draws = {sampling.sample_next(logits, strategy, seed=7) for _ in range(5)}
+    assert len(draws) == 1
+    many = {sampling.sample_next(logits, strategy, seed=s) for s in range(30)}
+    assert len(many) > 1  # different seeds do differ
+
+
+@pytest.fixture(scope="module")
+def model():
+    return random_gpt2(n_layer=2, n_head=2, n_embd=32, n_positions=40, vocab_size=60, seed=4).requires_grad_(False)
+
+
+def test_greedy_generation_equals_hugging_face_generate(model):
+    prompt = [5, 17, 3, 44, 9]
+    ours = sampling.generate(model, prompt, 20, Strategy(temperature=0.0), seed=0)
+    theirs = model.generate(torch.tensor([prompt]), do_sample=False, max_new_tokens=20, min_new_tokens=20,
+                            pad_token_id=0, top_k=None, top_p=None)[0, len(prompt):].tolist()
+    assert ours.new_ids == theirs
+
+
+def test_generation_is_deterministic_and_its_log_probability_is_real(model):
+    prompt = [5, 17, 3]
+    strategy = Strategy(temperature=1.3, top_k=20, top_p=0.9)
+    first, again = (sampling.generate(model, prompt, 12, strategy, seed=11) for _ in range(2))
+    assert first.new_ids == again.new_ids and len(first.new_ids) == 12
+    full = prompt + first.new_ids
+    log_probs = torch.log_softmax(model(torch.tensor([full])).logits[0].double(), dim=-1)
+    expected = sum(float(log_probs[len(prompt) - 1 + i, t]) for i, t in enumerate(first.new_ids))
+    assert first.total_logprob == pytest.approx(expected, abs=1e-4)
+    assert all(token in step.candidates or step.chosen_prob < step.candidate_probs[-1] + 1e-9
+               for token, step in zip(first.new_ids, first.steps))
+
+
+def test_generation_cuts_the_prompt_to_fit_the_context(model):
+    prompt = list(range(1, 38))  # 37 tokens; context 40
+    result = sampling.generate(model, prompt, 10, Strategy(temperature=0.0), seed=0)
+    assert result.dropped_prompt_tokens == 7 and len(result.prompt_ids) == 30 and len(result.new_ids) == 10
+
+
+def test_guess_probability(model):
+    prompt, guess = [5, 17, 3], [8, 21]
+    result = sampling.guess_probability(model, prompt, guess)
+    log_probs = torch.log_softmax(model(torch.tensor([prompt + guess])).logits[0].double(), dim=-1)
+    assert result.first_probability == pytest.approx(math.exp(float(log_probs[2, 8])))
+    assert result.word_probability == pytest.approx(math.exp(float(log_probs[2, 8] + log_probs[3, 21])))
+    assert result.first_rank == int((log_probs[2] > log_probs[2, 8]).sum()) + 1
+
+
+def test_logit_lens_last_layer_is_the_models_output(model):
+    trace = run_trace(model, [5, 17, 3, 44, 9])
+    lens = sampling.logit_lens(trace, model)
+    assert lens.shape == (trace.n_layer + 1, 5, 60)
+    torch.testing.assert_close(lens[-1], torch.softmax(trace["logits"], dim=-1), atol=1e-6, rtol=0)
+    torch.testing.assert_close(lens.sum(-1), torch.ones(trace.n_layer + 1, 5))
+
+
+def test_journey_flows_sum_to_the_logit_and_match_the_components(model):
+    trace = run_trace(model, [5, 17, 3, 44, 9])
+    labels = [str(i) for i in range(5)]
+    for token_id in (0, 31):
+        flows = sampling.journey_flows(trace, model, token_id, labels)
+        assert sum(f.value for f in flows) == pytest.approx(float(trace["logits"][-1, token_id]), abs=1e-4)
+        bars = dict(residual.direct_logit_contributions(trace, model, token_id))
+        for layer in range(trace.n_layer):
+            through = sum(f.value for f in flows if f.component == f"attention {layer}")
+            assert through == pytest.approx(bars[f"attention {layer}"], abs=1e-5)
+        assert {f.source for f in flows} <= set(labels) | {"biases"}
