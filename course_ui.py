@@ -224,3 +224,14 @@ def prediction_change_view(loaded: LoadedModel, before, after, key: str) -> None
     left, right = st.columns(2)
     left.metric(f"log P({top}) before", f"{change.logprob_before:.4f}")
     right.metric("after", f"{change.logprob_after:.4f}", delta=f"{change.logprob_after - change.logprob_before:+.4f}")
+
+
+def chart(name: str, depends_on: tuple, build: Callable[[], object], where=None) -> None:
+    """Draw a Plotly figure from `build`, built once per (model, prompt, name, depends_on).
+    Building Plotly figures is most of a page's rerun time; choices that do not change a figure
+    then cost nothing."""
+    from core.cached import cached_figure
+
+    state = st.session_state
+    figure = cached_figure((state.model_key, state.prompt, name, depends_on), build)
+    (where or st).plotly_chart(figure, key=name)

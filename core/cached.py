@@ -47,3 +47,10 @@ def cached_reorder_experiment(model_key: str, token_ids: tuple[int, ...], order:
     from core.positions import reorder_experiment
 
     return reorder_experiment(cached_model(model_key).model, list(token_ids), list(order))
+
+
+@st.cache_resource(max_entries=300, show_spinner=False)
+def cached_figure(key: tuple, _build):
+    """A Plotly figure built once per key and shared read-only (Streamlit copies it to draw it).
+    The key must hold everything the figure depends on: model, prompt, and the page's choices."""
+    return _build()

@@ -24,24 +24,24 @@ def embedding_lookup() -> None:
     labels = [f"{label} (id {i})" for label, i in zip(figures.token_labels(trace.token_strings), trace.token_ids)]
     st.caption(f"The embedding matrix of {loaded.name} has {matrix.shape[0]:,} rows (one per token) and "
                f"{matrix.shape[1]} columns.")
-    st.plotly_chart(figures.heatmap(trace["embed.token"], list(range(matrix.shape[1])), labels,
-                                    "The prompt's rows of the token embedding matrix", "entry", "token",
-                                    show_values=False), key="lookup")
+    course_ui.chart("lookup", (), lambda: figures.heatmap(
+        trace["embed.token"], list(range(matrix.shape[1])), labels, "The prompt's rows of the token embedding matrix",
+        "entry", "token", show_values=False))
 
 
 @needs_trace
 def norms() -> None:
-    values = trace["embed.token"].norm(dim=-1).tolist()
-    st.plotly_chart(figures.bar(figures.token_labels(trace.token_strings), values,
-                                "Length (norm) of each token's embedding vector", "token"), key="norms")
+    course_ui.chart("norms", (), lambda: figures.bar(
+        figures.token_labels(trace.token_strings), trace["embed.token"].norm(dim=-1).tolist(),
+        "Length (norm) of each token's embedding vector", "token"))
 
 
 @needs_trace
 def cosine() -> None:
     labels = figures.token_labels(trace.token_strings)
-    st.plotly_chart(figures.heatmap(embeddings.cosine_matrix(trace["embed.token"]), labels, labels,
-                                    "Cosine similarity between the prompt's token embeddings", "token", "token"),
-                    key="cosine")
+    course_ui.chart("cosine", (), lambda: figures.heatmap(
+        embeddings.cosine_matrix(trace["embed.token"]), labels, labels,
+        "Cosine similarity between the prompt's token embeddings", "token", "token"))
 
 
 def neighbour_table(token_id: int) -> pd.DataFrame:
@@ -57,13 +57,15 @@ def neighbours() -> None:
 
 
 def pca() -> None:
-    prompt_ids = trace.token_ids if trace is not None else []
-    ids = embeddings.vocabulary_sample(matrix.shape[0], prompt_ids)
-    coords, explained = embeddings.pca_2d(matrix[ids])
-    marked = set(prompt_ids)
-    st.plotly_chart(figures.embedding_map(coords, [figures.plotly_text(token_name(i)) for i in ids],
-                                          [i in marked for i in ids], explained,
-                                          f"{len(ids)} token embeddings of {loaded.name}, by PCA"), key="pca")
+    def build():
+        prompt_ids = trace.token_ids if trace is not None else []
+        ids = embeddings.vocabulary_sample(matrix.shape[0], prompt_ids)
+        coords, explained = embeddings.pca_2d(matrix[ids])
+        marked = set(prompt_ids)
+        return figures.embedding_map(coords, [figures.plotly_text(token_name(i)) for i in ids],
+                                     [i in marked for i in ids], explained,
+                                     f"{len(ids)} token embeddings of {loaded.name}, by PCA")
+    course_ui.chart("pca", (), build)
 
 
 def compare_tokens() -> None:

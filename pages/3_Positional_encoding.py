@@ -20,12 +20,12 @@ needs_trace = course_ui.needs_trace(trace)
 
 def matrix_pair(matrix, name: str, key: str) -> None:
     left, right = st.columns(2)
-    left.plotly_chart(figures.heatmap(matrix, list(range(matrix.shape[1])), list(range(matrix.shape[0])),
-                                      f"{name}: positions × entries", "entry", "position", show_values=False),
-                      key=f"{key}-matrix")
-    right.plotly_chart(figures.heatmap(embeddings.cosine_matrix(matrix), list(range(count)), list(range(count)),
-                                       f"{name}: cosine similarity of positions", "position", "position",
-                                       show_values=False), key=f"{key}-similarity")
+    course_ui.chart(f"{key}-matrix", (), lambda: figures.heatmap(
+        matrix, list(range(matrix.shape[1])), list(range(matrix.shape[0])), f"{name}: positions × entries", "entry",
+        "position", show_values=False), where=left)
+    course_ui.chart(f"{key}-similarity", (), lambda: figures.heatmap(
+        embeddings.cosine_matrix(matrix), list(range(count)), list(range(count)),
+        f"{name}: cosine similarity of positions", "position", "position", show_values=False), where=right)
 
 
 @needs_trace
@@ -35,8 +35,8 @@ def embedding_sum() -> None:
     columns = st.columns(3)
     for column, (name, title) in zip(columns, (("embed.token", "token embedding"), ("embed.position", "+ position embedding"),
                                                ("blocks.0.resid_pre", "= input to block 0"))):
-        column.plotly_chart(figures.heatmap(trace[name], entries, labels, title, "entry", "token", show_values=False),
-                            key=f"sum-{name}")
+        course_ui.chart(f"sum-{name}", (), lambda name=name, title=title: figures.heatmap(
+            trace[name], entries, labels, title, "entry", "token", show_values=False), where=column)
 
 
 def learned_positions() -> None:

@@ -33,8 +33,9 @@ def qkv() -> None:
     columns = st.columns(3)
     for column, name in zip(columns, ("q", "k", "v")):
         values = trace[f"{path}.{name}"][head]  # [pos, d_head]
-        column.plotly_chart(figures.heatmap(values, list(range(d_head)), labels, f"{name.upper()} (layer {layer}, head {head})",
-                                            "entry", "position", show_values=False), key=f"qkv-{name}")
+        course_ui.chart(f"qkv-{name}", (layer, head), lambda values=values, name=name: figures.heatmap(
+            values, list(range(d_head)), labels, f"{name.upper()} (layer {layer}, head {head})", "entry", "position",
+            show_values=False), where=column)
 
 
 @needs_trace
@@ -42,15 +43,15 @@ def scores() -> None:
     columns = st.columns(3)
     for column, (name, title) in zip(columns, (("scores", "Q·Kᵀ"), ("scores_scaled", "÷ √d_head"),
                                                ("scores_masked", "masked"))):
-        column.plotly_chart(figures.heatmap(trace[f"{path}.{name}"][head], labels, labels, title, "key", "query"),
-                            key=f"scores-{name}")
+        course_ui.chart(f"scores-{name}", (layer, head), lambda name=name, title=title: figures.heatmap(
+            trace[f"{path}.{name}"][head], labels, labels, title, "key", "query"), where=column)
 
 
 @needs_trace
 def pattern() -> None:
-    st.plotly_chart(figures.heatmap(trace[f"{path}.pattern"][head], labels, labels,
-                                    f"Attention pattern, layer {layer}, head {head}", "key (looked at)",
-                                    "query (looking)", diverging=False), key="pattern")
+    course_ui.chart("pattern", (layer, head), lambda: figures.heatmap(
+        trace[f"{path}.pattern"][head], labels, labels, f"Attention pattern, layer {layer}, head {head}",
+        "key (looked at)", "query (looking)", diverging=False))
 
 
 @needs_trace
@@ -58,14 +59,15 @@ def head_output() -> None:
     z = trace[f"{path}.z"]  # [head, pos, d_head]
     concatenated = z.transpose(0, 1).reshape(trace.n_tokens, -1)  # [pos, head * d_head]
     columns = st.columns(3)
-    columns[0].plotly_chart(figures.heatmap(z[head], list(range(d_head)), labels, f"Head {head} output z = pattern · V",
-                                            "entry", "position", show_values=False), key="z")
-    columns[1].plotly_chart(figures.heatmap(concatenated, list(range(concatenated.shape[1])), labels,
-                                            "All heads side by side", "entry", "position", show_values=False),
-                            key="concat")
-    columns[2].plotly_chart(figures.heatmap(trace[f"{path}.out"], list(range(trace[f'{path}.out'].shape[1])), labels,
-                                            "× c_proj + bias: added to the residual stream", "entry", "position",
-                                            show_values=False), key="attn-out")
+    course_ui.chart("z", (layer, head), lambda: figures.heatmap(
+        z[head], list(range(d_head)), labels, f"Head {head} output z = pattern · V", "entry", "position",
+        show_values=False), where=columns[0])
+    course_ui.chart("concat", (layer,), lambda: figures.heatmap(
+        concatenated, list(range(concatenated.shape[1])), labels, "All heads side by side", "entry", "position",
+        show_values=False), where=columns[1])
+    course_ui.chart("attn-out", (layer,), lambda: figures.heatmap(
+        trace[f"{path}.out"], list(range(trace[f'{path}.out'].shape[1])), labels,
+        "× c_proj + bias: added to the residual stream", "entry", "position", show_values=False), where=columns[2])
 
 
 @needs_trace
@@ -88,9 +90,9 @@ def by_hand() -> None:
 @needs_trace
 def all_heads() -> None:
     patterns = [trace[f"{path}.pattern"][h] for h in range(trace.n_head)]
-    st.plotly_chart(figures.small_multiples(patterns, [f"head {h}" for h in range(trace.n_head)], labels,
-                                            columns=min(4, trace.n_head), title=f"Every head of layer {layer}"),
-                    key="all-heads")
+    course_ui.chart("all-heads", (layer,), lambda: figures.small_multiples(
+        patterns, [f"head {h}" for h in range(trace.n_head)], labels, columns=min(4, trace.n_head),
+        title=f"Every head of layer {layer}"))
 
 
 @needs_trace
@@ -100,16 +102,15 @@ def overview() -> None:
                 for l in range(trace.n_layer) for h in range(trace.n_head)]
     titles = [f"{l}.{h}" for l in range(trace.n_layer) for h in range(trace.n_head)]
     note = f" (last {OVERVIEW_TOKENS} tokens)" if first else ""
-    st.plotly_chart(figures.small_multiples(patterns, titles, labels[first:], columns=trace.n_head,
-                                            title=f"All layers (rows) × heads (columns), layer.head{note}"),
-                    key="overview")
+    course_ui.chart("overview", (), lambda: figures.small_multiples(
+        patterns, titles, labels[first:], columns=trace.n_head,
+        title=f"All layers (rows) × heads (columns), layer.head{note}"))
 
 
 @needs_trace
 def sankey() -> None:
-    links = attention.attention_links(trace, layer, head)
-    st.plotly_chart(figures.attention_sankey(links, trace.token_strings,
-                                             f"Attention flow, layer {layer}, head {head}"), key="sankey")
+    course_ui.chart("sankey", (layer, head), lambda: figures.attention_sankey(
+        attention.attention_links(trace, layer, head), trace.token_strings, f"Attention flow, layer {layer}, head {head}"))
 
 
 @needs_trace
@@ -119,8 +120,8 @@ def head_roles() -> None:
     layers = [str(l) for l in range(trace.n_layer)]
     columns = st.columns(3)
     for column, (role, table) in zip(columns, scores_by_role.items()):
-        column.plotly_chart(figures.heatmap(table, heads, layers, f"{role} score", "head", "layer", diverging=False),
-                            key=f"role-{role}")
+        course_ui.chart(f"role-{role}", (), lambda role=role, table=table: figures.heatmap(
+            table, heads, layers, f"{role} score", "head", "layer", diverging=False), where=column)
         best_layer, best_head, best = attention.strongest_head(table)
         column.caption(f"Highest on your prompt: layer {best_layer}, head {best_head} ({best:.2f}).")
 

@@ -47,46 +47,49 @@ def layer_norm() -> None:
     columns[1].metric("variance before", f"{step.var:.4f}")
     columns[2].metric("mean after normalising", f"{float(step.normalized.mean()):.4f}")
     columns[3].metric("variance after normalising", f"{float(step.normalized.var(unbiased=False)):.4f}")
-    st.plotly_chart(figures.vector_rows({
+    course_ui.chart("layer-norm", (layer, position), lambda: figures.vector_rows({
         "x: the residual stream entering the MLP's LayerNorm": step.before,
         "(x − mean) / √(variance + ε)": step.normalized,
         "γ (learned scale)": step.gamma,
         "β (learned shift)": step.beta,
         "γ ⊙ normalised + β: what the MLP reads": step.after,
-    }, f"LayerNorm before the MLP of layer {layer}, at {labels[position]}"), key="layer-norm")
+    }, f"LayerNorm before the MLP of layer {layer}, at {labels[position]}"))
 
 
 @needs_trace
 def mlp_pre() -> None:
     left, right = st.columns(2)
     neuron_labels = [str(n) for n in active]
-    left.plotly_chart(figures.heatmap(trace[f"{path}.pre"][:, active], neuron_labels, labels,
-                                      "Before GELU (c_fc output)", "neuron", "position", show_values=False),
-                      key="mlp-pre")
-    right.plotly_chart(figures.heatmap(trace[f"{path}.post"][:, active], neuron_labels, labels,
-                                       "After GELU", "neuron", "position", show_values=False), key="mlp-post")
+    course_ui.chart("mlp-pre", (layer,), lambda: figures.heatmap(
+        trace[f"{path}.pre"][:, active], neuron_labels, labels, "Before GELU (c_fc output)", "neuron", "position",
+        show_values=False), where=left)
+    course_ui.chart("mlp-post", (layer,), lambda: figures.heatmap(
+        trace[f"{path}.post"][:, active], neuron_labels, labels, "After GELU", "neuron", "position",
+        show_values=False), where=right)
     st.caption(f"The {len(active)} neurons of layer {layer} with the largest activation anywhere in your prompt, "
                f"most active first (out of {d_mlp}).")
 
 
 @needs_trace
 def gelu_curve() -> None:
-    neurons = residual.most_active_neurons(trace, layer, CURVE_NEURONS)
-    pre, post = trace[f"{path}.pre"][:, neurons], trace[f"{path}.post"][:, neurons]  # [pos, neurons]
-    low, high = min(-4.0, float(pre.min())), max(4.0, float(pre.max()))
-    curve_x, curve_y = residual.activation_curve(loaded.model.config.activation_function, low, high)
-    point_labels = [f"{labels[p]} · neuron {n}" for p in range(trace.n_tokens) for n in neurons]
-    st.plotly_chart(figures.activation_curve_figure(curve_x, curve_y, pre.flatten(), post.flatten(), point_labels,
-                                                    f"GELU with your prompt's values (layer {layer}, "
-                                                    f"{len(neurons)} most active neurons)"), key="gelu")
+    def build():
+        neurons = residual.most_active_neurons(trace, layer, CURVE_NEURONS)
+        pre, post = trace[f"{path}.pre"][:, neurons], trace[f"{path}.post"][:, neurons]  # [pos, neurons]
+        low, high = min(-4.0, float(pre.min())), max(4.0, float(pre.max()))
+        curve_x, curve_y = residual.activation_curve(loaded.model.config.activation_function, low, high)
+        point_labels = [f"{labels[p]} · neuron {n}" for p in range(trace.n_tokens) for n in neurons]
+        return figures.activation_curve_figure(curve_x, curve_y, pre.flatten(), post.flatten(), point_labels,
+                                               f"GELU with your prompt's values (layer {layer}, "
+                                               f"{len(neurons)} most active neurons)")
+    course_ui.chart("gelu", (layer,), build)
 
 
 @needs_trace
 def mlp_out() -> None:
     out = trace[f"{path}.out"]  # [pos, d_model]
-    st.plotly_chart(figures.heatmap(out, list(range(out.shape[1])), labels,
-                                    "× c_proj + bias: the MLP's output, added to the residual stream", "entry",
-                                    "position", show_values=False), key="mlp-out")
+    course_ui.chart("mlp-out", (layer,), lambda: figures.heatmap(
+        out, list(range(out.shape[1])), labels, "× c_proj + bias: the MLP's output, added to the residual stream",
+        "entry", "position", show_values=False))
 
 
 @needs_trace
@@ -94,8 +97,8 @@ def neuron() -> None:
     chosen = st.selectbox("Neuron", range(d_mlp), index=active[0], key=f"ff_neuron_{layer}",
                           help="Starts at the most active neuron of the layer on your prompt.")
     values = trace[f"{path}.post"][:, chosen].tolist()
-    st.plotly_chart(figures.bar(labels, values, f"Layer {layer}, neuron {chosen}: activation at each token",
-                                "token"), key="neuron-bars")
+    course_ui.chart("neuron-bars", (layer, chosen), lambda: figures.bar(
+        labels, values, f"Layer {layer}, neuron {chosen}: activation at each token", "token"))
     promoted, suppressed = residual.neuron_output_effects(loaded.model, layer, chosen)
     left, right = st.columns(2)
     left.markdown("**Promotes** (write direction · unembedding, largest)")
@@ -109,9 +112,9 @@ def neuron() -> None:
 @needs_trace
 def residual_norms() -> None:
     norms = residual.residual_norms(trace, position)
-    st.plotly_chart(figures.line([name for name, _ in norms], [value for _, value in norms],
-                                 f"Length of the residual stream at {labels[position]}", "length (Euclidean norm)"),
-                    key="residual-norms")
+    course_ui.chart("residual-norms", (position,), lambda: figures.line(
+        [name for name, _ in norms], [value for _, value in norms], f"Length of the residual stream at {labels[position]}",
+        "length (Euclidean norm)"))
 
 
 @needs_trace
@@ -121,9 +124,9 @@ def logit_contributions() -> None:
                             format_func=lambda i: f"{token_name(i)} (p = {float(trace.next_token_probs()[i]):.3f})")
     parts = residual.direct_logit_contributions(trace, loaded.model, token_id)
     real = float(trace["logits"][-1, token_id])
-    st.plotly_chart(figures.waterfall([name for name, _ in parts], [value for _, value in parts], "logit",
-                                      f"Direct contributions to the logit of {figures.plotly_text(token_name(token_id))}"
-                                      " at the last position"), key="logit-waterfall")
+    course_ui.chart("logit-waterfall", (token_id,), lambda: figures.waterfall(
+        [name for name, _ in parts], [value for _, value in parts], "logit",
+        f"Direct contributions to the logit of {figures.plotly_text(token_name(token_id))} at the last position"))
     st.caption(f"Sum of the bars: {sum(v for _, v in parts):.4f}. The model's real logit: {real:.4f}.")
 
 
