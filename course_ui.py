@@ -235,3 +235,10 @@ def chart(name: str, depends_on: tuple, build: Callable[[], object], where=None)
     state = st.session_state
     figure = cached_figure((state.model_key, state.prompt, name, depends_on), build)
     (where or st).plotly_chart(figure, key=name)
+
+
+def lesson_links(numbers: list[int]) -> None:
+    """Links to earlier lessons (for recaps)."""
+    for entry in LESSONS:
+        if entry.number in numbers and entry.is_built:
+            st.page_link(entry.page, label=f"Lesson {entry.number}: {entry.title}")

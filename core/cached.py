@@ -54,3 +54,4 @@ def cached_figure(key: tuple, _build):
     """A Plotly figure built once per key and shared read-only (Streamlit copies it to draw it).
     The key must hold everything the figure depends on: model, prompt, and the page's choices."""
     return _build()
+

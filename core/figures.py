@@ -301,3 +301,104 @@ def line(labels: list[str], values: list[float], title: str, y_title: str = "") 
     figure.update_layout(title=title, height=340, margin=dict(l=10, r=10, t=40, b=10), yaxis_title=y_title,
                          xaxis=dict(type="category"))
     return figure
+
+
+# --- lesson 6: sampling, generation, the whole journey ------------------------------------------
+def sweep_lines(temperatures: list[float], series: dict[str, list[float]], title: str, y_title: str,
+                marker: float | None = None, reference: tuple[str, float] | None = None) -> go.Figure:
+    """Lines across temperatures on a log axis; optional vertical marker (the slider's T) and a
+    horizontal reference line (e.g. the entropy of a uniform distribution)."""
+    figure = go.Figure([go.Scatter(x=temperatures, y=values, mode="lines", name=name,
+                                   hovertemplate=f"{name}<br>T = %{{x:.3f}}<br>%{{y:.4f}}<extra></extra>")
+                        for name, values in series.items()])
+    if marker is not None and marker > 0:
+        figure.add_vline(x=marker, line_dash="dot", line_color="#111827", annotation_text=f"T = {marker:g}")
+    if reference is not None:
+        figure.add_hline(y=reference[1], line_dash="dash", line_color="#9ca3af", annotation_text=reference[0])
+    figure.update_layout(title=title, height=380, margin=dict(l=10, r=10, t=40, b=10), yaxis_title=y_title,
+                         xaxis=dict(type="log", title="temperature T (log scale)"))
+    return figure
+
+
+def cumulative_figure(names: list[str], probabilities: list[float], kept: list[bool], top_p: float,
+                      title: str) -> go.Figure:
+    """Candidates by rank: their probability (bars) and the running total (line), the nucleus cut drawn at p."""
+    running = []
+    total = 0.0
+    for value in probabilities:
+        total += value
+        running.append(total)
+    colours = ["#2563eb" if keep else "#d1d5db" for keep in kept]
+    figure = go.Figure([
+        go.Bar(x=names, y=probabilities, marker_color=colours, name="probability",
+               hovertemplate="%{x}: %{y:.4f}<extra></extra>"),
+        go.Scatter(x=names, y=running, mode="lines+markers", name="cumulative", line=dict(color="#dc2626"),
+                   hovertemplate="up to %{x}: %{y:.4f}<extra></extra>"),
+    ])
+    figure.add_hline(y=top_p, line_dash="dash", line_color="#dc2626", annotation_text=f"top-p = {top_p:g}")
+    figure.update_layout(title=title, height=380, margin=dict(l=10, r=10, t=40, b=10), yaxis=dict(range=[0, 1.05]),
+                         xaxis=dict(type="category", title="candidates, most likely first (grey: cut)"))
+    return figure
+
+
+def funnel_sankey(masses: list[tuple[str, str, float]], title: str) -> go.Figure:
+    """Probability mass flowing between named stages: (from, to, mass). Names must be escaped already
+    (`plotly_text`)."""
+    names = list(dict.fromkeys([a for a, _, _ in masses] + [b for _, b, _ in masses]))
+    index = {name: i for i, name in enumerate(names)}
+    figure = go.Figure(go.Sankey(
+        node=dict(label=names, pad=14, thickness=16),
+        link=dict(source=[index[a] for a, _, _ in masses], target=[index[b] for _, b, _ in masses],
+                  value=[m for _, _, m in masses],
+                  hovertemplate="%{source.label} → %{target.label}<br>probability %{value:.4f}<extra></extra>")))
+    figure.update_layout(title=title, height=360, margin=dict(l=10, r=10, t=40, b=10))
+    return figure
+
+
+def text_heatmap(values, texts: list[list[str]], x_labels: list[str], y_labels: list[str], title: str,
+                 x_title: str, y_title: str, colour_title: str = "probability") -> go.Figure:
+    """A 0–1 heatmap with a short text (already escaped) written in each cell."""
+    z = [[float(v) for v in row] for row in values]
+    figure = go.Figure(go.Heatmap(
+        z=z, x=x_labels, y=y_labels, text=texts, texttemplate="%{text}", textfont={"size": 10},
+        colorscale="Blues", zmin=0, zmax=1, colorbar=dict(title=colour_title),
+        hovertemplate=f"{y_title} %{{y}}<br>{x_title} %{{x}}<br>%{{text}}: %{{z:.4f}}<extra></extra>"))
+    figure.update_layout(title=title, height=max(280, min(1000, 80 + 28 * len(y_labels))),
+                         margin=dict(l=10, r=10, t=40, b=10), xaxis=dict(type="category", title=x_title),
+                         yaxis=dict(type="category", title=y_title, autorange="reversed"))
+    return figure
+
+
+def journey_sankey(flows: list[tuple[str, str, float]], sinks: tuple[str, str], title: str) -> go.Figure:
+    """Sources → components → two sinks (raises / lowers the logit). `flows` are (source, component,
+    signed value); each link's width is |value|; red links raise the logit, blue ones lower it.
+    Names must be escaped already (`token_labels`, `plotly_text`)."""
+    components = list(dict.fromkeys(c for _, c, _ in flows))
+    sources = list(dict.fromkeys(s for s, _, _ in flows))
+    names = sources + components + list(sinks)
+    index = {("source", n): i for i, n in enumerate(sources)}
+    index |= {("component", n): len(sources) + i for i, n in enumerate(components)}
+    raise_node, lower_node = len(sources) + len(components), len(sources) + len(components) + 1
+    source, target, value, colour = [], [], [], []
+    for name, component, amount in flows:
+        if abs(amount) < 1e-9:
+            continue
+        source.append(index[("source", name)])
+        target.append(index[("component", component)])
+        value.append(abs(amount))
+        colour.append("rgba(220,38,38,0.45)" if amount > 0 else "rgba(37,99,235,0.45)")
+    for component in components:
+        up = sum(a for _, c, a in flows if c == component and a > 0)
+        down = -sum(a for _, c, a in flows if c == component and a < 0)
+        for amount, sink, tint in ((up, raise_node, "rgba(220,38,38,0.45)"), (down, lower_node, "rgba(37,99,235,0.45)")):
+            if amount > 1e-9:
+                source.append(index[("component", component)])
+                target.append(sink)
+                value.append(amount)
+                colour.append(tint)
+    figure = go.Figure(go.Sankey(
+        node=dict(label=names, pad=8, thickness=14),
+        link=dict(source=source, target=target, value=value, color=colour,
+                  hovertemplate="%{source.label} → %{target.label}<br>%{value:.3f} logit<extra></extra>")))
+    figure.update_layout(title=title, height=max(520, 34 * len(sources)), margin=dict(l=10, r=10, t=40, b=10))
+    return figure

@@ -197,3 +197,47 @@ def test_lesson_pages_run_on_another_gpt2_family_model(page, prompt, gpt2_family
     assert not app.exception, [e.value for e in app.exception]
     assert any(gpt2_family_folder in c.value for c in app.sidebar.caption)  # really on the folder model
     assert not app.error
+
+
+def numbers_in(text: str) -> list[float]:
+    import re
+    return [float(x) for x in re.findall(r"-?\d+\.\d+", text.replace("−", "-"))]
+
+
+def test_sampling_page_controls_generation_and_journey(bundled):
+    import torch
+
+    app = run_page(LESSONS[5].page, "The cat sat on the")
+    assert not app.exception, [e.value for e in app.exception]
+    table = app.dataframe[0].value
+    assert table.iloc[0]["token"] == "␣mat" and table["probability"].is_monotonic_decreasing
+    app.slider(key="s_temperature").set_value(0.0).run()  # greedy: no NaN, the argmax is drawn
+    app.number_input(key="s_top_k").set_value(1).run()
+    assert not app.exception, [e.value for e in app.exception]
+    assert any("**1** token(s) survive" in m.value for m in app.markdown)
+    assert any("Drawn (greedy" in m.value and "␣mat" in m.value for m in app.markdown)
+    app.slider(key="s_temperature").set_value(5.0).run()
+    app.number_input(key="s_top_k").set_value(0).run()
+    assert not app.exception, [e.value for e in app.exception]
+
+    app.slider(key="s_n_tokens").set_value(12).run()
+    app.button(key="s_generate").click().run()
+    assert not app.exception, [e.value for e in app.exception]
+    codes = [c.value for c in app.code]
+    ids = bundled.tokenizer("The cat sat on the")["input_ids"]
+    greedy = bundled.model.generate(torch.tensor([ids]), do_sample=False, max_new_tokens=12, min_new_tokens=12,
+                                    top_k=None, top_p=None, pad_token_id=0)[0, len(ids):].tolist()
+    assert bundled.tokenizer.decode(greedy) in codes  # the greedy column equals Hugging Face's greedy generate
+    again = AppTest.from_file(str(APP_DIR / "Home.py"), default_timeout=60)
+    again.session_state["prompt"] = "The cat sat on the"
+    again.run()
+    again.switch_page(LESSONS[5].page).run()
+    again.slider(key="s_temperature").set_value(5.0).run()
+    again.number_input(key="s_top_k").set_value(0).run()
+    again.slider(key="s_n_tokens").set_value(12).run()
+    again.button(key="s_generate").click().run()
+    assert [c.value for c in again.code] == codes  # same seed and settings: same text, in a new session
+
+    journey = [c.value for c in app.caption if c.value.startswith("Raises − lowers")][0]
+    difference, logit = numbers_in(journey)
+    assert difference == pytest.approx(logit, abs=1e-3)

@@ -47,7 +47,8 @@ def test_enter_a_prompt_on_home_and_see_its_tokens():
                 ("Embeddings", "svg .gtitle >> text=token embedding matrix", "embeddings.png"),
                 ("Positional encoding", "svg .gtitle >> text=input to block 0", "positions.png"),
                 ("Attention", "svg g.sankey", "attention.png"),
-                ("Feed forward", "svg .gtitle >> text=Direct contributions to the logit", "feed_forward.png")):
+                ("Feed forward", "svg .gtitle >> text=Direct contributions to the logit", "feed_forward.png"),
+                ("Sampling", "svg g.sankey", "sampling.png")):
             page.get_by_role("link", name=link, exact=True).first.click()
             page.locator(main_figure).first.wait_for(timeout=60_000)
             wait_until_idle(page)

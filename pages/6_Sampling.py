@@ -1,0 +1,258 @@
+"""Lesson 6: From logits to text. Layout and widgets; the math is in core.sampling, the figures
+in core.figures."""
+import math
+
+import pandas as pd
+import streamlit as st
+import torch
+
+import course_ui
+from core import figures, sampling
+from core.sampling import Strategy
+from core.tokenization import prompt_tokens
+
+CANDIDATES = 10  # rows of the candidates table
+SWEEP_CANDIDATES = 6  # lines in the temperature sweep
+CUT_CANDIDATES = 30  # bars in the top-p figure
+COMPARE_TEMPERATURE = 1.5  # the third column of the side-by-side generation
+JOURNEY_POSITIONS = 12  # the journey draws at most the last positions separately; earlier ones are merged
+SMALL_SOURCE = 0.01  # and so are positions whose flows carry less than this share of the total
+LENS_POSITIONS = 24  # the logit lens draws the last positions
+
+lesson, loaded = course_ui.lesson_page(6)
+prompt = course_ui.prompt_box()
+trace = course_ui.lesson_trace(loaded, prompt)
+needs_trace = course_ui.needs_trace(trace)
+state = st.session_state
+state.setdefault("s_temperature", 1.0)
+state.setdefault("s_top_k", 50)
+state.setdefault("s_top_p", 0.9)
+state.setdefault("s_seed", 0)
+if trace is not None:
+    logits = trace["logits"][-1]  # [vocab]
+    state.s_top_k = min(int(state.s_top_k), logits.numel())  # a smaller model may have a smaller vocabulary
+    log_probs = torch.log_softmax(logits.double(), dim=-1)  # [vocab] the model's own distribution (T = 1)
+    strategy = Strategy(float(state.s_temperature), int(state.s_top_k), float(state.s_top_p))
+    stage = sampling.funnel(logits, strategy)
+
+
+def name(token_id: int) -> str:
+    """A token's text with whitespace made visible (for tables and markdown-free widgets)."""
+    return figures.visible(loaded.tokenizer.decode([token_id]))
+
+
+def plotly_name(token_id: int) -> str:
+    return figures.plotly_text(loaded.tokenizer.decode([token_id]))
+
+
+@needs_trace
+def candidates() -> None:
+    top = log_probs.topk(CANDIDATES)
+    st.dataframe(pd.DataFrame([{"rank": rank + 1, "token": name(i), "id": i, "logit": round(float(logits[i]), 3),
+                                "probability": round(math.exp(lp), 4)}
+                               for rank, (i, lp) in enumerate(zip(top.indices.tolist(), top.values.tolist()))]),
+                 hide_index=True)
+    st.caption(f"The softmax turns {logits.numel():,} logits into probabilities that sum to 1; "
+               f"these {CANDIDATES} hold {float(top.values.exp().sum()):.1%} of it.")
+
+
+@needs_trace
+def guess() -> None:
+    text = st.text_input("Your guess for the next word", key="s_guess", max_chars=60)
+    if not text.strip():
+        st.caption("Type a word to see where the model ranks it.")
+        return
+    if not prompt[-1:].isspace() and not text[:1].isspace():
+        text = " " + text  # words after a word start with a space, and GPT-2's tokens carry it
+    tokens = prompt_tokens(loaded.tokenizer, text)
+    result = sampling.guess_probability(loaded.model, trace.token_ids, [t.id for t in tokens])
+    spelled = " + ".join(f"`{figures.visible(t.text)}`" for t in tokens)
+    st.markdown(f"{figures.md_escape(figures.visible(text))} is {len(tokens)} token(s) for this model: "
+                f"{figures.md_escape(spelled)}.")
+    columns = st.columns(3)
+    columns[0].metric("Rank of its first token", f"{result.first_rank:,} of {logits.numel():,}")
+    columns[1].metric("P(first token)", f"{result.first_probability:.2e}" if result.first_probability < 1e-3
+                      else f"{result.first_probability:.4f}")
+    columns[2].metric("P(whole word)", f"{result.word_probability:.2e}" if result.word_probability < 1e-3
+                      else f"{result.word_probability:.4f}")
+
+
+@needs_trace
+def temperature() -> None:
+    st.slider("Temperature T", 0.0, 5.0, step=0.05, key="s_temperature",
+              help="0 means greedy: always the most likely token.")
+    shown = log_probs.topk(15).indices.tolist()
+    at_t = stage.log_probs.exp()
+    course_ui.chart("temperature-bars", (strategy.temperature,), lambda: figures.grouped_bars(
+        [plotly_name(i) for i in shown], {"T = 1": [float(log_probs[i].exp()) for i in shown],
+                                          f"T = {strategy.temperature:g}": [float(at_t[i]) for i in shown]},
+        "The 15 most likely tokens at T = 1 and at your temperature", "candidate next token"))
+    left, right = st.columns(2)
+    left.metric("Entropy at T = 1", f"{sampling.entropy_bits(log_probs):.3f} bits")
+    right.metric(f"Entropy at T = {strategy.temperature:g}", f"{sampling.entropy_bits(stage.log_probs):.3f} bits")
+
+
+@needs_trace
+def sweep() -> None:
+    temperatures = sampling.sweep_temperatures()
+    shown = log_probs.topk(SWEEP_CANDIDATES).indices.tolist()
+    probs, entropies = sampling.temperature_sweep(logits, shown, temperatures)
+    names = [f"{rank + 1}. {plotly_name(i)}" for rank, i in enumerate(shown)]
+    course_ui.chart("sweep-lines", (strategy.temperature,), lambda: figures.sweep_lines(
+        temperatures, {n: probs[row].tolist() for row, n in enumerate(names)},
+        "Probability of the top candidates across temperatures", "probability", marker=strategy.temperature))
+    course_ui.chart("sweep-entropy", (strategy.temperature,), lambda: figures.sweep_lines(
+        temperatures, {"entropy": entropies}, "Entropy of the whole distribution across temperatures", "bits",
+        marker=strategy.temperature, reference=(f"uniform over {logits.numel():,} tokens: "
+                                                f"{math.log2(logits.numel()):.2f} bits", math.log2(logits.numel()))))
+    columns = [f"{t:.2g}" for t in temperatures[::4]]
+    course_ui.chart("sweep-heatmap", (), lambda: figures.heatmap(
+        probs[:, ::4], columns, names, "Candidates × temperature (probability)", "temperature", "candidate",
+        diverging=False))
+
+
+@needs_trace
+def cuts() -> None:
+    left, right = st.columns(2)
+    left.number_input("top-k (0 = off)", 0, logits.numel(), step=1, key="s_top_k")
+    right.slider("top-p (1 = off)", 0.05, 1.0, step=0.01, key="s_top_p")
+    st.caption(f"Order, as in Hugging Face `generate`: temperature (T = {strategy.temperature:g}), then top-k, "
+               "then top-p on what top-k kept, renormalised.")
+    after_k = sampling.renormalise(stage.log_probs, stage.kept_by_top_k)  # [vocab]
+    ranked = after_k.topk(min(CUT_CANDIDATES, logits.numel()))
+    ids = ranked.indices.tolist()
+    course_ui.chart("cumulative", (strategy,), lambda: figures.cumulative_figure(
+        [f"{r + 1}. {plotly_name(i)}" for r, i in enumerate(ids)], ranked.values.exp().tolist(),
+        [bool(stage.kept_by_top_p[i]) for i in ids], strategy.top_p,
+        f"After temperature and top-k: the {len(ids)} most likely tokens and the running total"))
+    kept = int(stage.kept_by_top_p.sum())
+    st.markdown(f"**{kept:,}** token(s) survive (top-k kept {int(stage.kept_by_top_k.sum()):,}). "
+                "Their probabilities, renormalised to sum to 1:")
+    final = stage.final.topk(min(kept, 15))
+    st.dataframe(pd.DataFrame([{"token": name(i), "before the cuts": round(float(stage.log_probs[i].exp()), 4),
+                                "after the cuts": round(math.exp(v), 4)}
+                               for i, v in zip(final.indices.tolist(), final.values.tolist())]), hide_index=True)
+
+
+@needs_trace
+def funnel() -> None:
+    st.number_input("Seed", 0, 2**31 - 1, step=1, key="s_seed", help="The same seed gives the same draw.")
+    chosen = sampling.sample_next(logits, strategy, int(state.s_seed))
+    whole = 1.0
+    by_k, by_p = stage.mass(stage.kept_by_top_k), stage.mass(stage.kept_by_top_p)
+    chosen_mass = float(stage.log_probs[chosen].exp())
+    token = plotly_name(chosen)
+    masses = [("whole vocabulary", "kept by top-k", by_k), ("whole vocabulary", "cut by top-k", whole - by_k),
+              ("kept by top-k", "kept by top-p", by_p), ("kept by top-k", "cut by top-p", by_k - by_p),
+              ("kept by top-p", f"sampled: {token}", chosen_mass),
+              ("kept by top-p", "kept, not drawn", by_p - chosen_mass)]
+    course_ui.chart("funnel", (strategy, chosen), lambda: figures.funnel_sankey(
+        [m for m in masses if m[2] > 1e-6],
+        f"Where the probability goes at T = {strategy.temperature:g} (masses of the temperature-scaled distribution)"))
+    how = "greedy: the most likely token" if strategy.is_greedy else f"seed {int(state.s_seed)}"
+    st.markdown(f"Drawn ({how}): **{figures.md_escape(name(chosen))}**, which had probability "
+                f"{float(stage.final[chosen].exp()):.4f} after the cuts.")
+
+
+def strategy_label(choice: Strategy) -> str:
+    if choice.is_greedy:
+        return "greedy"
+    return f"T = {choice.temperature:g}, top-k = {choice.top_k or 'off'}, top-p = {choice.top_p:g}"
+
+
+@needs_trace
+def generate() -> None:
+    st.slider("Tokens to generate", 1, 50, 30, key="s_n_tokens")
+    compared = (Strategy(0.0, 0, 1.0), strategy, Strategy(COMPARE_TEMPERATURE, strategy.top_k, strategy.top_p))
+    request = (loaded.name, tuple(trace.token_ids), int(state.s_n_tokens), compared, int(state.s_seed))
+    if st.button("Generate", type="primary", key="s_generate"):
+        bar = st.progress(0.0, text="Generating…")
+        total = request[2] * len(compared)
+        results = []
+        for index, choice in enumerate(compared):
+            def report(done: int, index=index) -> None:
+                bar.progress((index * request[2] + done) / total, text=f"Generating… token {done} of {request[2]}")
+            results.append(sampling.generate(loaded.model, list(request[1]), request[2], choice, request[4],
+                                             on_step=report))
+        bar.empty()
+        state.s_generated = (request, results)  # this session's, kept while the page reruns
+    if state.get("s_generated", ((None,),))[0][:2] != request[:2]:
+        st.caption("Press Generate to continue your prompt.")
+        return
+    (model_key, prompt_ids, n_tokens, shown, seed), results = state.s_generated
+    if state.s_generated[0] != request:
+        st.caption("The settings changed since this was generated; press Generate again to use them.")
+    main = results[1]
+    if main.dropped_prompt_tokens:
+        st.caption(f"The first {main.dropped_prompt_tokens} prompt tokens were left out so that prompt and "
+                   f"continuation fit the model's context of {loaded.context_length} tokens.")
+    st.markdown(f"**Your settings** ({strategy_label(shown[1])}, seed {seed}):")
+    st.code(loaded.tokenizer.decode(main.prompt_ids[-40:]) + "▕" + loaded.tokenizer.decode(main.new_ids),
+            language=None, wrap_lines=True)
+    st.caption(f"log P(continuation | prompt) = {main.total_logprob:.2f}, i.e. a probability of "
+               f"{math.exp(main.total_logprob):.2e}. The bar ▕ marks where the prompt ends.")
+    rows = [f"{k + 1} {plotly_name(step.chosen)}" for k, step in enumerate(main.steps)]
+    width = max(len(step.candidates) for step in main.steps)
+    values = [[step.candidate_probs[c] if c < len(step.candidates) else 0.0 for c in range(width)]
+              for step in main.steps]
+    texts = [[("▸ " if step.candidates[c] == step.chosen else "") + plotly_name(step.candidates[c])
+              if c < len(step.candidates) else "" for c in range(width)] for step in main.steps]
+    course_ui.chart("steps", state.s_generated[0], lambda: figures.text_heatmap(
+        values, texts, [str(c + 1) for c in range(width)], rows, "Each step's candidates (▸ = the token drawn)",
+        "rank", "step"))
+    st.markdown("**Side by side**, same prompt and seed:")
+    for column, choice, result in zip(st.columns(len(shown)), shown, results):
+        column.markdown(f"**{figures.md_escape(strategy_label(choice))}**")
+        column.code(loaded.tokenizer.decode(result.new_ids), language=None, wrap_lines=True)
+        column.caption(f"log P = {result.total_logprob:.2f}")
+
+
+@needs_trace
+def journey() -> None:
+    top = log_probs.topk(5).indices.tolist()
+    token_id = st.selectbox("Follow the logit of", top, key="s_journey_token",
+                            format_func=lambda i: f"{name(i)} (p = {float(log_probs[i].exp()):.3f})")
+    labels = figures.token_labels(trace.token_strings)
+    flows = sampling.journey_flows(trace, loaded.model, token_id, labels)
+    first_shown = max(0, trace.n_tokens - JOURNEY_POSITIONS)
+    weight = {source: sum(abs(f.value) for f in flows if f.source == source) for source in {f.source for f in flows}}
+    total = sum(weight.values()) or 1.0
+    shown = ({source for source, w in weight.items() if w >= SMALL_SOURCE * total} - set(labels[:first_shown])) | {"biases"}
+    merged = [(f.source if f.source in shown else "other positions", f.component, f.value) for f in flows]
+    up = sum(v for _, _, v in merged if v > 0)
+    down = -sum(v for _, _, v in merged if v < 0)
+    course_ui.chart("journey", (token_id,), lambda: figures.journey_sankey(
+        merged, (f"raises the logit (+{up:.2f})", f"lowers it (−{down:.2f})"),
+        f"Where the logit of {plotly_name(token_id)} at the last position comes from"))
+    st.caption(f"Raises − lowers = {up - down:.4f}; the model's logit for this token: "
+               f"{float(logits[token_id]):.4f}.")
+
+
+@needs_trace
+def logit_lens() -> None:
+    lens = sampling.logit_lens(trace, loaded.model)  # [n_layer + 1, pos, vocab]
+    first = max(0, trace.n_tokens - LENS_POSITIONS)
+    best = lens[:, first:].max(dim=-1)  # values, indices: [n_layer + 1, shown]
+    rows = sampling.lens_row_names(trace.n_layer)
+    columns = figures.token_labels(trace.token_strings)[first:]
+    course_ui.chart("lens", (), lambda: figures.text_heatmap(
+        best.values.tolist(), [[plotly_name(i) for i in row] for row in best.indices.tolist()], columns, rows,
+        "Logit lens: the top prediction if the model stopped after each block", "position (predicting the next token)",
+        "stopped after"))
+    followed = list(dict.fromkeys(log_probs.topk(5).indices.tolist() + lens[:, -1].argmax(dim=-1).tolist()))
+    token_id = st.selectbox("Follow a token up the layers (last position)", followed, key="s_lens_token",
+                            format_func=name)
+    course_ui.chart("lens-follow", (token_id,), lambda: figures.line(
+        rows, lens[:, -1, token_id].tolist(), f"Probability of {plotly_name(token_id)} at the last position, "
+                                              "layer by layer", "probability"))
+
+
+def recap() -> None:
+    course_ui.lesson_links([1, 2, 3, 4, 5])
+
+
+course_ui.render_lesson(lesson, {
+    "candidates": candidates, "guess": guess, "temperature": temperature, "sweep": sweep, "cuts": cuts,
+    "funnel": funnel, "generate": generate, "journey": journey, "logit-lens": logit_lens, "recap": recap,
+}, key="lesson6")
+course_ui.lesson_navigation(6)
