@@ -30,6 +30,8 @@ class TrainConfig:
     weight_decay: float = 0.1
     grad_clip: float = 1.0
     seed: int = 0
+    use_residual: bool = True  # False: each block's halves replace the stream instead of adding to it
+    use_layernorm: bool = True  # False: every LayerNorm (ln_1, ln_2, ln_f) is skipped
 
 
 def learning_rate_at(step: int, config: TrainConfig) -> float:
@@ -58,6 +60,45 @@ def parameter_count(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
 
 
+def forward_logits(model: GPT2LMHeadModel, input_ids: torch.Tensor, use_residual: bool = True,
+                   use_layernorm: bool = True) -> torch.Tensor:
+    """The training forward of the project's own model, batched and differentiable, over the
+    weights of a Hugging Face GPT-2. The two switches are the Training lesson's experiment; with
+    both on it equals the Hugging Face forward. [batch, pos] ids -> [batch, pos, vocab] logits."""
+    gpt = model.transformer
+    n_pos = input_ids.shape[1]
+    norm = (lambda module, x: module(x)) if use_layernorm else (lambda module, x: x)
+    future = torch.ones(n_pos, n_pos, dtype=torch.bool).triu(diagonal=1)  # [query, key]
+    causal = torch.zeros(1, 1, n_pos, n_pos).masked_fill(future, torch.finfo(torch.float32).min)  # added to scores
+    x = gpt.drop(gpt.wte(input_ids) + gpt.wpe(torch.arange(n_pos)))  # [batch, pos, d_model]
+    for block in gpt.h:
+        attention = block.attn(norm(block.ln_1, x), attention_mask=causal)[0]  # [batch, pos, d_model]
+        x = x + attention if use_residual else attention
+        mlp = block.mlp(norm(block.ln_2, x))  # [batch, pos, d_model]
+        x = x + mlp if use_residual else mlp
+    return model.lm_head(norm(gpt.ln_f, x))  # [batch, pos, vocab]
+
+
+def next_token_loss(logits: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of predicting each token from the ones before it (what `labels=` does)."""
+    return torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]),
+                                             input_ids[:, 1:].reshape(-1))
+
+
+def layer_groups(model: GPT2LMHeadModel) -> dict[str, list[torch.nn.Parameter]]:
+    """The model's parameters by layer: embeddings, each block, the final LayerNorm."""
+    gpt = model.transformer
+    groups = {"embeddings": [gpt.wte.weight, gpt.wpe.weight]}
+    for index, block in enumerate(gpt.h):
+        groups[f"block {index}"] = list(block.parameters())
+    groups["final LayerNorm"] = list(gpt.ln_f.parameters())
+    return groups
+
+
+def group_norm(tensors: list[torch.Tensor]) -> float:
+    return float(torch.sqrt(sum((t.double() ** 2).sum() for t in tensors)))
+
+
 @dataclass
 class StepResult:
     step: int  # the step just taken, counted from 1
@@ -66,6 +107,12 @@ class StepResult:
     grad_norm: float  # before clipping
     tokens: int  # tokens in this step's batch
     seconds: float
+    layer_grad_norms: dict[str, float] | None = None  # ‖gradient‖ per layer group, before clipping
+    update_ratios: dict[str, float] | None = None  # ‖Δweights‖ / ‖weights‖ per layer group
+
+    @property
+    def diverged(self) -> bool:
+        return not math.isfinite(self.loss)
 
 
 class Trainer:
@@ -92,29 +139,46 @@ class Trainer:
         starts = torch.randint(0, len(ids) - size, (self.config.batch_size,), generator=generator)
         return torch.stack([ids[s:s + size] for s in starts.tolist()])  # [batch, block_size]
 
-    def step(self) -> StepResult:
+    def loss(self, inputs: torch.Tensor) -> torch.Tensor:
+        if self.config.use_residual and self.config.use_layernorm:
+            return self.model(input_ids=inputs, labels=inputs).loss  # the model shifts labels by one
+        logits = forward_logits(self.model, inputs, self.config.use_residual, self.config.use_layernorm)
+        return next_token_loss(logits, inputs)
+
+    def step(self, measure_layers: bool = False) -> StepResult:
+        """One optimisation step. With `measure_layers`, also the gradient norm and the
+        update-to-weight ratio of each layer group (what the Training lesson draws)."""
         began = time.perf_counter()
         self.model.train()
         lr = learning_rate_at(self.step_count, self.config)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         inputs = self.batch(self.train_ids, self.sampler)  # [batch, block_size]
-        loss = self.model(input_ids=inputs, labels=inputs).loss  # the model shifts labels by one
+        loss = self.loss(inputs)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        layer_grads = before = None
+        if measure_layers:
+            groups = layer_groups(self.model)
+            layer_grads = {name: group_norm([p.grad for p in params if p.grad is not None])
+                           for name, params in groups.items()}
+            before = {name: [p.detach().clone() for p in params] for name, params in groups.items()}
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
         self.optimizer.step()
         self.step_count += 1
+        ratios = None
+        if measure_layers:
+            ratios = {name: group_norm([p.detach() - old for p, old in zip(params, before[name])])
+                      / max(group_norm(before[name]), 1e-12) for name, params in groups.items()}
         return StepResult(self.step_count, loss.item(), lr, grad_norm.item(), inputs.numel(),
-                          time.perf_counter() - began)
+                          time.perf_counter() - began, layer_grads, ratios)
 
     @torch.no_grad()
     def validation_loss(self, batches: int = 8) -> float:
         """Mean loss on `batches` fixed validation batches (the same ones every call)."""
         self.model.eval()
         generator = torch.Generator().manual_seed(12345)
-        losses = [self.model(input_ids=(b := self.batch(self.val_ids, generator)), labels=b).loss.item()
-                  for _ in range(batches)]
+        losses = [self.loss(self.batch(self.val_ids, generator)).item() for _ in range(batches)]
         return sum(losses) / len(losses)
 
     def config_dict(self) -> dict:

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import math
 
+import pytest
+
 import torch
 
 from core.corpus import END_OF_TEXT, generate_stories, join_stories
@@ -60,3 +62,70 @@ def test_trainer_is_deterministic():
     first, second = tiny_trainer(), tiny_trainer()
     losses = [[t.step().loss for _ in range(5)] for t in (first, second)]
     assert losses[0] == losses[1]
+
+
+def test_training_forward_equals_hugging_face_and_switches_change_it_as_stated():
+    import copy
+
+    from core.training import forward_logits
+    from tests.conftest import random_gpt2
+
+    model = random_gpt2(n_layer=2, n_head=2, n_embd=16, vocab_size=30)
+    ids = torch.tensor([[3, 7, 1, 9, 4, 4, 2], [5, 5, 6, 1, 0, 8, 2]])  # [batch, pos]
+    with torch.no_grad():
+        torch.testing.assert_close(forward_logits(model, ids), model(ids).logits, atol=1e-5, rtol=0)
+        # no LayerNorm: the same as the Hugging Face model with every LayerNorm replaced by the identity
+        stripped = copy.deepcopy(model)
+        for block in stripped.transformer.h:
+            block.ln_1, block.ln_2 = torch.nn.Identity(), torch.nn.Identity()
+        stripped.transformer.ln_f = torch.nn.Identity()
+        torch.testing.assert_close(forward_logits(model, ids, use_layernorm=False), stripped(ids).logits,
+                                   atol=1e-5, rtol=0)
+        # no residual: each half's output replaces the stream
+        gpt = model.transformer
+        x = gpt.wte(ids) + gpt.wpe(torch.arange(ids.shape[1]))
+        causal = torch.zeros(1, 1, 7, 7).masked_fill(torch.ones(7, 7, dtype=torch.bool).triu(1), float("-inf"))
+        for block in gpt.h:
+            x = block.attn(block.ln_1(x), attention_mask=causal)[0]
+            x = block.mlp(block.ln_2(x))
+        torch.testing.assert_close(forward_logits(model, ids, use_residual=False), model.lm_head(gpt.ln_f(x)),
+                                   atol=1e-6, rtol=0)
+        assert not torch.allclose(forward_logits(model, ids, use_residual=False), model(ids).logits, atol=1e-3)
+        # causal: the first position's logits do not depend on later tokens
+        changed = ids.clone()
+        changed[:, 3:] = 11
+        for switches in ({}, {"use_residual": False}, {"use_layernorm": False}):
+            torch.testing.assert_close(forward_logits(model, ids, **switches)[:, :3],
+                                       forward_logits(model, changed, **switches)[:, :3])
+
+
+def test_layer_gradient_norms_and_update_ratios_equal_a_direct_computation():
+    trainer = tiny_trainer()
+    trainer.step()
+    reference = tiny_trainer()
+    reference.step()  # the same first step, so both models are equal before the measured step
+    result = trainer.step(measure_layers=True)
+    model = reference.model
+    for group in reference.optimizer.param_groups:
+        group["lr"] = result.learning_rate
+    inputs = reference.batch(reference.train_ids, reference.sampler)
+    loss = model(input_ids=inputs, labels=inputs).loss
+    reference.optimizer.zero_grad()
+    loss.backward()
+    block = list(model.transformer.h[0].parameters())
+    expected_grad = float(torch.sqrt(sum((p.grad.double() ** 2).sum() for p in block)))
+    assert result.layer_grad_norms["block 0"] == pytest.approx(expected_grad, rel=1e-6)
+    before = [p.detach().clone() for p in block]
+    torch.nn.utils.clip_grad_norm_(model.parameters(), reference.config.grad_clip)
+    reference.optimizer.step()
+    change = float(torch.sqrt(sum(((p.detach() - b).double() ** 2).sum() for p, b in zip(block, before))))
+    weight = float(torch.sqrt(sum((b.double() ** 2).sum() for b in before)))
+    assert result.update_ratios["block 0"] == pytest.approx(change / weight, rel=1e-5)
+    assert set(result.layer_grad_norms) == {"embeddings", "block 0", "final LayerNorm"}
+
+
+def test_a_diverging_run_is_flagged():
+    trainer = tiny_trainer()
+    with torch.no_grad():
+        trainer.model.transformer.wte.weight.fill_(float("nan"))  # this trainer's own model, not a shared one
+    assert trainer.step().diverged
