@@ -1,0 +1,386 @@
+"""Lesson 7: the data, tokenizers and presets of the Training lesson, a training run that works in
+its own thread (one per student, never the shared cached model), and one frozen training step
+taken apart.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import random
+import shutil
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import torch
+
+from core.corpus import END_OF_TEXT, generate_stories
+from core.glassbox import run_trace
+from core.sampling import Strategy, generate
+from core.tokenization import train_byte_level_bpe
+from core.training import Trainer, TrainConfig, layer_groups, new_model, parameter_count
+
+MAX_UPLOAD_BYTES = 3_000_000  # the student's own text: UTF-8, at most this many bytes
+MIN_TEXT_CHARACTERS = 2_000  # and at least this many characters
+BYTE_VOCABULARY = 257  # "characters": the 256 byte symbols and the end-of-text token, no merges
+ABANDON_AFTER = 20.0  # seconds without the page asking: the tab is gone, the run stops
+STORY_COUNT, STORY_SEED = 3000, 1  # the bundled story corpus for the lesson (not the course model's seed)
+
+PRESETS = {
+    "1-minute": TrainConfig(n_layer=2, n_head=4, n_embd=96, block_size=64, batch_size=32, learning_rate=3e-3,
+                            warmup_steps=50, max_steps=1000, weight_decay=0.1, grad_clip=1.0, seed=0),
+    "5-minute": TrainConfig(n_layer=4, n_head=4, n_embd=128, block_size=128, batch_size=16, learning_rate=2e-3,
+                            warmup_steps=100, max_steps=2500, weight_decay=0.1, grad_clip=1.0, seed=0),
+}
+
+
+class TextRejected(ValueError):
+    """The student's text cannot be used; the message is one sentence for the page."""
+
+
+def read_text_upload(data: bytes) -> str:
+    """The student's text as a string, or `TextRejected` with the reason."""
+    if not data or not data.strip():
+        raise TextRejected("The text is empty.")
+    if len(data) > MAX_UPLOAD_BYTES:
+        raise TextRejected(f"The text is {len(data) / 1e6:.1f} MB; the lesson takes at most "
+                           f"{MAX_UPLOAD_BYTES / 1e6:.0f} MB.")
+    if b"\x00" in data:
+        raise TextRejected("This looks like a binary file (it contains zero bytes), not text.")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise TextRejected(f"This is not UTF-8 text (byte {error.start} cannot be read).") from error
+    if len(text) < MIN_TEXT_CHARACTERS:
+        raise TextRejected(f"The text has {len(text):,} characters; the lesson needs at least "
+                           f"{MIN_TEXT_CHARACTERS:,} to train and validate on.")
+    return text
+
+
+def story_documents() -> list[str]:
+    return [story.text for story in generate_stories(STORY_COUNT, STORY_SEED)]
+
+
+def copy_task_documents(count: int = 4000, seed: int = 0) -> list[str]:
+    """Lines of random letter-words written twice: "kqz mr bav | kqz mr bav". The second half can
+    only be predicted by copying the first, which grows an attention head that looks back to the
+    earlier copy of the current token's next one (an induction head)."""
+    rng = random.Random(seed)
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    lines = []
+    for _ in range(count):
+        words = ["".join(rng.choice(letters) for _ in range(rng.randint(2, 4))) for _ in range(rng.randint(3, 5))]
+        lines.append(" ".join(words) + " | " + " ".join(words))
+    return lines
+
+
+def text_documents(text: str) -> list[str]:
+    """The student's text as documents: its paragraphs (blank-line separated), or the whole."""
+    paragraphs = [p.strip() for p in text.split("\n\n") if p.strip()]
+    return paragraphs if len(paragraphs) >= 10 else [text]
+
+
+@dataclass
+class PreparedData:
+    tokenizer: object
+    train_ids: torch.Tensor  # [n_train_tokens]
+    val_ids: torch.Tensor  # [n_val_tokens]
+    characters: int
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.tokenizer)
+
+    @property
+    def tokens_per_character(self) -> float:
+        return (len(self.train_ids) + len(self.val_ids)) / max(1, self.characters)
+
+
+def prepare_data(documents: list[str], vocab_size: int) -> PreparedData:
+    """Train a byte-level BPE of `vocab_size` on the training documents (257 = bytes only, no
+    merges: one token per character of plain English) and encode train and validation.
+    The last tenth of the documents (or of the text, for one document) is the validation set."""
+    if len(documents) >= 10:
+        cut = len(documents) - max(1, len(documents) // 10)
+        train_docs, val_docs = documents[:cut], documents[cut:]
+    else:
+        text = "\n\n".join(documents)
+        cut = int(len(text) * 0.9)
+        train_docs, val_docs = [text[:cut]], [text[cut:]]
+    tokenizer = train_byte_level_bpe(train_docs, vocab_size)
+    eos = tokenizer.convert_tokens_to_ids(END_OF_TEXT)
+
+    def encode(docs: list[str]) -> torch.Tensor:
+        ids: list[int] = []
+        for encoding in tokenizer.backend_tokenizer.encode_batch(docs, add_special_tokens=False):
+            ids.extend(encoding.ids)
+            ids.append(eos)
+        return torch.tensor(ids, dtype=torch.long)
+
+    return PreparedData(tokenizer, encode(train_docs), encode(val_docs), sum(len(d) for d in documents))
+
+
+def uniform_loss(vocab_size: int) -> float:
+    """The loss of a model that gives every token the same probability: ln(vocab)."""
+    return math.log(vocab_size)
+
+
+def estimate_parameters(config: TrainConfig, vocab_size: int) -> int:
+    return parameter_count(new_model(config, vocab_size, eos_token_id=0))
+
+
+def measure_step_seconds(config: TrainConfig, vocab_size: int, steps: int = 3) -> float:
+    """Seconds per training step of this configuration on this machine, measured on random tokens."""
+    ids = torch.randint(0, vocab_size, (config.block_size * 4 + 2,), generator=torch.Generator().manual_seed(0))
+    trainer = Trainer(replace(config, max_steps=steps + 1), ids, ids, vocab_size, eos_token_id=0)
+    trainer.step()  # warm-up
+    began = time.perf_counter()
+    for _ in range(steps):
+        trainer.step(measure_layers=True)
+    return (time.perf_counter() - began) / steps
+
+
+# --- one training run, in its own thread ---------------------------------------------------------
+@dataclass
+class RunView:
+    """A consistent copy of a run's progress, for drawing."""
+    status: str
+    message: str
+    step: int
+    max_steps: int
+    steps: list[int]
+    train_loss: list[float]
+    learning_rates: list[float]
+    tokens_per_second: float
+    seconds_left: float
+    validation: list[tuple[int, float]]
+    samples: list[tuple[int, str]]
+    snapshots: list[tuple[int, torch.Tensor]]  # (step, attention patterns [layer, head, pos, pos])
+    layer_grad_norms: dict[str, list[float]]
+    update_ratios: dict[str, list[float]]
+
+
+@dataclass
+class TrainingRun:
+    """One student's training run. The page calls start / pause / resume / stop and reads
+    `view()`; `touch()` tells the run the page is still open."""
+    config: TrainConfig
+    data: PreparedData
+    probe_text: str  # the fixed sentence whose attention patterns are recorded during training
+    sample_prompt: str
+    eval_every: int = 50
+    sample_every: int = 100
+    snapshot_every: int = 100
+    status: str = "ready"  # ready, running, paused, stopped, finished, diverged
+    message: str = ""
+    _history: list = field(default_factory=list)
+    _validation: list = field(default_factory=list)
+    _samples: list = field(default_factory=list)
+    _snapshots: list = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.trainer = Trainer(self.config, self.data.train_ids, self.data.val_ids, self.data.vocab_size,
+                               self.data.tokenizer.convert_tokens_to_ids(END_OF_TEXT))
+        self._lock = threading.Lock()
+        self._running = threading.Event()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._last_seen = time.monotonic()
+        self._began = 0.0
+        self._busy_seconds = 0.0
+        self.probe_ids = self.data.tokenizer(self.probe_text)["input_ids"][: self.config.block_size]
+        self.folder: Path | None = None
+
+    # --- control (called from the page) ---
+    def start(self) -> None:
+        if self._thread is None:
+            self.status = "running"
+            self._running.set()
+            self._thread = threading.Thread(target=self._work, name="glassbox-training", daemon=True)
+            self._thread.start()
+
+    def pause(self) -> None:
+        if self.status == "running":
+            self._running.clear()
+            self.status = "paused"
+
+    def resume(self) -> None:
+        if self.status == "paused":
+            self.status = "running"
+            self._running.set()
+
+    def stop(self, message: str = "Stopped.") -> None:
+        if self.status in ("running", "paused", "ready"):
+            self.message = message
+            self._stopping.set()
+            self._running.set()  # wake a paused worker so it can end
+
+    def touch(self) -> None:
+        self._last_seen = time.monotonic()
+
+    def wait(self, timeout: float | None = None) -> None:
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in ("running", "paused")
+
+    # --- the worker ---
+    def _work(self) -> None:
+        torch.manual_seed(self.config.seed)
+        self._record(0)
+        while self.trainer.step_count < self.config.max_steps:
+            if time.monotonic() - self._last_seen > ABANDON_AFTER:
+                self._stopping.set()
+                self.message = "Stopped: the page was closed."
+            if self._stopping.is_set():
+                self.status = "stopped"
+                return
+            if not self._running.wait(timeout=0.25):
+                continue
+            if self._stopping.is_set():
+                continue
+            began = time.perf_counter()
+            result = self.trainer.step(measure_layers=True)
+            self._busy_seconds += time.perf_counter() - began
+            if result.diverged:
+                self.status = "diverged"
+                self.message = (f"The loss became {result.loss} at step {result.step}: the updates grew so large "
+                                "that the numbers overflowed. This happens when the learning rate is too high; "
+                                "lower it (or keep gradient clipping on) and start again.")
+                return
+            with self._lock:
+                self._history.append(result)
+            self._record(result.step)
+        self.status = "finished"
+        self.message = f"Finished {self.config.max_steps} steps."
+
+    def _record(self, step: int) -> None:
+        last = step == self.config.max_steps
+        if step % self.eval_every == 0 or last:
+            loss = self.trainer.validation_loss()
+            with self._lock:
+                self._validation.append((step, loss))
+        if step % self.sample_every == 0 or last:
+            text = self.sample()
+            with self._lock:
+                self._samples.append((step, text))
+        if step % self.snapshot_every == 0 or last:
+            patterns = self.attention_patterns()
+            with self._lock:
+                self._snapshots.append((step, patterns))
+
+    def sample(self, seed: int = 0) -> str:
+        """A continuation of the sample prompt by the model as it is now (T = 0.8, top-k 40)."""
+        model = self.trainer.model
+        prompt_ids = self.data.tokenizer(self.sample_prompt)["input_ids"][: self.config.block_size // 2] or [0]
+        n_tokens = min(60, self.config.block_size - len(prompt_ids))
+        was_training = model.training
+        model.eval()
+        result = generate(model, prompt_ids, n_tokens, Strategy(0.8, 40, 1.0), seed)
+        model.train(was_training)
+        return self.data.tokenizer.decode(result.prompt_ids + result.new_ids)
+
+    def attention_patterns(self) -> torch.Tensor:
+        """Every head's attention pattern on the probe sentence: [layer, head, pos, pos]."""
+        trace = run_trace(self.trainer.model, self.probe_ids)
+        return torch.stack([trace[f"blocks.{l}.attn.pattern"] for l in range(trace.n_layer)])
+
+    def view(self) -> RunView:
+        with self._lock:
+            history = list(self._history)
+            validation, samples, snapshots = list(self._validation), list(self._samples), list(self._snapshots)
+        step = history[-1].step if history else 0
+        recent = history[-20:]
+        seconds = sum(r.seconds for r in recent)
+        tokens_per_second = sum(r.tokens for r in recent) / seconds if seconds else 0.0
+        per_step = self._busy_seconds / step if step else 0.0
+        groups = list(layer_groups(self.trainer.model))
+        return RunView(
+            status=self.status, message=self.message, step=step, max_steps=self.config.max_steps,
+            steps=[r.step for r in history], train_loss=[r.loss for r in history],
+            learning_rates=[r.learning_rate for r in history], tokens_per_second=tokens_per_second,
+            seconds_left=per_step * (self.config.max_steps - step), validation=validation, samples=samples,
+            snapshots=snapshots,
+            layer_grad_norms={g: [r.layer_grad_norms[g] for r in history] for g in groups},
+            update_ratios={g: [r.update_ratios[g] for r in history] for g in groups})
+
+    def save(self) -> Path:
+        """The trained model and its tokenizer in Hugging Face format, in a folder of its own."""
+        if self.folder is None:
+            self.folder = Path(tempfile.mkdtemp(prefix="glassbox-trained-"))
+            model = self.trainer.model
+            model.eval()
+            model.save_pretrained(self.folder)
+            self.data.tokenizer.save_pretrained(self.folder)
+        return self.folder
+
+    def zip_bytes(self) -> bytes:
+        folder = self.save()
+        archive = shutil.make_archive(str(folder) + "-zip", "zip", root_dir=folder)
+        return Path(archive).read_bytes()
+
+
+# --- backpropagation, one frozen step -------------------------------------------------------------
+MODULES = ("ln_1", "attn.c_attn", "attn.c_proj", "ln_2", "mlp.c_fc", "mlp.c_proj")
+
+
+@dataclass
+class WeightUpdate:
+    name: str
+    before: float
+    gradient: float
+    learning_rate: float
+    after: float
+
+
+@dataclass
+class FrozenStep:
+    loss: float
+    logit_probs: torch.Tensor  # [vocab] softmax at the last position
+    logit_grad: torch.Tensor  # [vocab] ∂loss/∂logits at the last position
+    target: int  # the token that follows at the last position
+    module_grad_norms: torch.Tensor  # [layer, len(MODULES)]
+    other_grad_norms: dict[str, float]  # embeddings and the final LayerNorm
+    updates: list[WeightUpdate]
+
+
+def frozen_step(model, token_ids: list[int], learning_rate: float = 0.1, weights_shown: int = 4) -> FrozenStep:
+    """One plain gradient-descent step on a private copy of `model` (the shared model is never
+    touched): predict every next token of `token_ids`, average the cross-entropy, backpropagate,
+    and move each weight by −learning_rate × its gradient."""
+    student = copy.deepcopy(model).float()
+    student.train(False)
+    student.requires_grad_(True)
+    ids = torch.tensor([token_ids])  # [1, pos]
+    logits = student(input_ids=ids).logits  # [1, pos, vocab]
+    logits.retain_grad()
+    loss = torch.nn.functional.cross_entropy(logits[0, :-1], ids[0, 1:])
+    loss.backward()
+    blocks = student.transformer.h
+    norms = torch.tensor([[float(block.get_submodule(name).weight.grad.norm()) for name in MODULES]
+                          for block in blocks])  # [layer, module]
+    gpt = student.transformer
+    others = {"token embeddings (wte)": float(gpt.wte.weight.grad.norm()),
+              "position embeddings (wpe)": float(gpt.wpe.weight.grad.norm()),
+              "final LayerNorm": float(gpt.ln_f.weight.grad.norm())}
+    weight = blocks[0].mlp.c_fc.weight  # [d_model, d_mlp]
+    largest = weight.grad.abs().flatten().topk(weights_shown).indices.tolist()
+    updates = []
+    for flat in largest:
+        row, column = divmod(flat, weight.shape[1])
+        before, gradient = float(weight.detach()[row, column]), float(weight.grad[row, column])
+        updates.append(WeightUpdate(f"blocks.0.mlp.c_fc.weight[{row}, {column}]", before, gradient, learning_rate,
+                                    before - learning_rate * gradient))
+    with torch.no_grad():
+        for parameter in student.parameters():
+            if parameter.grad is not None:
+                parameter -= learning_rate * parameter.grad
+    for update in updates:  # read back from the updated copy: the numbers are the step's own
+        row, column = map(int, update.name.split("[")[1].rstrip("]").split(", "))
+        update.after = float(weight.detach()[row, column])
+    return FrozenStep(float(loss), torch.softmax(logits[0, -2].detach(), dim=-1), logits.grad[0, -2].detach(),
+                      token_ids[-1], norms, others, updates)

@@ -1,0 +1,145 @@
+"""Lesson 7: uploads, data, the training run in its thread, the frozen backpropagation step."""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import replace
+
+import pytest
+import torch
+
+from core import live_training
+from core.live_training import PRESETS, TextRejected, TrainingRun
+from tests.conftest import random_gpt2
+
+TINY = replace(PRESETS["1-minute"], n_layer=1, n_head=2, n_embd=32, block_size=32, batch_size=8, max_steps=30,
+               warmup_steps=5)
+
+
+@pytest.fixture(scope="module")
+def copy_data():
+    return live_training.prepare_data(live_training.copy_task_documents(400), live_training.BYTE_VOCABULARY)
+
+
+def run_for(data, config=TINY, **options) -> TrainingRun:
+    return TrainingRun(config, data, probe_text="ab cd | ab cd", sample_prompt="ab cd |",
+                       eval_every=10, sample_every=10, snapshot_every=10, **options)
+
+
+@pytest.mark.parametrize("data, reason", [
+    (b"", "empty"), (b"   \n", "empty"), (b"\x89PNG\r\n\x1a\n\x00\x00\x00IHDR" * 300, "binary"),
+    ("é".encode("latin-1") * 3000, "not UTF-8"), (b"a" * (live_training.MAX_UPLOAD_BYTES + 1), "MB"),
+    (b"too short", "at least"),
+])
+def test_bad_uploads_are_refused_with_a_message(data, reason):
+    with pytest.raises(TextRejected, match=reason):
+        live_training.read_text_upload(data)
+
+
+def test_a_good_upload_is_read():
+    text = "Ein kleiner Text über Bäume. 🌳 " * 100
+    assert live_training.read_text_upload(text.encode("utf-8")) == text
+
+
+def test_prepared_data_and_tokenizer_choices(copy_data):
+    assert copy_data.vocab_size == live_training.BYTE_VOCABULARY
+    assert copy_data.tokens_per_character == pytest.approx(1.0, abs=0.05)  # bytes: one token per ASCII character
+    bpe = live_training.prepare_data(live_training.copy_task_documents(400), 300)
+    assert 257 < bpe.vocab_size <= 300 and bpe.tokens_per_character < copy_data.tokens_per_character
+    assert len(copy_data.val_ids) < len(copy_data.train_ids) / 5
+
+
+def test_a_run_trains_in_its_thread_and_records_what_the_page_draws(copy_data):
+    run = run_for(copy_data)
+    run.start()
+    run.wait(timeout=120)
+    view = run.view()
+    assert view.status == "finished" and view.step == TINY.max_steps and len(view.train_loss) == TINY.max_steps
+    assert view.validation[0][0] == 0 and view.validation[-1][0] == TINY.max_steps
+    assert view.validation[-1][1] < view.validation[0][1]  # it learned something
+    assert view.validation[0][1] == pytest.approx(live_training.uniform_loss(copy_data.vocab_size), abs=0.5)
+    assert [step for step, _ in view.samples] == [0, 10, 20, 30]
+    step, patterns = view.snapshots[-1]
+    assert patterns.shape[:2] == (TINY.n_layer, TINY.n_head)
+    torch.testing.assert_close(patterns.sum(-1), torch.ones(patterns.shape[:-1]))
+    assert set(view.layer_grad_norms) == {"embeddings", "block 0", "final LayerNorm"}
+    assert all(len(v) == TINY.max_steps for v in view.update_ratios.values())
+
+
+def test_pause_and_resume_give_the_uninterrupted_result(copy_data):
+    straight = run_for(copy_data)
+    straight.start()
+    straight.wait(timeout=120)
+    interrupted = run_for(copy_data)
+    interrupted.start()
+    while interrupted.view().step < 5:
+        time.sleep(0.01)
+    interrupted.pause()
+    time.sleep(0.3)
+    paused_at = interrupted.view().step
+    time.sleep(0.3)
+    assert interrupted.view().step == paused_at and interrupted.status == "paused"
+    interrupted.resume()
+    interrupted.wait(timeout=120)
+    assert interrupted.view().train_loss == straight.view().train_loss
+
+
+def test_stop_takes_effect_within_a_second(copy_data):
+    run = run_for(copy_data, replace(TINY, max_steps=100_000))
+    run.start()
+    time.sleep(0.5)
+    asked = time.perf_counter()
+    run.stop()
+    run.wait(timeout=5)
+    assert run.status == "stopped" and time.perf_counter() - asked < 1.0
+
+
+def test_a_closed_page_ends_the_run(copy_data, monkeypatch):
+    monkeypatch.setattr(live_training, "ABANDON_AFTER", 0.3)
+    run = run_for(copy_data, replace(TINY, max_steps=100_000))
+    run.start()
+    run.wait(timeout=10)  # nobody calls touch()
+    assert run.status == "stopped" and "closed" in run.message
+
+
+def test_a_diverging_run_stops_with_an_explanation(copy_data):
+    run = run_for(copy_data, replace(TINY, learning_rate=1e6, grad_clip=1e9, max_steps=200))
+    run.start()
+    run.wait(timeout=60)
+    assert run.status == "diverged" and "learning rate" in run.message
+
+
+def test_the_saved_model_loads_in_the_other_lessons(copy_data):
+    from core.glassbox import run_trace
+    from core.models import load_model
+
+    run = run_for(copy_data)
+    run.start()
+    run.wait(timeout=120)
+    loaded = load_model(str(run.save()))
+    trace = run_trace(loaded.model, loaded.tokenizer("ab cd | ab")["input_ids"])
+    assert trace.n_layer == TINY.n_layer
+    assert len(run.zip_bytes()) > 1000
+
+
+def test_frozen_step_gradient_at_the_logits_is_softmax_minus_one_hot():
+    model = random_gpt2(n_layer=2, n_head=2, n_embd=16, vocab_size=30).requires_grad_(False)
+    before = [p.clone() for p in model.parameters()]
+    ids = [3, 7, 1, 9, 4]
+    step = live_training.frozen_step(model, ids, learning_rate=0.5)
+    one_hot = torch.zeros(30)
+    one_hot[ids[-1]] = 1
+    torch.testing.assert_close(step.logit_grad, (step.logit_probs - one_hot) / (len(ids) - 1))
+    logits = model(torch.tensor([ids])).logits[0]
+    assert step.loss == pytest.approx(float(torch.nn.functional.cross_entropy(logits[:-1], torch.tensor(ids[1:]))))
+    assert step.module_grad_norms.shape == (2, len(live_training.MODULES)) and (step.module_grad_norms > 0).all()
+    for update in step.updates:
+        assert update.after == pytest.approx(update.before - 0.5 * update.gradient, abs=1e-6)
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))  # the shared model is untouched
+
+
+def test_step_time_is_measured():
+    seconds = live_training.measure_step_seconds(TINY, 64)
+    assert 0 < seconds < 5
+    assert live_training.estimate_parameters(TINY, 64) > 0
+    assert math.isclose(live_training.uniform_loss(100), math.log(100))
