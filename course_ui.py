@@ -8,6 +8,7 @@ import streamlit as st
 
 from core.cached import cached_model
 from core.course import LESSONS, LessonEntry, neighbours
+from core.figures import md_escape
 from core.lessons import BadSlot, Figure, Lesson, Markdown, Question, load_lesson
 from core.models import DEFAULT_MODEL, REGISTRY, LoadedModel, ModelLoadError
 
@@ -47,8 +48,10 @@ def _switch_model() -> None:
 def model_picker(where=st.sidebar) -> None:
     init_state()
     state = st.session_state
-    keys = [choice.key for choice in REGISTRY] + [LOCAL_FOLDER]
-    labels = {choice.key: choice.label for choice in REGISTRY} | {LOCAL_FOLDER: "A model folder on this computer…"}
+    trained = state.get("trained_models", {})  # folder -> label: models this session trained in lesson 7
+    keys = [choice.key for choice in REGISTRY] + list(trained) + [LOCAL_FOLDER]
+    labels = ({choice.key: choice.label for choice in REGISTRY} | trained
+              | {LOCAL_FOLDER: "A model folder on this computer…"})
     state.model_box = state.model_key if state.model_key in keys else LOCAL_FOLDER
     where.selectbox("Model", keys, key="model_box", format_func=labels.get, on_change=_switch_model)
     if state.model_box == LOCAL_FOLDER:
@@ -74,6 +77,13 @@ def current_model() -> LoadedModel:
 # --- the prompt ---------------------------------------------------------------------------------
 def _store_prompt() -> None:
     st.session_state.prompt = st.session_state.prompt_box
+
+
+def add_trained_model(folder: str, label: str) -> None:
+    """Offer a model this session trained in the picker of every lesson, and switch to it."""
+    state = st.session_state
+    state.setdefault("trained_models", {})[folder] = label
+    state.model_key, state.model_message = folder, ""
 
 
 def set_prompt(text: str) -> None:
@@ -157,7 +167,7 @@ def lesson_page(number: int) -> tuple[Lesson, LoadedModel]:
     init_state()
     model_picker()
     loaded = current_model()
-    st.sidebar.caption(f"Using **{loaded.name}**")
+    st.sidebar.caption(f"Using **{md_escape(loaded.name)}**")
     st.title(f"Lesson {number} · {lesson.title}")
     return lesson, loaded
 
@@ -242,3 +252,16 @@ def lesson_links(numbers: list[int]) -> None:
     for entry in LESSONS:
         if entry.number in numbers and entry.is_built:
             st.page_link(entry.page, label=f"Lesson {entry.number}: {entry.title}")
+
+
+def session_alive_check():
+    """A function that tells, from any thread, whether this browser session is still connected
+    (None outside a running Streamlit server, e.g. under AppTest)."""
+    from streamlit import runtime
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    context = get_script_run_ctx()
+    if not runtime.exists() or context is None:
+        return None
+    instance, session_id = runtime.get_instance(), context.session_id
+    return lambda: instance.is_active_session(session_id)

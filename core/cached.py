@@ -55,3 +55,27 @@ def cached_figure(key: tuple, _build):
     The key must hold everything the figure depends on: model, prompt, and the page's choices."""
     return _build()
 
+
+
+@st.cache_resource(max_entries=8, show_spinner="Preparing the text and training its tokenizer…")
+def cached_training_data(source: str, text: str, vocab_size: int):
+    """Lesson 7's data: 'stories', 'copy' or 'text' (the student's own `text`), tokenized with a
+    byte-level BPE of `vocab_size`. Shared read-only: a run never changes the id tensors."""
+    from core import live_training
+
+    documents = {"stories": live_training.story_documents, "copy": live_training.copy_task_documents}.get(source)
+    return live_training.prepare_data(documents() if documents else live_training.text_documents(text), vocab_size)
+
+
+@st.cache_data(max_entries=32, show_spinner="Timing a few training steps…")
+def cached_step_seconds(config, vocab_size: int) -> float:
+    from core.live_training import measure_step_seconds
+
+    return measure_step_seconds(config, vocab_size)
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def cached_frozen_step(model_key: str, token_ids: tuple[int, ...], learning_rate: float):
+    from core.live_training import frozen_step
+
+    return frozen_step(cached_model(model_key).model, list(token_ids), learning_rate)

@@ -304,20 +304,33 @@ def line(labels: list[str], values: list[float], title: str, y_title: str = "") 
 
 
 # --- lesson 6: sampling, generation, the whole journey ------------------------------------------
-def sweep_lines(temperatures: list[float], series: dict[str, list[float]], title: str, y_title: str,
-                marker: float | None = None, reference: tuple[str, float] | None = None) -> go.Figure:
-    """Lines across temperatures on a log axis; optional vertical marker (the slider's T) and a
-    horizontal reference line (e.g. the entropy of a uniform distribution)."""
-    figure = go.Figure([go.Scatter(x=temperatures, y=values, mode="lines", name=name,
-                                   hovertemplate=f"{name}<br>T = %{{x:.3f}}<br>%{{y:.4f}}<extra></extra>")
-                        for name, values in series.items()])
-    if marker is not None and marker > 0:
-        figure.add_vline(x=marker, line_dash="dot", line_color="#111827", annotation_text=f"T = {marker:g}")
+def lines(x: list[float], series: dict[str, list[float]], title: str, x_title: str, y_title: str,
+          log_x: bool = False, log_y: bool = False, marker: tuple[str, float] | None = None,
+          reference: tuple[str, float] | None = None, dashed: tuple[str, ...] = (), height: int = 380) -> go.Figure:
+    """Several lines over one x axis (series may hold their own (x, y) as a pair of lists).
+    `marker` draws a labelled vertical line, `reference` a labelled horizontal one; series named in
+    `dashed` are drawn dashed (e.g. an earlier run for comparison). Names must be escaped already."""
+    figure = go.Figure()
+    for name, values in series.items():
+        xs, ys = values if isinstance(values, tuple) else (x, values)
+        figure.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name=name,
+                                    line=dict(dash="dash" if name in dashed else "solid"),
+                                    hovertemplate=f"{name}<br>{x_title} %{{x}}<br>%{{y:.4g}}<extra></extra>"))
+    if marker is not None:
+        figure.add_vline(x=marker[1], line_dash="dot", line_color="#111827", annotation_text=marker[0])
     if reference is not None:
         figure.add_hline(y=reference[1], line_dash="dash", line_color="#9ca3af", annotation_text=reference[0])
-    figure.update_layout(title=title, height=380, margin=dict(l=10, r=10, t=40, b=10), yaxis_title=y_title,
-                         xaxis=dict(type="log", title="temperature T (log scale)"))
+    figure.update_layout(title=title, height=height, margin=dict(l=10, r=10, t=40, b=10),
+                         xaxis=dict(type="log" if log_x else "linear", title=x_title),
+                         yaxis=dict(type="log" if log_y else "linear", title=y_title))
     return figure
+
+
+def sweep_lines(temperatures: list[float], series: dict[str, list[float]], title: str, y_title: str,
+                marker: float | None = None, reference: tuple[str, float] | None = None) -> go.Figure:
+    """Lines across temperatures on a log axis, the slider's temperature marked."""
+    return lines(temperatures, series, title, "temperature T (log scale)", y_title, log_x=True,
+                 marker=(f"T = {marker:g}", marker) if marker else None, reference=reference)
 
 
 def cumulative_figure(names: list[str], probabilities: list[float], kept: list[bool], top_p: float,

@@ -13,6 +13,7 @@ import threading
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -165,7 +166,9 @@ class RunView:
 @dataclass
 class TrainingRun:
     """One student's training run. The page calls start / pause / resume / stop and reads
-    `view()`; `touch()` tells the run the page is still open."""
+    `view()`. The run ends by itself when the student's page is gone: `is_page_open()` turns False
+    (the browser tab was closed), or, without that check, `touch()` has not been called for
+    ABANDON_AFTER seconds."""
     config: TrainConfig
     data: PreparedData
     probe_text: str  # the fixed sentence whose attention patterns are recorded during training
@@ -173,6 +176,7 @@ class TrainingRun:
     eval_every: int = 50
     sample_every: int = 100
     snapshot_every: int = 100
+    is_page_open: Callable[[], bool] | None = None  # the app's own check; without it, `touch()` heartbeats
     status: str = "ready"  # ready, running, paused, stopped, finished, diverged
     message: str = ""
     _history: list = field(default_factory=list)
@@ -228,12 +232,17 @@ class TrainingRun:
     def is_active(self) -> bool:
         return self.status in ("running", "paused")
 
+    def _page_is_open(self) -> bool:
+        if self.is_page_open is not None:
+            return self.is_page_open()
+        return time.monotonic() - self._last_seen <= ABANDON_AFTER
+
     # --- the worker ---
     def _work(self) -> None:
         torch.manual_seed(self.config.seed)
         self._record(0)
         while self.trainer.step_count < self.config.max_steps:
-            if time.monotonic() - self._last_seen > ABANDON_AFTER:
+            if not self._page_is_open():
                 self._stopping.set()
                 self.message = "Stopped: the page was closed."
             if self._stopping.is_set():
@@ -319,9 +328,10 @@ class TrainingRun:
         return self.folder
 
     def zip_bytes(self) -> bytes:
-        folder = self.save()
-        archive = shutil.make_archive(str(folder) + "-zip", "zip", root_dir=folder)
-        return Path(archive).read_bytes()
+        if getattr(self, "_zip", None) is None:
+            folder = self.save()
+            self._zip = Path(shutil.make_archive(str(folder) + "-zip", "zip", root_dir=folder)).read_bytes()
+        return self._zip
 
 
 # --- backpropagation, one frozen step -------------------------------------------------------------
@@ -340,9 +350,10 @@ class WeightUpdate:
 @dataclass
 class FrozenStep:
     loss: float
-    logit_probs: torch.Tensor  # [vocab] softmax at the last position
-    logit_grad: torch.Tensor  # [vocab] ∂loss/∂logits at the last position
-    target: int  # the token that follows at the last position
+    logit_probs: torch.Tensor  # [vocab] softmax at the shown position
+    logit_grad: torch.Tensor  # [vocab] ∂loss/∂logits at the shown position
+    position: int  # the shown position: the prediction with the largest loss
+    target: int  # the token that really follows it
     module_grad_norms: torch.Tensor  # [layer, len(MODULES)]
     other_grad_norms: dict[str, float]  # embeddings and the final LayerNorm
     updates: list[WeightUpdate]
@@ -358,8 +369,10 @@ def frozen_step(model, token_ids: list[int], learning_rate: float = 0.1, weights
     ids = torch.tensor([token_ids])  # [1, pos]
     logits = student(input_ids=ids).logits  # [1, pos, vocab]
     logits.retain_grad()
-    loss = torch.nn.functional.cross_entropy(logits[0, :-1], ids[0, 1:])
+    losses = torch.nn.functional.cross_entropy(logits[0, :-1], ids[0, 1:], reduction="none")  # [pos - 1]
+    loss = losses.mean()
     loss.backward()
+    shown = int(losses.argmax())  # the prediction the model found hardest: its gradient is the largest
     blocks = student.transformer.h
     norms = torch.tensor([[float(block.get_submodule(name).weight.grad.norm()) for name in MODULES]
                           for block in blocks])  # [layer, module]
@@ -382,5 +395,5 @@ def frozen_step(model, token_ids: list[int], learning_rate: float = 0.1, weights
     for update in updates:  # read back from the updated copy: the numbers are the step's own
         row, column = map(int, update.name.split("[")[1].rstrip("]").split(", "))
         update.after = float(weight.detach()[row, column])
-    return FrozenStep(float(loss), torch.softmax(logits[0, -2].detach(), dim=-1), logits.grad[0, -2].detach(),
-                      token_ids[-1], norms, others, updates)
+    return FrozenStep(float(loss.detach()), torch.softmax(logits[0, shown].detach(), dim=-1),
+                      logits.grad[0, shown].detach(), shown, token_ids[shown + 1], norms, others, updates)

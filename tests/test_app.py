@@ -195,7 +195,9 @@ def test_lesson_pages_run_on_another_gpt2_family_model(page, prompt, gpt2_family
     app.run()
     app.switch_page(page).run()
     assert not app.exception, [e.value for e in app.exception]
-    assert any(gpt2_family_folder in c.value for c in app.sidebar.caption)  # really on the folder model
+    from core.figures import md_escape
+
+    assert any(md_escape(gpt2_family_folder) in c.value for c in app.sidebar.caption)  # really on the folder model
     assert not app.error
 
 
@@ -241,3 +243,43 @@ def test_sampling_page_controls_generation_and_journey(bundled):
     journey = [c.value for c in app.caption if c.value.startswith("Raises − lowers")][0]
     difference, logit = numbers_in(journey)
     assert difference == pytest.approx(logit, abs=1e-3)
+
+
+def test_training_page_starts_a_run_shows_it_learning_and_stops_it():
+    import time
+
+    app = run_page(LESSONS[6].page)
+    assert not app.exception, [e.value for e in app.exception]
+    assert any(m.label == "Parameters" for m in app.metric) and any(m.label == "Tokens per character" for m in app.metric)
+    assert any(d.value.columns[-1].startswith("after = before") for d in app.dataframe)  # the frozen step
+    app.radio(key="t_source").set_value("copy").run()
+    app.radio(key="t_tokenizer").set_value("bytes").run()
+    app.selectbox(key="t_preset").set_value("custom").run()
+    for knob, value in {"t_n_layer": 1, "t_n_embd": 32, "t_n_head": 2, "t_block_size": 32, "t_batch_size": 8,
+                        "t_max_steps": 20_000}.items():
+        app.number_input(key=knob).set_value(value).run()
+    app.button(key="t_start").click().run()
+    assert not app.exception, [e.value for e in app.exception]
+    time.sleep(1.5)
+    app.run()
+    run = app.session_state["t_run"]
+    assert run.status == "running" and run.view().step > 0
+    charts = {c.proto.id.split("-")[-1] for c in app.get("plotly_chart")}
+    assert any("t_loss" in c.proto.id for c in app.get("plotly_chart"))
+    assert any("t_lr" in c.proto.id for c in app.get("plotly_chart")), charts
+    app.button(key="t_pause").click().run()
+    assert run.status == "paused"
+    app.button(key="t_resume").click().run()
+    assert run.status == "running"
+    app.button(key="t_stop").click().run()
+    assert run.status == "stopped"
+    assert not app.exception, [e.value for e in app.exception]
+    assert any(b.proto.label.startswith("Download the model") for b in app.get("download_button"))
+
+
+def test_training_page_refuses_bad_text_with_a_message():
+    app = run_page(LESSONS[6].page)
+    app.radio(key="t_source").set_value("text").run()
+    app.text_area(key="t_text").set_value("far too short").run()
+    assert not app.exception, [e.value for e in app.exception]
+    assert any("at least" in w.value for w in app.warning)

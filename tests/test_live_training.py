@@ -127,11 +127,13 @@ def test_frozen_step_gradient_at_the_logits_is_softmax_minus_one_hot():
     before = [p.clone() for p in model.parameters()]
     ids = [3, 7, 1, 9, 4]
     step = live_training.frozen_step(model, ids, learning_rate=0.5)
-    one_hot = torch.zeros(30)
-    one_hot[ids[-1]] = 1
-    torch.testing.assert_close(step.logit_grad, (step.logit_probs - one_hot) / (len(ids) - 1))
     logits = model(torch.tensor([ids])).logits[0]
-    assert step.loss == pytest.approx(float(torch.nn.functional.cross_entropy(logits[:-1], torch.tensor(ids[1:]))))
+    losses = torch.nn.functional.cross_entropy(logits[:-1], torch.tensor(ids[1:]), reduction="none")
+    assert step.loss == pytest.approx(float(losses.mean()))
+    assert step.position == int(losses.argmax()) and step.target == ids[step.position + 1]
+    one_hot = torch.zeros(30)
+    one_hot[step.target] = 1
+    torch.testing.assert_close(step.logit_grad, (step.logit_probs - one_hot) / (len(ids) - 1))
     assert step.module_grad_norms.shape == (2, len(live_training.MODULES)) and (step.module_grad_norms > 0).all()
     for update in step.updates:
         assert update.after == pytest.approx(update.before - 0.5 * update.gradient, abs=1e-6)
@@ -143,3 +145,14 @@ def test_step_time_is_measured():
     assert 0 < seconds < 5
     assert live_training.estimate_parameters(TINY, 64) > 0
     assert math.isclose(live_training.uniform_loss(100), math.log(100))
+
+
+def test_the_run_ends_when_the_app_says_the_session_is_gone(copy_data):
+    open_now = {"value": True}
+    run = run_for(copy_data, replace(TINY, max_steps=100_000), is_page_open=lambda: open_now["value"])
+    run.start()
+    time.sleep(0.5)
+    assert run.status == "running"
+    open_now["value"] = False
+    run.wait(timeout=5)
+    assert run.status == "stopped" and "closed" in run.message

@@ -1,0 +1,283 @@
+"""Lesson 7: Training. Layout and widgets; the run is core.live_training.TrainingRun (one per
+session, in its own thread), the figures are in core.figures."""
+import html
+from dataclasses import asdict
+
+import pandas as pd
+import streamlit as st
+
+import course_ui
+from core import figures, live_training
+from core.cached import cached_frozen_step, cached_model, cached_step_seconds, cached_training_data
+from core.live_training import PRESETS, TextRejected, TrainingRun
+from core.models import DEFAULT_MODEL, estimated_parameters
+from core.training import TrainConfig, learning_rate_at
+
+SOURCES = {"stories": "Short stories (the course corpus)", "copy": "A copy task (each line written twice)",
+           "text": "Your own text"}
+PROBES = {"stories": ("Once upon a time, there was a girl named Mia. Mia had a red ball.", "Once upon a time,"),
+          "copy": ("kq mrt ba wez | kq mrt ba wez", "xo fim da | ")}
+SNAPSHOTS_SHOWN = 6
+FROZEN_STEP_MAX_PARAMETERS = 50_000_000  # larger picked models: the frozen step uses the course model
+KNOBS = {  # TrainConfig field: (label, min, max, step)
+    "n_layer": ("Layers", 1, 8, 1), "n_head": ("Heads", 1, 8, 1), "n_embd": ("Width (d_model)", 16, 256, 16),
+    "block_size": ("Context length", 16, 256, 16), "batch_size": ("Batch size", 1, 64, 1),
+    "learning_rate": ("Learning rate", 1e-5, 1.0, 1e-4), "warmup_steps": ("Warm-up steps", 0, 2000, 10),
+    "max_steps": ("Steps", 10, 20000, 10), "dropout": ("Dropout", 0.0, 0.5, 0.05),
+    "weight_decay": ("Weight decay", 0.0, 1.0, 0.01), "grad_clip": ("Gradient clipping (max norm)", 0.0, 100.0, 0.5),
+    "seed": ("Seed", 0, 2**31 - 1, 1),
+}
+
+lesson, loaded = course_ui.lesson_page(7)
+state = st.session_state
+state.setdefault("t_source", "stories")
+state.setdefault("t_tokenizer", "bpe")
+state.setdefault("t_vocab", 512)
+state.setdefault("t_preset", "1-minute")
+for knob, value in asdict(PRESETS["1-minute"]).items():
+    state.setdefault(f"t_{knob}", value)
+run: TrainingRun | None = state.get("t_run")
+
+
+def apply_preset() -> None:
+    if state.t_preset in PRESETS:
+        for knob, value in asdict(PRESETS[state.t_preset]).items():
+            state[f"t_{knob}"] = value
+
+
+def chosen_config() -> TrainConfig:
+    return TrainConfig(**{knob: type(default)(state[f"t_{knob}"])
+                          for knob, default in asdict(TrainConfig()).items()})
+
+
+def chosen_data():
+    """The prepared data for the chosen source and tokenizer, or None (with a message)."""
+    vocab = live_training.BYTE_VOCABULARY if state.t_tokenizer == "bytes" else int(state.t_vocab)
+    text = ""
+    if state.t_source == "text":
+        upload = state.get("t_upload")
+        raw = upload.getvalue() if upload is not None else state.get("t_text", "").encode("utf-8")
+        try:
+            text = live_training.read_text_upload(raw)
+        except TextRejected as error:
+            st.warning(str(error))
+            return None
+    return cached_training_data(state.t_source, text, vocab)
+
+
+def data_choice() -> None:
+    st.radio("Train on", list(SOURCES), key="t_source", format_func=SOURCES.get, horizontal=True,
+             disabled=run is not None and run.is_active)
+    if state.t_source == "text":
+        st.file_uploader("A UTF-8 text file (up to 3 MB)", type=["txt", "md"], key="t_upload")
+        st.text_area("…or paste text here (at least 2,000 characters)", key="t_text", height=120)
+
+
+def tokenizer_choice() -> None:
+    left, right = st.columns(2)
+    left.radio("Tokenizer", ["bytes", "bpe"], key="t_tokenizer", horizontal=True,
+               format_func={"bytes": "Characters (one per byte)", "bpe": "Byte-level BPE"}.get)
+    right.slider("BPE vocabulary size", 260, 2048, step=4, key="t_vocab", disabled=state.t_tokenizer == "bytes")
+    data = chosen_data()
+    if data is not None:
+        columns = st.columns(4)
+        columns[0].metric("Vocabulary", f"{data.vocab_size:,}")
+        columns[1].metric("Training tokens", f"{len(data.train_ids):,}")
+        columns[2].metric("Validation tokens", f"{len(data.val_ids):,}")
+        columns[3].metric("Tokens per character", f"{data.tokens_per_character:.3f}")
+
+
+def settings() -> None:
+    st.selectbox("Preset", [*PRESETS, "custom"], key="t_preset", on_change=apply_preset,
+                 help="The presets are sized for two CPU cores.")
+    with st.expander("All settings", expanded=state.t_preset == "custom"):
+        columns = st.columns(4)
+        for index, (knob, (label, low, high, step)) in enumerate(KNOBS.items()):
+            columns[index % 4].number_input(label, low, high, step=step, key=f"t_{knob}",
+                                            format="%.5f" if knob == "learning_rate" else None)
+        left, right = st.columns(2)
+        left.checkbox("Residual connections", key="t_use_residual")
+        right.checkbox("LayerNorm", key="t_use_layernorm")
+    config, data = chosen_config(), chosen_data()
+    if config.n_embd % config.n_head:
+        st.warning(f"The width ({config.n_embd}) must be a multiple of the number of heads ({config.n_head}).")
+        return
+    if data is None:
+        return
+    seconds = cached_step_seconds(config, data.vocab_size)
+    columns = st.columns(3)
+    columns[0].metric("Parameters", f"{live_training.estimate_parameters(config, data.vocab_size):,}")
+    columns[1].metric("Time per step (measured now)", f"{seconds * 1000:.0f} ms")
+    columns[2].metric("Estimated training time", f"{seconds * config.max_steps / 60:.1f} min")
+
+
+def start_run() -> None:
+    config, data = chosen_config(), chosen_data()
+    if data is None or config.n_embd % config.n_head:
+        return
+    probe, prompt = PROBES.get(state.t_source, (None, None))
+    if probe is None:
+        val_text = data.tokenizer.decode(data.val_ids[:200].tolist())
+        probe, prompt = val_text[:80], val_text[:30]
+    try:
+        new_run = TrainingRun(config, data, probe_text=probe, sample_prompt=prompt,
+                              eval_every=max(10, config.max_steps // 40), sample_every=max(20, config.max_steps // 10),
+                              snapshot_every=max(20, config.max_steps // 10),
+                              is_page_open=course_ui.session_alive_check())
+    except ValueError as error:  # e.g. a text shorter than the context length
+        st.warning(f"This run cannot start: {error}.")
+        return
+    if run is not None and run.view().steps:
+        state.t_previous = run.view()  # kept for comparison in the loss chart
+    new_run.start()
+    state.t_run = new_run
+
+
+def controls() -> None:
+    columns = st.columns(5)
+    active = run is not None and run.is_active
+    if columns[0].button("Start", type="primary", disabled=active, key="t_start"):
+        start_run()
+        st.rerun()
+    if columns[1].button("Pause", disabled=not (run and run.status == "running"), key="t_pause"):
+        run.pause()
+        st.rerun()
+    if columns[2].button("Resume", disabled=not (run and run.status == "paused"), key="t_resume"):
+        run.resume()
+        st.rerun()
+    if columns[3].button("Stop", disabled=not active, key="t_stop"):
+        run.stop()
+        run.wait(timeout=2)
+        st.rerun()
+    if columns[4].button("Reset", disabled=run is None, key="t_reset"):
+        run.stop()
+        state.t_run = None
+        st.rerun()
+
+
+@st.fragment(run_every=1.0 if run is not None and run.is_active else None)
+def live() -> None:
+    if run is None:
+        st.caption("Start a run to see it learn.")
+        return
+    run.touch()
+    view = run.view()
+    if view.status not in ("running", "paused") and state.get("t_drawn_status") in ("running", "paused"):
+        state.t_drawn_status = view.status
+        st.rerun()  # the run ended: redraw the whole page (controls, the finished run's section)
+    state.t_drawn_status = view.status
+    st.progress(view.step / view.max_steps,
+                text=f"{view.status}: step {view.step:,} of {view.max_steps:,}"
+                     + (f", about {view.seconds_left:.0f} s left" if view.status == "running" else ""))
+    if view.message:
+        (st.error if view.status == "diverged" else st.info)(view.message)
+    vocab = run.data.vocab_size
+    columns = st.columns(3)
+    columns[0].metric("Training loss (last step)", f"{view.train_loss[-1]:.3f}" if view.train_loss else "–")
+    columns[1].metric("Validation loss", f"{view.validation[-1][1]:.3f}" if view.validation else "–")
+    columns[2].metric("Tokens per second", f"{view.tokens_per_second:,.0f}")
+    series = {"training loss": view.train_loss,
+              "validation loss": ([s for s, _ in view.validation], [v for _, v in view.validation])}
+    previous = state.get("t_previous")
+    if previous is not None:
+        series["previous run (training)"] = (previous.steps, previous.train_loss)
+    st.plotly_chart(figures.lines(view.steps, series, "Loss while training", "step", "loss (cross-entropy, nats)",
+                                  reference=(f"uniform guess: ln {vocab} = {live_training.uniform_loss(vocab):.2f}",
+                                             live_training.uniform_loss(vocab)),
+                                  dashed=("previous run (training)",)), key="t_loss")
+    schedule = [learning_rate_at(step, run.config) for step in range(run.config.max_steps)]
+    st.plotly_chart(figures.lines(list(range(1, run.config.max_steps + 1)), {"learning rate": schedule},
+                                  "Learning-rate schedule: warm-up, then cosine decay", "step", "learning rate",
+                                  marker=("now", max(1, view.step)), height=260), key="t_lr")
+    with st.container(border=True):
+        st.markdown("**What the model writes** (temperature 0.8, top-k 40)")
+        for step, text in view.samples[-4:][::-1]:
+            st.caption(f"step {step}")
+            st.code(text, language=None, wrap_lines=True)
+    attention_over_training(view)
+    gradients(view)
+
+
+def attention_over_training(view) -> None:
+    if not view.snapshots:
+        return
+    st.markdown("**Attention on a fixed sentence, as training goes on**")
+    left, right = st.columns(2)
+    layer = left.selectbox("Layer", range(run.config.n_layer), key="t_layer")
+    head = right.selectbox("Head", range(run.config.n_head), key="t_head")
+    every = max(1, -(-len(view.snapshots) // SNAPSHOTS_SHOWN))
+    chosen = view.snapshots[::every][: SNAPSHOTS_SHOWN - 1] + [view.snapshots[-1]]
+    chosen = list({step: (step, p) for step, p in chosen}.values())
+    labels = figures.token_labels([run.data.tokenizer.decode([i]) for i in run.probe_ids])
+    st.plotly_chart(figures.small_multiples([p[layer, head] for _, p in chosen], [f"step {s}" for s, _ in chosen],
+                                            labels, columns=min(3, len(chosen)),
+                                            title=f"Layer {layer}, head {head} (rows: query, columns: key)"),
+                    key="t_snapshots")
+
+
+def gradients(view) -> None:
+    if not view.steps:
+        return
+    left, right = st.columns(2)
+    left.plotly_chart(figures.lines(view.steps, {html.escape(g): v for g, v in view.layer_grad_norms.items()},
+                                    "Gradient norm per layer (before clipping)", "step", "‖gradient‖", log_y=True,
+                                    height=320), key="t_grad_norms")
+    right.plotly_chart(figures.lines(view.steps, {html.escape(g): v for g, v in view.update_ratios.items()},
+                                     "Update size ÷ weight size per layer", "step", "‖Δw‖ / ‖w‖", log_y=True,
+                                     height=320), key="t_update_ratios")
+
+
+def finished() -> None:
+    if run is None or run.status not in ("finished", "stopped") or not run.view().steps:
+        st.caption("When a run has finished (or been stopped), its model appears here.")
+        return
+    view = run.view()
+    st.success(f"Your model: {view.step:,} steps, validation loss {view.validation[-1][1]:.3f} "
+               f"(a uniform guess: {live_training.uniform_loss(run.data.vocab_size):.2f}).")
+    left, right = st.columns(2)
+    left.download_button("Download the model (zip, Hugging Face format)", run.zip_bytes(),
+                         file_name="glassbox-trained-model.zip", mime="application/zip", key="t_download")
+    if right.button("Use it in the other lessons", key="t_use"):
+        course_ui.add_trained_model(str(run.save()), f"Your trained model ({view.step:,} steps)")
+        st.rerun()
+
+
+def frozen_step() -> None:
+    prompt = state.get("prompt", "") or PROBES["stories"][0]
+    picked = loaded if estimated_parameters(loaded.model.config) <= FROZEN_STEP_MAX_PARAMETERS \
+        else cached_model(DEFAULT_MODEL.key)
+    ids = picked.tokenizer(prompt)["input_ids"][:32]
+    if len(ids) < 2:
+        ids = picked.tokenizer(PROBES["stories"][0])["input_ids"][:32]
+    rate = st.select_slider("Learning rate for this step", [0.001, 0.01, 0.1, 0.5, 1.0], value=0.1, key="t_frozen_lr")
+    step = cached_frozen_step(picked.name, tuple(ids), rate)
+    name = lambda i: figures.visible(picked.tokenizer.decode([i]))  # noqa: E731
+    context = figures.md_escape(" ".join(picked.tokenizer.decode(ids[max(0, step.position - 5):step.position + 1]).split()))
+    st.caption(f"Model: {figures.md_escape(picked.name)}. Example: the first {len(ids)} tokens of your prompt; every "
+               f"token predicts the next. The table shows the prediction the model found hardest: after "
+               f"“…{context}” the real next token is {figures.md_escape(name(step.target))}.")
+    st.metric("Loss (mean cross-entropy over the example)", f"{step.loss:.4f}")
+    top = step.logit_probs.topk(8).indices.tolist()
+    if step.target not in top:
+        top.append(step.target)
+    st.dataframe(pd.DataFrame([{"token": name(i), "softmax p": round(float(step.logit_probs[i]), 5),
+                                "one-hot (is it the next token?)": int(i == step.target),
+                                "∂loss/∂logit": round(float(step.logit_grad[i]), 6)} for i in top]),
+                 hide_index=True)
+    blocks = [f"block {b}" for b in range(step.module_grad_norms.shape[0])]
+    course_ui.chart("t-frozen-norms", (picked.name, tuple(ids), rate), lambda: figures.heatmap(
+        step.module_grad_norms, list(live_training.MODULES), blocks, "Gradient norm of each weight matrix",
+        "module", "layer", diverging=False, value_format=".3g"))
+    columns = st.columns(len(step.other_grad_norms))
+    for column, (label, value) in zip(columns, step.other_grad_norms.items()):
+        column.metric(f"‖gradient‖, {label}", f"{value:.4g}")
+    st.dataframe(pd.DataFrame([{"weight": u.name, "before": u.before, "gradient": u.gradient,
+                                "learning rate": u.learning_rate, "after = before − rate × gradient": u.after}
+                               for u in step.updates]), hide_index=True)
+
+
+course_ui.render_lesson(lesson, {
+    "data": data_choice, "tokenizer": tokenizer_choice, "settings": settings, "controls": controls, "live": live,
+    "finished": finished, "frozen-step": frozen_step,
+}, key="lesson7")
+course_ui.lesson_navigation(7)
