@@ -89,3 +89,13 @@ def wait_until_idle(page, timeout_ms: int = 60_000) -> None:
     page.wait_for_timeout(300)
     page.wait_for_function(
         "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=timeout_ms)
+
+
+def start_training_run(page, url: str) -> None:
+    """Open lesson 7, press Start (the default "1-minute" preset) and wait for the live loss chart."""
+    page.goto(url + "/Training")
+    start = page.get_by_role("button", name="Start", exact=True)
+    start.wait_for(timeout=60_000)
+    wait_until_idle(page)
+    start.click()
+    page.locator("svg .gtitle >> text=Loss while training").wait_for(timeout=60_000)

@@ -7,7 +7,7 @@ import pytest
 
 from core.models import load_model
 from core.tokenization import prompt_tokens
-from tests.streamlit_server import browser_page, chromium_path, running_app, wait_until_idle
+from tests.streamlit_server import browser_page, chromium_path, running_app, start_training_run, wait_until_idle
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 PROMPT = "The cat sat on the mat."
@@ -55,3 +55,38 @@ def test_enter_a_prompt_on_home_and_see_its_tokens():
             assert page.get_by_role("textbox", name="Your prompt").input_value() == PROMPT
             no_errors(page)
             page.screenshot(path=str(ARTIFACTS / shot), full_page=False)
+
+
+def loss_points(page) -> int:
+    """How many training-loss points the live loss chart has drawn."""
+    return page.evaluate("""() => {
+        for (const plot of document.querySelectorAll('.js-plotly-plot')) {
+            const title = plot.layout && plot.layout.title && plot.layout.title.text;
+            if (title && title.includes('Loss while training')) return plot.data[0].x.length;
+        }
+        return -1;
+    }""")
+
+
+def test_start_a_training_run_see_the_loss_chart_update_and_stop_it():
+    import re
+
+    if chromium_path() is None:
+        pytest.fail("Debian's chromium is needed for the browser test: apt-get install chromium")
+    ARTIFACTS.mkdir(exist_ok=True)
+    with running_app() as (url, _, _), browser_page() as page:
+        start_training_run(page, url)
+        first = loss_points(page)
+        page.wait_for_function(f"() => document.body.innerText.includes('running: step')", timeout=30_000)
+        page.wait_for_timeout(4_000)
+        later = loss_points(page)
+        assert later > first >= 0, (first, later)  # the chart keeps redrawing with new steps
+        no_errors(page)
+        page.screenshot(path=str(ARTIFACTS / "training.png"), full_page=False)
+        page.get_by_role("button", name="Stop", exact=True).click()
+        page.get_by_text(re.compile(r"^stopped: step")).first.wait_for(timeout=10_000)
+        stopped_at = loss_points(page)
+        page.wait_for_timeout(2_500)
+        assert loss_points(page) == stopped_at  # nothing trains any more
+        page.get_by_role("button", name="Download the model (zip, Hugging Face format)").wait_for(timeout=10_000)
+        no_errors(page)

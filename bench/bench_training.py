@@ -1,0 +1,111 @@
+"""Benchmarks of the Training lesson: `python bench/bench_training.py`. Prints figures; asserts nothing.
+
+- throughput (tokens per second) of each preset on the stories (512-token BPE): the lesson's
+  trainer, measuring every layer's gradient norm and update ratio as the live views need,
+  against a plain PyTorch loop (Hugging Face forward, backward, clipping, AdamW) on the same
+  model and batches. Target (issue 5): trainer time / plain time ≤ 1.25.
+- the whole "1-minute" preset as the lesson runs it (validation, samples and attention snapshots
+  included): wall time, validation loss against the uniform guess, the last sample.
+- the same preset in the real app (`streamlit run Home.py`, headless Chromium): the tokens per
+  second the page reports while its live charts redraw every second.
+"""
+from __future__ import annotations
+
+import re
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import torch  # noqa: E402
+
+from core import live_training  # noqa: E402
+from core.live_training import PRESETS, TrainingRun  # noqa: E402
+from core.training import Trainer, new_model  # noqa: E402
+
+STEPS = 30
+
+
+def trainer_tokens_per_second(config, data) -> float:
+    trainer = Trainer(config, data.train_ids, data.val_ids, data.vocab_size, 0)
+    trainer.step(measure_layers=True)  # warm-up
+    began = time.perf_counter()
+    for _ in range(STEPS):
+        trainer.step(measure_layers=True)
+    return STEPS * config.batch_size * config.block_size / (time.perf_counter() - began)
+
+
+def plain_tokens_per_second(config, data) -> float:
+    """The reference: the same model and batches, trained by the textbook loop."""
+    model = new_model(config, data.vocab_size, 0)
+    model.train()
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
+                                   {"params": no_decay, "weight_decay": 0.0}], lr=config.learning_rate,
+                                  betas=(0.9, 0.95))
+    sampler = Trainer(config, data.train_ids, data.val_ids, data.vocab_size, 0)  # only for its batches
+
+    def step() -> None:
+        inputs = sampler.batch(data.train_ids, sampler.sampler)
+        loss = model(input_ids=inputs, labels=inputs).loss
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        optimizer.step()
+
+    step()
+    began = time.perf_counter()
+    for _ in range(STEPS):
+        step()
+    return STEPS * config.batch_size * config.block_size / (time.perf_counter() - began)
+
+
+def whole_run(config, data) -> None:
+    run = TrainingRun(config, data, "Once upon a time, there was a girl named Mia.", "Once upon a time,",
+                      eval_every=max(10, config.max_steps // 40), sample_every=max(20, config.max_steps // 10),
+                      snapshot_every=max(20, config.max_steps // 10))
+    began = time.perf_counter()
+    run.start()
+    while run.is_active:
+        run.touch()
+        time.sleep(0.2)
+    view = run.view()
+    print(f"1-minute preset, whole run: {view.status}, {view.step} steps in {time.perf_counter() - began:.1f} s; "
+          f"validation loss {view.validation[0][1]:.2f} -> {view.validation[-1][1]:.2f} "
+          f"(uniform guess ln {data.vocab_size} = {live_training.uniform_loss(data.vocab_size):.2f})")
+    print(f"  sample at step {view.samples[-1][0]}: {view.samples[-1][1]!r}")
+
+
+def in_the_app(seconds: float = 20.0) -> None:
+    from tests.streamlit_server import browser_page, running_app, start_training_run
+
+    with running_app() as (url, _, _), browser_page() as page:
+        start_training_run(page, url)
+        readings = []
+        for _ in range(int(seconds / 2)):
+            page.wait_for_timeout(2_000)
+            text = page.locator('[data-testid="stMetric"]:has-text("Tokens per second")').first.inner_text()
+            readings.append(float(re.sub(r"[^0-9.]", "", text.split("\n")[-1])))
+        page.get_by_role("button", name="Stop", exact=True).click()
+    print(f"in the app (1-minute preset, live charts redrawn every second): {statistics.median(readings):,.0f} "
+          f"tokens/s (median of {len(readings)} readings)")
+
+
+def main() -> None:
+    torch.set_num_threads(2)
+    data = live_training.prepare_data(live_training.story_documents(), 512)
+    print(f"== throughput, median of 3 x {STEPS} steps, stories with a {data.vocab_size}-token BPE, 2 threads ==")
+    for name, config in PRESETS.items():
+        ours = statistics.median(trainer_tokens_per_second(config, data) for _ in range(3))
+        plain = statistics.median(plain_tokens_per_second(config, data) for _ in range(3))
+        print(f"{name:9s} trainer {ours:8,.0f} tok/s   plain loop {plain:8,.0f} tok/s   time ratio {plain / ours:5.2f}")
+    print("== the lesson's run ==")
+    whole_run(PRESETS["1-minute"], data)
+    in_the_app()
+
+
+if __name__ == "__main__":
+    main()
