@@ -306,13 +306,18 @@ def line(labels: list[str], values: list[float], title: str, y_title: str = "") 
 # --- lesson 6: sampling, generation, the whole journey ------------------------------------------
 def lines(x: list[float], series: dict[str, list[float]], title: str, x_title: str, y_title: str,
           log_x: bool = False, log_y: bool = False, marker: tuple[str, float] | None = None,
-          reference: tuple[str, float] | None = None, dashed: tuple[str, ...] = (), height: int = 380) -> go.Figure:
+          reference: tuple[str, float] | None = None, dashed: tuple[str, ...] = (), height: int = 380,
+          max_points: int = 400) -> go.Figure:
     """Several lines over one x axis (series may hold their own (x, y) as a pair of lists).
     `marker` draws a labelled vertical line, `reference` a labelled horizontal one; series named in
-    `dashed` are drawn dashed (e.g. an earlier run for comparison). Names must be escaped already."""
+    `dashed` are drawn dashed (e.g. an earlier run for comparison). Long series are drawn with
+    every k-th point (and the last), at most `max_points`. Names must be escaped already."""
     figure = go.Figure()
     for name, values in series.items():
         xs, ys = values if isinstance(values, tuple) else (x, values)
+        if len(xs) > max_points:
+            keep = list(range(0, len(xs), -(-len(xs) // max_points))) + [len(xs) - 1]
+            xs, ys = [xs[i] for i in keep], [ys[i] for i in keep]
         figure.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name=name,
                                     line=dict(dash="dash" if name in dashed else "solid"),
                                     hovertemplate=f"{name}<br>{x_title} %{{x}}<br>%{{y:.4g}}<extra></extra>"))

@@ -5,6 +5,7 @@ taken apart.
 from __future__ import annotations
 
 import copy
+import itertools
 import math
 import random
 import shutil
@@ -27,11 +28,12 @@ MAX_UPLOAD_BYTES = 3_000_000  # the student's own text: UTF-8, at most this many
 MIN_TEXT_CHARACTERS = 2_000  # and at least this many characters
 BYTE_VOCABULARY = 257  # "characters": the 256 byte symbols and the end-of-text token, no merges
 ABANDON_AFTER = 20.0  # seconds without the page asking: the tab is gone, the run stops
-STORY_COUNT, STORY_SEED = 3000, 1  # the bundled story corpus for the lesson (not the course model's seed)
+STORY_COUNT, STORY_SEED = 3000, 1
+_SERIALS = itertools.count(1)  # the bundled story corpus for the lesson (not the course model's seed)
 
 PRESETS = {
     "1-minute": TrainConfig(n_layer=2, n_head=4, n_embd=96, block_size=64, batch_size=32, learning_rate=3e-3,
-                            warmup_steps=50, max_steps=1000, weight_decay=0.1, grad_clip=1.0, seed=0),
+                            warmup_steps=50, max_steps=600, weight_decay=0.1, grad_clip=1.0, seed=0),
     "5-minute": TrainConfig(n_layer=4, n_head=4, n_embd=128, block_size=128, batch_size=16, learning_rate=2e-3,
                             warmup_steps=100, max_steps=2500, weight_decay=0.1, grad_clip=1.0, seed=0),
 }
@@ -196,6 +198,7 @@ class TrainingRun:
         self._busy_seconds = 0.0
         self.probe_ids = self.data.tokenizer(self.probe_text)["input_ids"][: self.config.block_size]
         self.folder: Path | None = None
+        self.serial = next(_SERIALS)  # tells this run's figures from another's
 
     # --- control (called from the page) ---
     def start(self) -> None:

@@ -185,10 +185,12 @@ def live() -> None:
                                   reference=(f"uniform guess: ln {vocab} = {live_training.uniform_loss(vocab):.2f}",
                                              live_training.uniform_loss(vocab)),
                                   dashed=("previous run (training)",)), key="t_loss")
-    schedule = [learning_rate_at(step, run.config) for step in range(run.config.max_steps)]
-    st.plotly_chart(figures.lines(list(range(1, run.config.max_steps + 1)), {"learning rate": schedule},
-                                  "Learning-rate schedule: warm-up, then cosine decay", "step", "learning rate",
-                                  marker=("now", max(1, view.step)), height=260), key="t_lr")
+    now = max(1, view.step - view.step % max(1, run.config.max_steps // 100))  # the marker moves in 1% steps
+    course_ui.chart("t_lr", (run.serial, now), lambda: figures.lines(
+        list(range(1, run.config.max_steps + 1)), {"learning rate": [learning_rate_at(s, run.config)
+                                                                     for s in range(run.config.max_steps)]},
+        "Learning-rate schedule: warm-up, then cosine decay", "step", "learning rate", marker=("now", now),
+        height=260))
     with st.container(border=True):
         st.markdown("**What the model writes** (temperature 0.8, top-k 40)")
         for step, text in view.samples[-4:][::-1]:
@@ -209,10 +211,9 @@ def attention_over_training(view) -> None:
     chosen = view.snapshots[::every][: SNAPSHOTS_SHOWN - 1] + [view.snapshots[-1]]
     chosen = list({step: (step, p) for step, p in chosen}.values())
     labels = figures.token_labels([run.data.tokenizer.decode([i]) for i in run.probe_ids])
-    st.plotly_chart(figures.small_multiples([p[layer, head] for _, p in chosen], [f"step {s}" for s, _ in chosen],
-                                            labels, columns=min(3, len(chosen)),
-                                            title=f"Layer {layer}, head {head} (rows: query, columns: key)"),
-                    key="t_snapshots")
+    course_ui.chart("t_snapshots", (run.serial, len(view.snapshots), layer, head), lambda: figures.small_multiples(
+        [p[layer, head] for _, p in chosen], [f"step {s}" for s, _ in chosen], labels, columns=min(3, len(chosen)),
+        title=f"Layer {layer}, head {head} (rows: query, columns: key)"))
 
 
 def gradients(view) -> None:
