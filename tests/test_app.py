@@ -275,6 +275,15 @@ def test_training_page_starts_a_run_shows_it_learning_and_stops_it():
     assert run.status == "stopped"
     assert not app.exception, [e.value for e in app.exception]
     assert any(b.proto.label.startswith("Download the model") for b in app.get("download_button"))
+    app.button(key="t_use").click().run()  # the model the student trained, in every lesson's picker
+    assert not app.exception, [e.value for e in app.exception]
+    folder = str(run.folder)
+    assert app.session_state["model_key"] == folder
+    app.switch_page(LESSONS[3].page).run()
+    assert not app.exception, [e.value for e in app.exception]
+    assert app.selectbox(key="model_box").value == folder
+    assert any("Your trained model" in o for o in app.selectbox(key="model_box").options)
+    assert not any(c.value.startswith("Using **glassbox") for c in app.sidebar.caption)
 
 
 def test_training_page_refuses_bad_text_with_a_message():

@@ -156,3 +156,17 @@ def test_the_run_ends_when_the_app_says_the_session_is_gone(copy_data):
     open_now["value"] = False
     run.wait(timeout=5)
     assert run.status == "stopped" and "closed" in run.message
+
+
+def test_runs_of_two_students_at_once_do_not_touch_each_other(copy_data):
+    alone = run_for(copy_data)
+    alone.start()
+    alone.wait(timeout=120)
+    first, second = run_for(copy_data), run_for(copy_data, replace(TINY, learning_rate=1e-2))
+    first.start()
+    second.start()
+    first.wait(timeout=120)
+    second.wait(timeout=120)
+    assert first.view().train_loss == alone.view().train_loss  # as if it had trained alone
+    assert second.view().train_loss != first.view().train_loss
+    assert first.trainer.model is not second.trainer.model
