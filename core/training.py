@@ -96,7 +96,8 @@ def layer_groups(model: GPT2LMHeadModel) -> dict[str, list[torch.nn.Parameter]]:
 
 
 def group_norm(tensors: list[torch.Tensor]) -> float:
-    return float(torch.sqrt(sum((t.double() ** 2).sum() for t in tensors)))
+    """The Euclidean norm of several tensors taken together."""
+    return float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(t) for t in tensors])))
 
 
 @dataclass

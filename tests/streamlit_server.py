@@ -98,4 +98,4 @@ def start_training_run(page, url: str) -> None:
     start.wait_for(timeout=60_000)
     wait_until_idle(page)
     start.click()
-    page.locator("svg .gtitle >> text=Loss while training").wait_for(timeout=60_000)
+    page.locator("svg .gtitle >> text=Loss while training").first.wait_for(timeout=60_000)
