@@ -15,8 +15,8 @@ from pathlib import Path
 
 import torch
 
-from core.corpus import END_OF_TEXT, generate_stories, join_stories
-from core.tokenization import train_byte_level_bpe
+from core.corpus import END_OF_TEXT, generate_stories
+from core.tokenization import encode_corpus, train_byte_level_bpe
 from core.training import Trainer, TrainConfig, parameter_count
 
 MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "glassbox-stories"
@@ -26,16 +26,6 @@ VOCAB_SIZE = 2048  # an upper bound: the corpus's merges run out below it
 COURSE_CONFIG = TrainConfig(n_layer=4, n_head=4, n_embd=128, block_size=128, batch_size=32,
                             learning_rate=3e-3, warmup_steps=100, max_steps=2500, seed=0)
 THREADS = 2
-
-
-def encode_corpus(tokenizer, texts: list[str]) -> torch.Tensor:
-    """All stories as one id stream, each story followed by the end-of-text id: [n_tokens]."""
-    eos = tokenizer.convert_tokens_to_ids(END_OF_TEXT)
-    ids: list[int] = []
-    for encoding in tokenizer.backend_tokenizer.encode_batch(texts, add_special_tokens=False):
-        ids.extend(encoding.ids)
-        ids.append(eos)
-    return torch.tensor(ids, dtype=torch.long)
 
 
 def build(out_dir: Path, config: TrainConfig, log_every: int = 100) -> dict:

@@ -21,7 +21,7 @@ import torch
 from core.corpus import END_OF_TEXT, generate_stories
 from core.glassbox import run_trace
 from core.sampling import Strategy, generate
-from core.tokenization import train_byte_level_bpe
+from core.tokenization import encode_corpus, train_byte_level_bpe
 from core.training import Trainer, TrainConfig, layer_groups, new_model, parameter_count
 
 MAX_UPLOAD_BYTES = 3_000_000  # the student's own text: UTF-8, at most this many bytes
@@ -113,16 +113,8 @@ def prepare_data(documents: list[str], vocab_size: int) -> PreparedData:
         cut = int(len(text) * 0.9)
         train_docs, val_docs = [text[:cut]], [text[cut:]]
     tokenizer = train_byte_level_bpe(train_docs, vocab_size)
-    eos = tokenizer.convert_tokens_to_ids(END_OF_TEXT)
-
-    def encode(docs: list[str]) -> torch.Tensor:
-        ids: list[int] = []
-        for encoding in tokenizer.backend_tokenizer.encode_batch(docs, add_special_tokens=False):
-            ids.extend(encoding.ids)
-            ids.append(eos)
-        return torch.tensor(ids, dtype=torch.long)
-
-    return PreparedData(tokenizer, encode(train_docs), encode(val_docs), sum(len(d) for d in documents))
+    return PreparedData(tokenizer, encode_corpus(tokenizer, train_docs), encode_corpus(tokenizer, val_docs),
+                        sum(len(d) for d in documents))
 
 
 def uniform_loss(vocab_size: int) -> float:

@@ -180,3 +180,15 @@ def distinct_words(tokenizer, text: str, limit: int = 200) -> list[str]:
         if len(seen) >= limit:
             break
     return list(seen)
+
+
+def encode_corpus(tokenizer, texts: list[str]):
+    """Documents as one id stream, each followed by the end-of-text id: a [n_tokens] tensor."""
+    import torch
+
+    eos = tokenizer.convert_tokens_to_ids(END_OF_TEXT)
+    ids: list[int] = []
+    for encoding in tokenizer.backend_tokenizer.encode_batch(texts, add_special_tokens=False):
+        ids.extend(encoding.ids)
+        ids.append(eos)
+    return torch.tensor(ids, dtype=torch.long)

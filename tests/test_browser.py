@@ -77,7 +77,7 @@ def test_start_a_training_run_see_the_loss_chart_update_and_stop_it():
     with running_app() as (url, _, _), browser_page() as page:
         start_training_run(page, url)
         first = loss_points(page)
-        page.wait_for_function(f"() => document.body.innerText.includes('running: step')", timeout=30_000)
+        page.wait_for_function("() => document.body.innerText.includes('running: step')", timeout=30_000)
         page.wait_for_timeout(4_000)
         later = loss_points(page)
         assert later > first >= 0, (first, later)  # the chart keeps redrawing with new steps

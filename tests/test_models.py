@@ -5,7 +5,7 @@ import json
 
 import pytest
 import torch
-from transformers import GPT2Config, GPT2LMHeadModel
+from transformers import GPT2Config
 
 from core import models
 from core.glassbox import run_trace

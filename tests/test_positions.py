@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import math
 
-import torch
 
 from core import positions
 from tests.conftest import random_gpt2
