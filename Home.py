@@ -3,6 +3,7 @@ import streamlit as st
 
 import course_ui
 from core.course import LESSONS
+from core.figures import md_escape
 from core.lessons import load_lesson
 
 home = load_lesson("home.md")
@@ -16,7 +17,7 @@ def model_picker() -> None:
     course_ui.model_picker(where=st)
     loaded = course_ui.current_model()
     config = loaded.model.config
-    st.caption(f"In use: **{loaded.name}**: {config.n_layer} layers, {config.n_head} heads per layer, "
+    st.caption(f"In use: **{md_escape(loaded.name)}**: {config.n_layer} layers, {config.n_head} heads per layer, "
                f"width {config.n_embd}, context {config.n_positions:,} tokens, vocabulary {config.vocab_size:,}.")
 
 

@@ -24,7 +24,7 @@ def token_chips() -> None:
         return
     show = st.radio("Show each token as", ["symbols", "text"], horizontal=True, key="chip_view",
                     format_func={"symbols": "its vocabulary entry (Ġ = space)", "text": "its text (␣ = space)"}.get)
-    st.caption(f"Tokenizer of **{loaded.name}** ({len(model_tokenizer):,} tokens in its vocabulary)")
+    st.caption(f"Tokenizer of **{figures.md_escape(loaded.name)}** ({len(model_tokenizer):,} tokens in its vocabulary)")
     st.html(figures.token_chips_html(tokens, show=show))
 
 
@@ -36,7 +36,7 @@ def token_counts() -> None:
     columns[2].metric("Tokens", f"{len(tokens):,}")
     columns[3].metric("Characters per token", f"{characters / len(tokens):.2f}" if tokens else "–")
     if len(tokens) > loaded.context_length:
-        st.warning(f"That is more than the {loaded.context_length:,} tokens {loaded.name} can read at once: "
+        st.warning(f"That is more than the {loaded.context_length:,} tokens {figures.md_escape(loaded.name)} can read at once: "
                    f"the model would see only the last {loaded.context_length:,}.")
 
 

@@ -22,7 +22,7 @@ needs_trace = course_ui.needs_trace(trace)
 @needs_trace
 def embedding_lookup() -> None:
     labels = [f"{label} (id {i})" for label, i in zip(figures.token_labels(trace.token_strings), trace.token_ids)]
-    st.caption(f"The embedding matrix of {loaded.name} has {matrix.shape[0]:,} rows (one per token) and "
+    st.caption(f"The embedding matrix of {figures.md_escape(loaded.name)} has {matrix.shape[0]:,} rows (one per token) and "
                f"{matrix.shape[1]} columns.")
     course_ui.chart("lookup", (), lambda: figures.heatmap(
         trace["embed.token"], list(range(matrix.shape[1])), labels, "The prompt's rows of the token embedding matrix",
@@ -64,7 +64,7 @@ def pca() -> None:
         marked = set(prompt_ids)
         return figures.embedding_map(coords, [figures.plotly_text(token_name(i)) for i in ids],
                                      [i in marked for i in ids], explained,
-                                     f"{len(ids)} token embeddings of {loaded.name}, by PCA")
+                                     f"{len(ids)} token embeddings of {figures.plotly_text(loaded.name)}, by PCA")
     course_ui.chart("pca", (), build)
 
 

@@ -40,7 +40,7 @@ def embedding_sum() -> None:
 
 
 def learned_positions() -> None:
-    matrix_pair(learned, f"Learned (wpe of {loaded.name})", "learned")
+    matrix_pair(learned, f"Learned (wpe of {figures.plotly_text(loaded.name)})", "learned")
 
 
 def sinusoidal() -> None:

@@ -62,12 +62,14 @@ def rendered_texts(app: AppTest) -> list[tuple[str, str]]:
 
 
 def plotly_labels(spec: dict) -> list[str]:
-    """Every axis, text and node label of a Plotly figure (where token strings go)."""
+    """Every axis, text and node label and the title of a Plotly figure (where user text goes)."""
     labels = []
     for trace in spec.get("data", []):
         for values in (trace.get("x"), trace.get("y"), trace.get("text"), (trace.get("node") or {}).get("label")):
             if isinstance(values, list):
                 labels += [v for v in values if isinstance(v, str)]
+    title = (spec.get("layout") or {}).get("title") or {}
+    labels += [title["text"]] if isinstance(title, dict) and isinstance(title.get("text"), str) else []
     return labels
 
 
@@ -179,7 +181,7 @@ def gpt2_family_folder(tmp_path_factory):
     from core.tokenization import gpt2_tokenizer
     from tests.conftest import random_gpt2
 
-    folder = tmp_path_factory.mktemp("gpt2-family")
+    folder = tmp_path_factory.mktemp("gpt2-family") / "my <b>gpt2</b> *model*"  # a student names folders
     random_gpt2(n_layer=2, n_head=3, n_embd=48, n_positions=48, vocab_size=50257).save_pretrained(folder)
     gpt2_tokenizer().save_pretrained(folder)
     return str(folder)
@@ -199,6 +201,7 @@ def test_lesson_pages_run_on_another_gpt2_family_model(page, prompt, gpt2_family
 
     assert any(md_escape(gpt2_family_folder) in c.value for c in app.sidebar.caption)  # really on the folder model
     assert not app.error
+    assert_healthy(app)
 
 
 def numbers_in(text: str) -> list[float]:
