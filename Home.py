@@ -5,6 +5,7 @@ import course_ui
 from core.course import LESSONS
 from core.figures import md_escape
 from core.lessons import load_lesson
+from core.models import folder_config
 
 home = load_lesson("home.md")
 st.set_page_config(page_title="Glassbox GPT", page_icon="🔍", layout="wide")
@@ -15,10 +16,14 @@ st.caption(home.summary)
 
 def model_picker() -> None:
     course_ui.model_picker(where=st)
-    loaded = course_ui.current_model()
-    config = loaded.model.config
-    st.caption(f"In use: **{md_escape(loaded.name)}**: {config.n_layer} layers, {config.n_head} heads per layer, "
-               f"width {config.n_embd}, context {config.n_positions:,} tokens, vocabulary {config.vocab_size:,}.")
+    name = st.session_state.model_key
+    config = folder_config(name)  # a folder model: read its config.json, load it when a lesson needs it
+    if config is None or config.get("model_type") != "gpt2":
+        loaded = course_ui.current_model()
+        name, config = loaded.name, loaded.model.config.to_dict()
+    st.caption(f"In use: **{md_escape(name)}**: {config['n_layer']} layers, {config['n_head']} heads per layer, "
+               f"width {config['n_embd']}, context {config['n_positions']:,} tokens, "
+               f"vocabulary {config['vocab_size']:,}.")
 
 
 def prompt_box() -> None:

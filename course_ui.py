@@ -6,7 +6,6 @@ from typing import Callable
 
 import streamlit as st
 
-from core.cached import cached_model
 from core.course import LESSONS, LessonEntry, neighbours
 from core.figures import md_escape
 from core.lessons import BadSlot, Figure, Lesson, Markdown, Question, load_lesson
@@ -37,6 +36,8 @@ def _switch_model() -> None:
     key = state.get("local_folder", "").strip() if choice == LOCAL_FOLDER else choice
     if not key:
         return
+    from core.cached import cached_model
+
     try:
         cached_model(key)
     except ModelLoadError as error:
@@ -64,6 +65,8 @@ def model_picker(where=st.sidebar) -> None:
 
 def current_model() -> LoadedModel:
     """The chosen model; if it cannot be loaded, the bundled one, with a one-sentence message."""
+    from core.cached import cached_model
+
     init_state()
     state = st.session_state
     try:

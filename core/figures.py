@@ -6,11 +6,14 @@ up in HTML goes through `html.escape` here, so pages can render these fragments 
 from __future__ import annotations
 
 import html
+from typing import TYPE_CHECKING
 
-import pandas as pd
 import plotly.graph_objects as go
 
 from core.tokenization import MergeStep, Token, decode_piece
+
+if TYPE_CHECKING:
+    import pandas as pd  # tables are built with pandas, imported when one is (it is slow to import)
 
 CHIP_COLOURS = ("#dbeafe", "#fde68a", "#bbf7d0", "#fbcfe8", "#ddd6fe", "#fed7aa")
 VISIBLE_WHITESPACE = {" ": "␣", "\n": "↵", "\t": "⇥", "\r": "␍"}
@@ -80,6 +83,8 @@ def tokenizer_comparison_figure(counts: dict[str, int], n_characters: int) -> go
 
 def merge_steps_table(steps: list[MergeStep]) -> pd.DataFrame:
     """One row per BPE step: the pair merged, its rank in the merge list, the pieces after it."""
+    import pandas as pd
+
     rows = []
     for number, step in enumerate(steps):
         rows.append({
@@ -97,6 +102,8 @@ def merge_steps_table(steps: list[MergeStep]) -> pd.DataFrame:
 def byte_fallback_table(text: str, tokenizers: dict[str, object], max_characters: int = 40) -> pd.DataFrame:
     """For each distinct non-ASCII character of `text`: its UTF-8 bytes, their byte symbols, and
     how each tokenizer splits that character alone (whole, or into byte pieces)."""
+    import pandas as pd
+
     from core.tokenization import prompt_tokens, to_byte_symbols
 
     seen, rows = set(), []
@@ -118,6 +125,8 @@ def byte_fallback_table(text: str, tokenizers: dict[str, object], max_characters
 
 def token_table(tokens: list[Token], limit: int = 500) -> pd.DataFrame:
     """Tokens as a table: position, id, vocabulary spelling, the text it stands for, its bytes."""
+    import pandas as pd
+
     from core.tokenization import symbols_to_bytes
 
     return pd.DataFrame([{
@@ -128,6 +137,8 @@ def token_table(tokens: list[Token], limit: int = 500) -> pd.DataFrame:
 
 def word_splits_table(words: list[str], tokenizers: dict[str, object]) -> pd.DataFrame:
     """Each word under each tokenizer: its pieces and how many; the most fragmented first."""
+    import pandas as pd
+
     from core.tokenization import prompt_tokens
 
     rows = []

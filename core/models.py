@@ -35,6 +35,18 @@ REGISTRY: tuple[ModelChoice, ...] = (
 DEFAULT_MODEL = REGISTRY[0]
 
 
+def folder_config(key_or_source: str) -> dict | None:
+    """The config.json of a model that lives in a folder (the bundled one or a local folder), read
+    without loading the model or importing transformers; None for hub models and bad folders."""
+    import json
+
+    path = Path(choice_for(key_or_source).source) / "config.json"
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
 class ModelLoadError(Exception):
     """A model could not be loaded; the message is one sentence a student can read."""
 
