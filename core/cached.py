@@ -79,3 +79,23 @@ def cached_frozen_step(model_key: str, token_ids: tuple[int, ...], learning_rate
     from core.live_training import frozen_step
 
     return frozen_step(cached_model(model_key).model, list(token_ids), learning_rate)
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def cached_logit_lens(model_key: str, prompt: str):
+    from core.sampling import logit_lens
+
+    return logit_lens(cached_trace(model_key, prompt), cached_model(model_key).model)
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def cached_temperature_sweep(model_key: str, prompt: str, candidates: int):
+    """Lesson 6's sweep of the next-token distribution: (temperatures, the top candidates' ids,
+    their probabilities [candidates, temperatures], the entropy at each temperature)."""
+    from core import sampling
+
+    logits = cached_trace(model_key, prompt)["logits"][-1]  # [vocab]
+    temperatures = sampling.sweep_temperatures()
+    shown = logits.topk(candidates).indices.tolist()
+    probs, entropies = sampling.temperature_sweep(logits, shown, temperatures)
+    return temperatures, shown, probs, entropies

@@ -209,16 +209,30 @@ def generate(model, prompt_ids: list[int], n_tokens: int, strategy: Strategy, se
 
 
 # --- the logit lens and the whole journey --------------------------------------------------------
+@dataclass
+class LogitLens:
+    """What the model would predict if it stopped early, after the embeddings and after each block
+    (the residual stream through the final LayerNorm and the unembedding). Rows: n_layer + 1."""
+    top_probs: torch.Tensor  # [n_layer + 1, pos] probability of each cell's most likely token
+    top_ids: torch.Tensor  # [n_layer + 1, pos] that token
+    last_position: torch.Tensor  # [n_layer + 1, vocab] the whole distribution at the last position
+
+
 @torch.no_grad()
-def logit_lens(trace: Trace, model) -> torch.Tensor:
-    """The next-token distribution the model would give if it stopped early: the residual stream
-    after the embeddings and after each block, through the final LayerNorm and the unembedding.
-    Returns probabilities [n_layer + 1, pos, vocab]; the last row is the model's own output."""
+def logit_lens(trace: Trace, model) -> LogitLens:
+    """The logit lens, one row at a time (the full [layers, pos, vocab] array of a GPT-2 would take
+    hundreds of MB). Its last row is the model's own output."""
     gpt = model.transformer
     streams = [trace["blocks.0.resid_pre"]] + [trace[f"blocks.{l}.resid_post"] for l in range(trace.n_layer)]
-    stacked = torch.stack(streams)  # [n_layer + 1, pos, d_model]
-    normalised = layer_norm(stacked, gpt.ln_f.weight, gpt.ln_f.bias, model.config.layer_norm_epsilon, {}, "lens")
-    return torch.softmax(normalised @ model.lm_head.weight.T, dim=-1)  # [n_layer + 1, pos, vocab]
+    top_probs, top_ids, last = [], [], []
+    for stream in streams:  # [pos, d_model]
+        normalised = layer_norm(stream, gpt.ln_f.weight, gpt.ln_f.bias, model.config.layer_norm_epsilon, {}, "lens")
+        probs = torch.softmax(normalised @ model.lm_head.weight.T, dim=-1)  # [pos, vocab]
+        best = probs.max(dim=-1)
+        top_probs.append(best.values)
+        top_ids.append(best.indices)
+        last.append(probs[-1])
+    return LogitLens(torch.stack(top_probs), torch.stack(top_ids), torch.stack(last))
 
 
 def lens_row_names(n_layer: int) -> list[str]:

@@ -8,6 +8,7 @@ import torch
 
 import course_ui
 from core import figures, sampling
+from core.cached import cached_logit_lens, cached_temperature_sweep
 from core.sampling import Strategy
 from core.tokenization import prompt_tokens
 
@@ -94,9 +95,7 @@ def temperature() -> None:
 
 @needs_trace
 def sweep() -> None:
-    temperatures = sampling.sweep_temperatures()
-    shown = log_probs.topk(SWEEP_CANDIDATES).indices.tolist()
-    probs, entropies = sampling.temperature_sweep(logits, shown, temperatures)
+    temperatures, shown, probs, entropies = cached_temperature_sweep(loaded.name, prompt, SWEEP_CANDIDATES)
     names = [f"{rank + 1}. {plotly_name(i)}" for rank, i in enumerate(shown)]
     course_ui.chart("sweep-lines", (strategy.temperature,), lambda: figures.sweep_lines(
         temperatures, {n: probs[row].tolist() for row, n in enumerate(names)},
@@ -230,21 +229,20 @@ def journey() -> None:
 
 @needs_trace
 def logit_lens() -> None:
-    lens = sampling.logit_lens(trace, loaded.model)  # [n_layer + 1, pos, vocab]
+    lens = cached_logit_lens(loaded.name, prompt)
     first = max(0, trace.n_tokens - LENS_POSITIONS)
-    best = lens[:, first:].max(dim=-1)  # values, indices: [n_layer + 1, shown]
     rows = sampling.lens_row_names(trace.n_layer)
     columns = figures.token_labels(trace.token_strings)[first:]
     course_ui.chart("lens", (), lambda: figures.text_heatmap(
-        best.values.tolist(), [[plotly_name(i) for i in row] for row in best.indices.tolist()], columns, rows,
-        "Logit lens: the top prediction if the model stopped after each block", "position (predicting the next token)",
-        "stopped after"))
-    followed = list(dict.fromkeys(log_probs.topk(5).indices.tolist() + lens[:, -1].argmax(dim=-1).tolist()))
+        lens.top_probs[:, first:].tolist(), [[plotly_name(i) for i in row] for row in lens.top_ids[:, first:].tolist()],
+        columns, rows, "Logit lens: the top prediction if the model stopped after each block",
+        "position (predicting the next token)", "stopped after"))
+    followed = list(dict.fromkeys(log_probs.topk(5).indices.tolist() + lens.top_ids[:, -1].tolist()))
     token_id = st.selectbox("Follow a token up the layers (last position)", followed, key="s_lens_token",
                             format_func=name)
     course_ui.chart("lens-follow", (token_id,), lambda: figures.line(
-        rows, lens[:, -1, token_id].tolist(), f"Probability of {plotly_name(token_id)} at the last position, "
-                                              "layer by layer", "probability"))
+        rows, lens.last_position[:, token_id].tolist(), f"Probability of {plotly_name(token_id)} at the last "
+                                                        "position, layer by layer", "probability"))
 
 
 def recap() -> None:

@@ -139,9 +139,16 @@ def test_guess_probability(model):
 def test_logit_lens_last_layer_is_the_models_output(model):
     trace = run_trace(model, [5, 17, 3, 44, 9])
     lens = sampling.logit_lens(trace, model)
-    assert lens.shape == (trace.n_layer + 1, 5, 60)
-    torch.testing.assert_close(lens[-1], torch.softmax(trace["logits"], dim=-1), atol=1e-6, rtol=0)
-    torch.testing.assert_close(lens.sum(-1), torch.ones(trace.n_layer + 1, 5))
+    assert lens.top_probs.shape == lens.top_ids.shape == (trace.n_layer + 1, 5)
+    own = torch.softmax(trace["logits"], dim=-1)  # [pos, vocab]
+    torch.testing.assert_close(lens.last_position[-1], own[-1], atol=1e-6, rtol=0)
+    torch.testing.assert_close(lens.top_probs[-1], own.max(dim=-1).values, atol=1e-6, rtol=0)
+    assert torch.equal(lens.top_ids[-1], own.argmax(dim=-1))
+    torch.testing.assert_close(lens.last_position.sum(-1), torch.ones(trace.n_layer + 1))
+    # an early row, by hand: the stream after block 0 through ln_f and the unembedding
+    gpt = model.transformer
+    by_hand = torch.softmax(model.lm_head(gpt.ln_f(trace["blocks.0.resid_post"])), dim=-1)
+    torch.testing.assert_close(lens.top_probs[1], by_hand.max(dim=-1).values, atol=1e-6, rtol=0)
 
 
 def test_journey_flows_sum_to_the_logit_and_match_the_components(model):
