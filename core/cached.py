@@ -99,3 +99,19 @@ def cached_temperature_sweep(model_key: str, prompt: str, candidates: int):
     shown = logits.topk(candidates).indices.tolist()
     probs, entropies = sampling.temperature_sweep(logits, shown, temperatures)
     return temperatures, shown, probs, entropies
+
+
+@st.cache_data(max_entries=256, show_spinner=False)
+def cached_nearest_neighbours(model_key: str, token_id: int) -> list[tuple[int, float]]:
+    """Lesson 2: the 10 tokens whose embeddings are closest (cosine) to `token_id`'s, from the whole vocabulary."""
+    from core.embeddings import embedding_matrix, nearest_neighbours
+
+    return nearest_neighbours(embedding_matrix(cached_model(model_key).model), token_id)
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def cached_neurons_pushing_token(model_key: str, prompt: str, token_id: int, per_layer: int) -> list[tuple[int, int]]:
+    """Lesson 5's ablation choices: per layer, the neurons that push `token_id` up most directly."""
+    from core.residual import neurons_pushing_token
+
+    return neurons_pushing_token(cached_trace(model_key, prompt), cached_model(model_key).model, token_id, per_layer)

@@ -4,6 +4,7 @@ import streamlit as st
 
 import course_ui
 from core import embeddings, figures
+from core.cached import cached_nearest_neighbours
 from core.tokenization import prompt_tokens
 
 lesson, loaded = course_ui.lesson_page(2)
@@ -46,7 +47,7 @@ def cosine() -> None:
 
 def neighbour_table(token_id: int) -> pd.DataFrame:
     return pd.DataFrame([{"token": token_name(i), "id": i, "cosine": round(c, 4)}
-                         for i, c in embeddings.nearest_neighbours(matrix, token_id)])
+                         for i, c in cached_nearest_neighbours(loaded.name, token_id)])
 
 
 @needs_trace
@@ -84,8 +85,8 @@ def compare_tokens() -> None:
         chosen.append(tokens[0].id)
         column.dataframe(neighbour_table(tokens[0].id), hide_index=True)
     first, second = chosen
-    shared = ({i for i, _ in embeddings.nearest_neighbours(matrix, first)}
-              & {i for i, _ in embeddings.nearest_neighbours(matrix, second)})
+    shared = ({i for i, _ in cached_nearest_neighbours(loaded.name, first)}
+              & {i for i, _ in cached_nearest_neighbours(loaded.name, second)})
     st.metric("Cosine similarity of the two", f"{embeddings.cosine(matrix, first, second):.4f}")
     st.caption("Shared neighbours: " + (figures.md_escape(", ".join(token_name(i) for i in sorted(shared)))
                                         if shared else "none"))

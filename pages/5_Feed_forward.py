@@ -5,7 +5,7 @@ import streamlit as st
 
 import course_ui
 from core import figures, residual
-from core.cached import cached_trace
+from core.cached import cached_neurons_pushing_token, cached_trace
 
 SHOWN_NEURONS = 20  # the heatmaps show this many of the layer's most active neurons
 CURVE_NEURONS = 64  # the GELU plot draws the prompt's points for this many neurons
@@ -133,7 +133,7 @@ def logit_contributions() -> None:
 @needs_trace
 def ablation() -> None:
     predicted = int(trace["logits"][-1].argmax())
-    options = residual.neurons_pushing_token(trace, loaded.model, predicted, ABLATION_CHOICES)
+    options = cached_neurons_pushing_token(loaded.name, prompt, predicted, ABLATION_CHOICES)
     if "ff_ablate" in st.session_state:  # keep only choices that are still offered for this prompt
         st.session_state.ff_ablate = [pair for pair in st.session_state.ff_ablate if pair in options]
     chosen = st.multiselect("Neurons to switch off (layer.neuron)", options, key="ff_ablate",
