@@ -26,6 +26,14 @@ def run_for(data, config=TINY, **options) -> TrainingRun:
                        eval_every=10, sample_every=10, snapshot_every=10, **options)
 
 
+def finished_run(data, config=TINY, timeout: float = 120, **options) -> TrainingRun:
+    """A run started and waited for until it ends by itself."""
+    run = run_for(data, config, **options)
+    run.start()
+    run.wait(timeout=timeout)
+    return run
+
+
 @pytest.mark.parametrize("data, reason", [
     (b"", "empty"), (b"   \n", "empty"), (b"\x89PNG\r\n\x1a\n\x00\x00\x00IHDR" * 300, "binary"),
     ("é".encode("latin-1") * 3000, "not UTF-8"), (b"a" * (live_training.MAX_UPLOAD_BYTES + 1), "MB"),
@@ -50,9 +58,7 @@ def test_prepared_data_and_tokenizer_choices(copy_data):
 
 
 def test_a_run_trains_in_its_thread_and_records_what_the_page_draws(copy_data):
-    run = run_for(copy_data)
-    run.start()
-    run.wait(timeout=120)
+    run = finished_run(copy_data)
     view = run.view()
     assert view.status == "finished" and view.step == TINY.max_steps and len(view.train_loss) == TINY.max_steps
     assert view.validation[0][0] == 0 and view.validation[-1][0] == TINY.max_steps
@@ -67,9 +73,7 @@ def test_a_run_trains_in_its_thread_and_records_what_the_page_draws(copy_data):
 
 
 def test_pause_and_resume_give_the_uninterrupted_result(copy_data):
-    straight = run_for(copy_data)
-    straight.start()
-    straight.wait(timeout=120)
+    straight = finished_run(copy_data)
     interrupted = run_for(copy_data)
     interrupted.start()
     while interrupted.view().step < 5:
@@ -103,9 +107,7 @@ def test_a_closed_page_ends_the_run(copy_data, monkeypatch):
 
 
 def test_a_diverging_run_stops_with_an_explanation(copy_data):
-    run = run_for(copy_data, replace(TINY, learning_rate=1e6, grad_clip=1e9, max_steps=200))
-    run.start()
-    run.wait(timeout=60)
+    run = finished_run(copy_data, replace(TINY, learning_rate=1e6, grad_clip=1e9, max_steps=200), timeout=60)
     assert run.status == "diverged" and "learning rate" in run.message
 
 
@@ -113,9 +115,7 @@ def test_the_saved_model_loads_in_the_other_lessons(copy_data):
     from core.glassbox import run_trace
     from core.models import load_model
 
-    run = run_for(copy_data)
-    run.start()
-    run.wait(timeout=120)
+    run = finished_run(copy_data)
     loaded = load_model(str(run.save()))
     trace = run_trace(loaded.model, loaded.tokenizer("ab cd | ab")["input_ids"])
     assert trace.n_layer == TINY.n_layer
@@ -159,9 +159,7 @@ def test_the_run_ends_when_the_app_says_the_session_is_gone(copy_data):
 
 
 def test_runs_of_two_students_at_once_do_not_touch_each_other(copy_data):
-    alone = run_for(copy_data)
-    alone.start()
-    alone.wait(timeout=120)
+    alone = finished_run(copy_data)
     first, second = run_for(copy_data), run_for(copy_data, replace(TINY, learning_rate=1e-2))
     first.start()
     second.start()
