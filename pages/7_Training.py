@@ -155,7 +155,7 @@ def controls() -> None:
         st.rerun()
 
 
-@st.fragment(run_every=1.0 if run is not None and run.is_active else None)
+@st.fragment(run_every=2.0 if run is not None and run.is_active else None)
 def live() -> None:
     if run is None:
         st.caption("Start a run to see it learn.")
