@@ -233,7 +233,7 @@ def prediction_change_view(loaded: LoadedModel, before, after, key: str) -> None
     st.plotly_chart(figures.grouped_bars(names, {"before": change.before, "after": change.after},
                                          "Next-token probabilities, before and after", "candidate next token"),
                     key=f"{key}-bars")
-    top = figures.md_escape(figures.visible(loaded.tokenizer.decode([change.chosen_id])))
+    top = figures.md_escape(figures.token_name(loaded.tokenizer, change.chosen_id))
     left, right = st.columns(2)
     left.metric(f"log P({top}) before", f"{change.logprob_before:.4f}")
     right.metric("after", f"{change.logprob_after:.4f}", delta=f"{change.logprob_after - change.logprob_before:+.4f}")

@@ -56,7 +56,6 @@ def cached_figure(key: tuple, _build):
     return _build()
 
 
-
 @st.cache_resource(max_entries=8, show_spinner="Preparing the text and training its tokenizer…")
 def cached_training_data(source: str, text: str, vocab_size: int):
     """Lesson 7's data: 'stories', 'copy' or 'text' (the student's own `text`), tokenized with a

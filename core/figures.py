@@ -41,6 +41,12 @@ def visible(text: str) -> str:
     return "".join(out)
 
 
+def token_name(tokenizer, token_id: int) -> str:
+    """One token's text as a tokenizer decodes it, whitespace made visible (for tables, widgets
+    and, through `md_escape` or `plotly_text`, markdown and figures)."""
+    return visible(tokenizer.decode([token_id]))
+
+
 def token_chips_html(tokens: list[Token], limit: int = 300, show: str = "symbols") -> str:
     """Tokens as coloured chips: the token (its vocabulary spelling or its text) over its id.
 

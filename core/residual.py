@@ -19,21 +19,23 @@ def residual_components(trace: Trace) -> list[tuple[str, torch.Tensor]]:
 
 
 @torch.no_grad()
-def direct_logit_contributions(trace: Trace, model, token_id: int, position: int = -1) -> list[tuple[str, float]]:
-    """Each component's direct contribution to the logit of `token_id` at `position`.
-
-    The final LayerNorm is x ↦ γ ⊙ (x − mean(x)) / σ + β. Centring is linear, and σ is taken as
-    the trace's real value for this position (held fixed), so the logit splits exactly into one
-    term per component plus the β term: the contributions sum to the real logit."""
+def direct_logit(vectors: torch.Tensor, trace: Trace, model, token_id: int, position: int = -1) -> torch.Tensor:
+    """What `vectors` ([..., d_model], parts of the residual stream at `position`) add to the logit
+    of `token_id`, directly: the final LayerNorm x ↦ γ ⊙ (x − mean(x)) / σ + β with σ held at the
+    trace's real value for this position. Centring is linear, so parts that sum to the stream give
+    contributions that sum to the logit, once β · unembedding is added. Returns [...]."""
     sigma = torch.sqrt(trace["ln_final.var"][position] + model.config.layer_norm_epsilon)  # []
-    gamma, beta = model.transformer.ln_f.weight, model.transformer.ln_f.bias  # [d_model]
-    unembed = model.lm_head.weight[token_id]  # [d_model]
-    out = []
-    for name, component in residual_components(trace):
-        vector = component[position]  # [d_model]
-        centred = vector - vector.mean()  # [d_model]
-        out.append((name, float((gamma * centred / sigma) @ unembed)))
-    out.append(("final LayerNorm bias β", float(beta @ unembed)))
+    centred = vectors - vectors.mean(dim=-1, keepdim=True)  # [..., d_model]
+    return (centred * model.transformer.ln_f.weight / sigma) @ model.lm_head.weight[token_id]  # [...]
+
+
+@torch.no_grad()
+def direct_logit_contributions(trace: Trace, model, token_id: int, position: int = -1) -> list[tuple[str, float]]:
+    """Each component's direct contribution to the logit of `token_id` at `position`, plus the final
+    LayerNorm's β term: they sum to the real logit (see `direct_logit`)."""
+    out = [(name, float(direct_logit(component[position], trace, model, token_id, position)))
+           for name, component in residual_components(trace)]
+    out.append(("final LayerNorm bias β", float(model.transformer.ln_f.bias @ model.lm_head.weight[token_id])))
     return out
 
 
@@ -99,10 +101,8 @@ def neuron_logit_contributions(trace: Trace, model, layer: int, token_id: int, p
     """Each neuron of a layer's MLP: its direct contribution to the logit of `token_id` at
     `position` (activation × its write direction, through the final LayerNorm with σ held fixed,
     as in `direct_logit_contributions`). With the c_proj bias's share they sum to that MLP's bar."""
-    sigma = torch.sqrt(trace["ln_final.var"][position] + model.config.layer_norm_epsilon)  # []
-    write = model.transformer.h[layer].mlp.c_proj.weight  # [d_mlp, d_model]
-    write_centred = write - write.mean(dim=-1, keepdim=True)  # [d_mlp, d_model]
-    per_unit = (write_centred * model.transformer.ln_f.weight / sigma) @ model.lm_head.weight[token_id]  # [d_mlp]
+    write = model.transformer.h[layer].mlp.c_proj.weight  # [d_mlp, d_model] each neuron's write direction
+    per_unit = direct_logit(write, trace, model, token_id, position)  # [d_mlp]
     return trace[f"blocks.{layer}.mlp.post"][position] * per_unit  # [d_mlp]
 
 

@@ -13,6 +13,7 @@ from typing import Callable
 import torch
 
 from core.glassbox import Trace, layer_norm
+from core.residual import direct_logit
 
 GREEDY_BELOW = 1e-3  # temperatures at or below this are the T → 0 limit: all mass on the argmax
 MASS_TOLERANCE = 1e-6  # top-p: a mass within this of p counts as reaching p (rounding of float32 inputs)
@@ -254,15 +255,12 @@ def journey_flows(trace: Trace, model, token_id: int, labels: list[str]) -> list
     Attention's output at the last position is Σ_heads Σ_sources weight · (v_source · W_O,head)
     plus c_proj's bias, so its direct contribution splits exactly over source positions. The
     embeddings and the MLPs work on the last position's own vector, so they flow from the last
-    token. As in `core.residual.direct_logit_contributions`, the final LayerNorm's σ is held at its
-    real value and its centring applied to each part; the flows sum to the real logit."""
+    token. Each part goes through `core.residual.direct_logit` (σ of the final LayerNorm held at its
+    real value); the flows sum to the real logit."""
     gpt = model.transformer
-    sigma = torch.sqrt(trace["ln_final.var"][-1] + model.config.layer_norm_epsilon)  # []
-    unembed = model.lm_head.weight[token_id]  # [d_model]
 
     def to_logit(vectors: torch.Tensor) -> torch.Tensor:  # [..., d_model] -> [...]
-        centred = vectors - vectors.mean(dim=-1, keepdim=True)
-        return (centred * gpt.ln_f.weight / sigma) @ unembed
+        return direct_logit(vectors, trace, model, token_id)
 
     last = labels[-1]
     flows = [JourneyFlow(last, "embeddings", float(to_logit(trace["embed.token"][-1] + trace["embed.position"][-1])))]
@@ -279,5 +277,5 @@ def journey_flows(trace: Trace, model, token_id: int, labels: list[str]) -> list
             flows.append(JourneyFlow(labels[position], f"attention {layer}", value))
         flows.append(JourneyFlow("biases", f"attention {layer}", float(to_logit(block.attn.c_proj.bias))))
         flows.append(JourneyFlow(last, f"MLP {layer}", float(to_logit(trace[f"blocks.{layer}.mlp.out"][-1]))))
-    flows.append(JourneyFlow("biases", "final LayerNorm β", float(gpt.ln_f.bias @ unembed)))
+    flows.append(JourneyFlow("biases", "final LayerNorm β", float(gpt.ln_f.bias @ model.lm_head.weight[token_id])))
     return flows

@@ -14,7 +14,7 @@ matrix = embeddings.embedding_matrix(loaded.model)  # [vocab, d_model]
 
 
 def token_name(token_id: int) -> str:
-    return figures.visible(loaded.tokenizer.decode([token_id]))
+    return figures.token_name(loaded.tokenizer, token_id)
 
 
 needs_trace = course_ui.needs_trace(trace)

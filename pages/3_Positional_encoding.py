@@ -59,7 +59,7 @@ def reorder() -> None:
     result = cached_reorder_experiment(loaded.name, tuple(trace.token_ids), tuple(order))
     st.markdown("Reordered prompt:")
     st.code("".join(trace.token_strings[i] for i in order), language=None, wrap_lines=True)
-    name = lambda token_id: figures.visible(loaded.tokenizer.decode([token_id]))  # noqa: E731
+    name = lambda token_id: figures.token_name(loaded.tokenizer, token_id)  # noqa: E731
     st.dataframe(pd.DataFrame([
         {"": "largest change of block 0's attention output at the last position",
          "with positions": f"{result.block0_change[True]:.2e}", "positions dropped": f"{result.block0_change[False]:.2e}"},

@@ -27,7 +27,7 @@ if trace is not None:
 
 
 def token_name(token_id: int) -> str:
-    return figures.visible(loaded.tokenizer.decode([token_id]))
+    return figures.token_name(loaded.tokenizer, token_id)
 
 
 @needs_trace

@@ -39,7 +39,7 @@ if trace is not None:
 
 def name(token_id: int) -> str:
     """A token's text with whitespace made visible (for tables and markdown-free widgets)."""
-    return figures.visible(loaded.tokenizer.decode([token_id]))
+    return figures.token_name(loaded.tokenizer, token_id)
 
 
 def plotly_name(token_id: int) -> str:

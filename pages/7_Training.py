@@ -252,7 +252,7 @@ def frozen_step() -> None:
         ids = picked.tokenizer(PROBES["stories"][0])["input_ids"][:32]
     rate = st.select_slider("Learning rate for this step", [0.001, 0.01, 0.1, 0.5, 1.0], value=0.1, key="t_frozen_lr")
     step = cached_frozen_step(picked.name, tuple(ids), rate)
-    name = lambda i: figures.visible(picked.tokenizer.decode([i]))  # noqa: E731
+    name = lambda i: figures.token_name(picked.tokenizer, i)  # noqa: E731
     context = figures.md_escape(" ".join(picked.tokenizer.decode(ids[max(0, step.position - 5):step.position + 1]).split()))
     st.caption(f"Model: {figures.md_escape(picked.name)}. Example: the first {len(ids)} tokens of your prompt; every "
                f"token predicts the next. The table shows the prediction the model found hardest: after "
