@@ -6,6 +6,8 @@
   model and batches. Target (issue 5): trainer time / plain time ≤ 1.25.
 - the whole "1-minute" preset as the lesson runs it (validation, samples and attention snapshots
   included): wall time, validation loss against the uniform guess, the last sample.
+- the copy task under the same preset (BPE and characters; examples from a line's start, and
+  for contrast from anywhere): when the copying appears and the head that does it.
 - the same preset in the real app (`streamlit run Home.py`, headless Chromium on the same two
   cores): the tokens per second the page reports while its live charts redraw, and its wall time.
 """
@@ -79,6 +81,31 @@ def whole_run(config, data) -> None:
     print(f"  sample at step {view.samples[-1][0]}: {view.samples[-1][1]!r}")
 
 
+def copy_task(vocab_size: int, start_at_documents: bool = True, every: int = 50) -> None:
+    """The "1-minute" preset on the copy task, scored on 100 new lines every `every` steps: when
+    the copying appears, and which head does it. Steps and scores are seeded, so they are the same
+    in the app; the time is this process's main thread."""
+    data = live_training.training_data("copy", "", vocab_size)
+    config = PRESETS["1-minute"]
+    eos = data.tokenizer.convert_tokens_to_ids(live_training.END_OF_TEXT)
+    trainer = Trainer(config, data.train_ids, data.val_ids, data.vocab_size, eos, start_at_documents)
+    lines = live_training.copy_test_lines(100)
+    began, history = time.perf_counter(), []
+    while trainer.step_count < config.max_steps:
+        trainer.step()
+        if trainer.step_count % every == 0:
+            history.append((trainer.step_count, live_training.copy_task_score(trainer.model, data.tokenizer, lines)))
+    seconds = time.perf_counter() - began
+    final = history[-1][1]
+    first = next((step for step, score in history if score.accuracy >= 0.9), None)
+    where = "at a line's start" if start_at_documents else "anywhere in the text"
+    print(f"copy task, {data.vocab_size}-token vocabulary, examples starting {where}: {config.max_steps} steps in "
+          f"{seconds:.0f} s; accuracy on the second copies by step "
+          + ", ".join(f"{step}: {score.accuracy:.0%}" for step, score in history[1::2])
+          + f"; first >= 90% at step {first}; best head at the end: layer {final.layer}, head {final.head}, "
+            f"{final.attention:.2f} of its attention on the earlier copy")
+
+
 def in_the_app() -> None:
     """The "1-minute" preset started in the real app: tokens per second as the page reports them
     every 2 s, and the time from the first loss chart to the finished run."""
@@ -108,6 +135,10 @@ def main() -> None:
     # page scripts run in short-lived threads, as here.
     print("== the lesson's run ==")
     whole_run(PRESETS["1-minute"], data)
+    print("== the copy task (1-minute preset, scored on 100 new lines) ==")
+    copy_task(512)
+    copy_task(live_training.BYTE_VOCABULARY)
+    copy_task(512, start_at_documents=False)
     print(f"== throughput, median of 3 x {STEPS} steps, stories with a {data.vocab_size}-token BPE, 2 threads ==")
     for name, config in PRESETS.items():
         ours = statistics.median(trainer_tokens_per_second(config, data) for _ in range(3))

@@ -60,10 +60,9 @@ def cached_figure(key: tuple, _build):
 def cached_training_data(source: str, text: str, vocab_size: int):
     """Lesson 7's data: 'stories', 'copy' or 'text' (the student's own `text`), tokenized with a
     byte-level BPE of `vocab_size`. Shared read-only: a run never changes the id tensors."""
-    from core import live_training
+    from core.live_training import training_data
 
-    documents = {"stories": live_training.story_documents, "copy": live_training.copy_task_documents}.get(source)
-    return live_training.prepare_data(documents() if documents else live_training.text_documents(text), vocab_size)
+    return training_data(source, text, vocab_size)
 
 
 @st.cache_data(max_entries=32, show_spinner="Timing a few training steps…")

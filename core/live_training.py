@@ -66,17 +66,78 @@ def story_documents() -> list[str]:
     return [story.text for story in generate_stories(STORY_COUNT, STORY_SEED)]
 
 
+COPY_WORDS = ("ant ape arm bag bat bed bee box bus cap car cat cow cup dog ear egg elf emu eye fan fig fox gem "
+              "hat hen ice ink jam jar jet key kit leg lip log map mat mud net nut oak owl pan pen pig pot "
+              "ram rat rug sea sky sun tea toy tub van web wig yak zip").split()
+COPY_LINE_WORDS = 6
+COPY_SEPARATOR = " |"
+
+
+def copy_line(words: list[str]) -> str:
+    return " ".join(words) + COPY_SEPARATOR + " " + " ".join(words)
+
+
 def copy_task_documents(count: int = 4000, seed: int = 0) -> list[str]:
-    """Lines of random letter-words written twice: "kqz mr bav | kqz mr bav". The second half can
-    only be predicted by copying the first, which grows an attention head that looks back to the
-    earlier copy of the current token's next one (an induction head)."""
+    """Lines of six different three-letter words written twice: "cat sun owl map jet fig | cat sun
+    owl map jet fig". The second half can only be predicted by copying the first. Every line has
+    the same length (in characters, and in tokens for a BPE that holds each word as one token), and
+    training examples begin at a line's start, so the earlier copy of the next word is always the
+    same number of tokens back: one attention head learns to look exactly there."""
     rng = random.Random(seed)
-    letters = "abcdefghijklmnopqrstuvwxyz"
-    lines = []
-    for _ in range(count):
-        words = ["".join(rng.choice(letters) for _ in range(rng.randint(2, 4))) for _ in range(rng.randint(3, 5))]
-        lines.append(" ".join(words) + " | " + " ".join(words))
-    return lines
+    return [copy_line(rng.sample(COPY_WORDS, COPY_LINE_WORDS)) for _ in range(count)]
+
+
+def copy_test_lines(count: int = 20) -> list[str]:
+    """New copy-task lines (another seed than the training lines') for scoring a model."""
+    return copy_task_documents(count, seed=1)
+
+
+def copy_distance(ids: list[int]) -> int | None:
+    """How many tokens back the earlier copy lies in a copy-task line: the smallest d for which
+    every token of the second half but its first equals the token d places before it (the first
+    word of each half may tokenize differently: "cat" and " cat"). None if the halves differ."""
+    for distance in range(len(ids) // 2, len(ids) - 1):
+        if ids[distance + 1:] == ids[1:len(ids) - distance]:
+            return distance
+    return None
+
+
+@dataclass
+class CopyScore:
+    """How well a model does the copy task, on new lines."""
+    accuracy: float  # share of second-half tokens (all but the first) predicted top-1
+    layer: int  # the head that looks back to the earlier copy the most
+    head: int
+    attention: float  # that head's mean attention on the earlier copy of the token to predict
+    predictions: int  # how many predictions were scored
+
+
+def copy_task_score(model, tokenizer, lines: list[str]) -> CopyScore | None:
+    """Each line on its own (it starts at position 0, as in training): from every second-half
+    position whose next token has an earlier copy, is the next token predicted, and how much
+    attention does each head put on that earlier copy? None if no line splits into two copies
+    under this tokenizer."""
+    correct = total = 0
+    attention_sum = None  # [layer, head]
+    for line in lines:
+        ids = tokenizer(line)["input_ids"][: model.config.n_positions]
+        distance = copy_distance(ids)
+        if distance is None:
+            continue
+        trace = run_trace(model, ids)
+        queries = torch.arange(distance, len(ids) - 1)  # [n_queries] positions predicting a copied token
+        sources = queries + 1 - distance  # [n_queries] where that token stood in the first half
+        targets = torch.tensor(ids)[queries + 1]  # [n_queries]
+        correct += int((trace["logits"][queries].argmax(-1) == targets).sum())
+        total += len(queries)
+        patterns = torch.stack([trace[f"blocks.{layer}.attn.pattern"] for layer in range(trace.n_layer)])  # [layer, head, query, key]
+        on_copy = patterns[:, :, queries, sources].sum(-1)  # [layer, head]
+        attention_sum = on_copy if attention_sum is None else attention_sum + on_copy
+    if not total:
+        return None
+    mean_attention = attention_sum / total  # [layer, head]
+    layer, head = divmod(int(mean_attention.argmax()), mean_attention.shape[1])
+    return CopyScore(correct / total, layer, head, float(mean_attention[layer, head]), total)
 
 
 def text_documents(text: str) -> list[str]:
@@ -91,6 +152,7 @@ class PreparedData:
     train_ids: torch.Tensor  # [n_train_tokens]
     val_ids: torch.Tensor  # [n_val_tokens]
     characters: int
+    start_at_documents: bool = False  # training examples begin at a document's start (the copy task)
 
     @property
     def vocab_size(self) -> int:
@@ -101,7 +163,7 @@ class PreparedData:
         return (len(self.train_ids) + len(self.val_ids)) / max(1, self.characters)
 
 
-def prepare_data(documents: list[str], vocab_size: int) -> PreparedData:
+def prepare_data(documents: list[str], vocab_size: int, start_at_documents: bool = False) -> PreparedData:
     """Train a byte-level BPE of `vocab_size` on the training documents (257 = bytes only, no
     merges: one token per character of plain English) and encode train and validation.
     The last tenth of the documents (or of the text, for one document) is the validation set."""
@@ -114,7 +176,16 @@ def prepare_data(documents: list[str], vocab_size: int) -> PreparedData:
         train_docs, val_docs = [text[:cut]], [text[cut:]]
     tokenizer = train_byte_level_bpe(train_docs, vocab_size)
     return PreparedData(tokenizer, encode_corpus(tokenizer, train_docs), encode_corpus(tokenizer, val_docs),
-                        sum(len(d) for d in documents))
+                        sum(len(d) for d in documents), start_at_documents)
+
+
+def training_data(source: str, text: str, vocab_size: int) -> PreparedData:
+    """The lesson's data sources: "stories", "copy", or "text" (the student's own `text`)."""
+    if source == "stories":
+        return prepare_data(story_documents(), vocab_size)
+    if source == "copy":
+        return prepare_data(copy_task_documents(), vocab_size, start_at_documents=True)
+    return prepare_data(text_documents(text), vocab_size)
 
 
 def uniform_loss(vocab_size: int) -> float:
@@ -153,6 +224,7 @@ class RunView:
     validation: list[tuple[int, float]]
     samples: list[tuple[int, str]]
     snapshots: list[tuple[int, torch.Tensor]]  # (step, attention patterns [layer, head, pos, pos])
+    copy_scores: list[tuple[int, CopyScore]]  # (step, the copy test), for copy-task runs
     layer_grad_norms: dict[str, list[float]]
     update_ratios: dict[str, list[float]]
 
@@ -171,16 +243,18 @@ class TrainingRun:
     sample_every: int = 100
     snapshot_every: int = 100
     is_page_open: Callable[[], bool] | None = None  # the app's own check; without it, `touch()` heartbeats
+    copy_test_lines: list[str] | None = None  # copy-task lines never trained on, scored at each evaluation
     status: str = "ready"  # ready, running, paused, stopped, finished, diverged
     message: str = ""
     _history: list = field(default_factory=list)
     _validation: list = field(default_factory=list)
     _samples: list = field(default_factory=list)
     _snapshots: list = field(default_factory=list)
+    _copy_scores: list = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.trainer = Trainer(self.config, self.data.train_ids, self.data.val_ids, self.data.vocab_size,
-                               self.data.tokenizer.convert_tokens_to_ids(END_OF_TEXT))
+                               self.data.tokenizer.convert_tokens_to_ids(END_OF_TEXT), self.data.start_at_documents)
         self._lock = threading.Lock()
         self._running = threading.Event()
         self._stopping = threading.Event()
@@ -266,8 +340,12 @@ class TrainingRun:
         last = step == self.config.max_steps
         if step % self.eval_every == 0 or last:
             loss = self.trainer.validation_loss()
+            score = (copy_task_score(self.trainer.model, self.data.tokenizer, self.copy_test_lines)
+                     if self.copy_test_lines else None)
             with self._lock:
                 self._validation.append((step, loss))
+                if score is not None:
+                    self._copy_scores.append((step, score))
         if step % self.sample_every == 0 or last:
             text = self.sample()
             with self._lock:
@@ -297,6 +375,7 @@ class TrainingRun:
         with self._lock:
             history = list(self._history)
             validation, samples, snapshots = list(self._validation), list(self._samples), list(self._snapshots)
+            copy_scores = list(self._copy_scores)
         step = history[-1].step if history else 0
         recent = history[-20:]
         seconds = sum(r.seconds for r in recent)
@@ -308,7 +387,7 @@ class TrainingRun:
             steps=[r.step for r in history], train_loss=[r.loss for r in history],
             learning_rates=[r.learning_rate for r in history], tokens_per_second=tokens_per_second,
             seconds_left=per_step * (self.config.max_steps - step), validation=validation, samples=samples,
-            snapshots=snapshots,
+            snapshots=snapshots, copy_scores=copy_scores,
             layer_grad_norms={g: [r.layer_grad_norms[g] for r in history] for g in groups},
             update_ratios={g: [r.update_ratios[g] for r in history] for g in groups})
 

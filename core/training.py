@@ -116,14 +116,31 @@ class StepResult:
         return not math.isfinite(self.loss)
 
 
+def document_starts(ids: torch.Tensor, eos_token_id: int, block_size: int) -> torch.Tensor:
+    """Where a window of `block_size` tokens can begin at the start of a document: position 0 and
+    every position right after an end-of-text token. [n_ids] -> [n_starts]"""
+    starts = torch.cat([torch.zeros(1, dtype=torch.long), (ids == eos_token_id).nonzero().flatten() + 1])  # [n_docs + 1]
+    return starts[starts <= len(ids) - block_size]
+
+
 class Trainer:
+    """`start_at_documents`: every training example begins at the start of a document instead of
+    anywhere in the text, so that a token's position in the context is its position in its
+    document (the copy task needs this; the stories do not)."""
+
     def __init__(self, config: TrainConfig, train_ids: torch.Tensor, val_ids: torch.Tensor,
-                 vocab_size: int, eos_token_id: int):
+                 vocab_size: int, eos_token_id: int, start_at_documents: bool = False):
         if len(train_ids) <= config.block_size + 1 or len(val_ids) <= config.block_size + 1:
             raise ValueError("the text is too short for this context length")
         self.config = config
         self.train_ids = train_ids  # [n_train_tokens]
         self.val_ids = val_ids  # [n_val_tokens]
+        self.train_starts = self.val_starts = None  # None: an example may begin anywhere
+        if start_at_documents:
+            self.train_starts = document_starts(train_ids, eos_token_id, config.block_size)  # [n_starts]
+            self.val_starts = document_starts(val_ids, eos_token_id, config.block_size)  # [n_starts]
+            if len(self.train_starts) == 0 or len(self.val_starts) == 0:
+                raise ValueError("no document is followed by a full context of text")
         self.model = new_model(config, vocab_size, eos_token_id)
         decay = [p for n, p in self.model.named_parameters() if p.dim() >= 2]
         no_decay = [p for n, p in self.model.named_parameters() if p.dim() < 2]
@@ -134,10 +151,16 @@ class Trainer:
         self.sampler = torch.Generator().manual_seed(config.seed)
         self.step_count = 0
 
-    def batch(self, ids: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """`batch_size` random windows of `block_size` tokens: [batch, block_size]."""
+    def batch(self, ids: torch.Tensor, generator: torch.Generator,
+              allowed_starts: torch.Tensor | None = None) -> torch.Tensor:
+        """`batch_size` random windows of `block_size` tokens, beginning anywhere or at one of
+        `allowed_starts`: [batch, block_size]."""
         size = self.config.block_size
-        starts = torch.randint(0, len(ids) - size, (self.config.batch_size,), generator=generator)
+        if allowed_starts is None:
+            starts = torch.randint(0, len(ids) - size, (self.config.batch_size,), generator=generator)  # [batch]
+        else:
+            picks = torch.randint(0, len(allowed_starts), (self.config.batch_size,), generator=generator)  # [batch]
+            starts = allowed_starts[picks]  # [batch]
         return torch.stack([ids[s:s + size] for s in starts.tolist()])  # [batch, block_size]
 
     def loss(self, inputs: torch.Tensor) -> torch.Tensor:
@@ -154,7 +177,7 @@ class Trainer:
         lr = learning_rate_at(self.step_count, self.config)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        inputs = self.batch(self.train_ids, self.sampler)  # [batch, block_size]
+        inputs = self.batch(self.train_ids, self.sampler, self.train_starts)  # [batch, block_size]
         loss = self.loss(inputs)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -179,7 +202,7 @@ class Trainer:
         """Mean loss on `batches` fixed validation batches (the same ones every call)."""
         self.model.eval()
         generator = torch.Generator().manual_seed(12345)
-        losses = [self.loss(self.batch(self.val_ids, generator)).item() for _ in range(batches)]
+        losses = [self.loss(self.batch(self.val_ids, generator, self.val_starts)).item() for _ in range(batches)]
         return sum(losses) / len(losses)
 
     def config_dict(self) -> dict:

@@ -16,7 +16,7 @@ from core.training import TrainConfig, learning_rate_at
 SOURCES = {"stories": "Short stories (the course corpus)", "copy": "A copy task (each line written twice)",
            "text": "Your own text"}
 PROBES = {"stories": ("Once upon a time, there was a girl named Mia. Mia had a red ball.", "Once upon a time,"),
-          "copy": ("kq mrt ba wez | kq mrt ba wez", "xo fim da | ")}
+          "copy": ("cat sun owl map jet fig | cat sun owl map jet fig", "fox jam ink sea sky mud | fox")}
 SNAPSHOTS_SHOWN = 6
 FROZEN_STEP_MAX_PARAMETERS = 50_000_000  # larger picked models: the frozen step uses the course model
 KNOBS = {  # TrainConfig field: (label, min, max, step)
@@ -123,7 +123,8 @@ def start_run() -> None:
         new_run = TrainingRun(config, data, probe_text=probe, sample_prompt=prompt,
                               eval_every=max(10, config.max_steps // 40), sample_every=max(20, config.max_steps // 10),
                               snapshot_every=max(20, config.max_steps // 10),
-                              is_page_open=course_ui.session_alive_check())
+                              is_page_open=course_ui.session_alive_check(),
+                              copy_test_lines=live_training.copy_test_lines() if state.t_source == "copy" else None)
     except ValueError as error:  # e.g. a text shorter than the context length
         st.warning(f"This run cannot start: {error}.")
         return
@@ -191,6 +192,7 @@ def live() -> None:
                                                                      for s in range(run.config.max_steps)]},
         "Learning-rate schedule: warm-up, then cosine decay", "step", "learning rate", marker=("now", now),
         height=260))
+    copy_test(view)
     with st.container(border=True):
         st.markdown("**What the model writes** (temperature 0.8, top-k 40)")
         for step, text in view.samples[-4:][::-1]:
@@ -198,6 +200,20 @@ def live() -> None:
             st.code(text, language=None, wrap_lines=True)
     attention_over_training(view)
     gradients(view)
+
+
+def copy_test(view) -> None:
+    if not view.copy_scores:
+        return
+    steps = [step for step, _ in view.copy_scores]
+    st.plotly_chart(figures.lines(steps, {
+        "second-half tokens predicted right": [score.accuracy for _, score in view.copy_scores],
+        "the best copy head's attention on the earlier copy": [score.attention for _, score in view.copy_scores]},
+        f"Copy test on {len(run.copy_test_lines)} new lines", "step", "share (0 to 1)", height=300), key="t_copy")
+    latest = view.copy_scores[-1][1]
+    st.caption(f"At step {view.copy_scores[-1][0]:,}: {latest.accuracy:.0%} of {latest.predictions:,} copied tokens "
+               f"predicted right; layer {latest.layer}, head {latest.head} puts {latest.attention:.2f} of its "
+               "attention on the earlier copy of the token to predict. Pick it below to watch it form.")
 
 
 def attention_over_training(view) -> None:

@@ -270,6 +270,8 @@ def test_training_page_starts_a_run_shows_it_learning_and_stops_it():
     charts = {c.proto.id.split("-")[-1] for c in app.get("plotly_chart")}
     assert any("t_loss" in c.proto.id for c in app.get("plotly_chart"))
     assert any("t_lr" in c.proto.id for c in app.get("plotly_chart")), charts
+    assert any("t_copy" in c.proto.id for c in app.get("plotly_chart")), charts  # the copy test, scored live
+    assert any(c.value.startswith("At step") and "copied tokens" in c.value for c in app.caption)
     app.button(key="t_pause").click().run()
     assert run.status == "paused"
     app.button(key="t_resume").click().run()

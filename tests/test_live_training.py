@@ -10,6 +10,7 @@ import torch
 
 from core import live_training
 from core.live_training import PRESETS, TextRejected, TrainingRun
+from core.training import Trainer
 from tests.conftest import random_gpt2
 
 TINY = replace(PRESETS["1-minute"], n_layer=1, n_head=2, n_embd=32, block_size=32, batch_size=8, max_steps=30,
@@ -168,3 +169,77 @@ def test_runs_of_two_students_at_once_do_not_touch_each_other(copy_data):
     assert first.view().train_loss == alone.view().train_loss  # as if it had trained alone
     assert second.view().train_loss != first.view().train_loss
     assert first.trainer.model is not second.trainer.model
+
+
+# --- the copy task -------------------------------------------------------------------------------
+COPY_TINY = replace(PRESETS["1-minute"], n_layer=1, n_head=2, n_embd=32, block_size=16, batch_size=32,
+                    max_steps=1000, warmup_steps=20)
+
+
+@pytest.fixture(scope="module")
+def copy_bpe():
+    return live_training.training_data("copy", "", 512)
+
+
+def test_every_copy_line_is_two_copies_the_same_distance_apart(copy_bpe):
+    line = live_training.copy_test_lines(1)[0]
+    first_half = line.split(" |")[0]
+    assert line == f"{first_half} | {first_half}" and len(set(first_half.split())) == live_training.COPY_LINE_WORDS
+    byte_ids = list(line.encode())  # characters: the second copy starts len("xxx " * 6 + "| ") bytes later
+    assert live_training.copy_distance(byte_ids) == len(first_half) + len(" | ")
+    for test_line in live_training.copy_test_lines():  # the BPE holds every word as one token: 6 words and " |"
+        ids = copy_bpe.tokenizer(test_line)["input_ids"]
+        assert len(ids) == 13 and live_training.copy_distance(ids) == 7
+    assert live_training.copy_distance([5, 6, 7, 8, 9]) is None
+
+
+def test_copy_examples_begin_at_a_line_start(copy_bpe):
+    eos = copy_bpe.tokenizer.convert_tokens_to_ids(live_training.END_OF_TEXT)
+    trainer = Trainer(COPY_TINY, copy_bpe.train_ids, copy_bpe.val_ids, copy_bpe.vocab_size, eos, start_at_documents=True)
+    batch = trainer.batch(copy_bpe.train_ids, torch.Generator().manual_seed(0), trainer.train_starts)
+    for row in batch.tolist():  # each row is a whole line: 13 tokens, then the end-of-text token
+        assert row[13] == eos and eos not in row[:13] and live_training.copy_distance(row[:13]) == 7
+    anywhere = Trainer(COPY_TINY, copy_bpe.train_ids, copy_bpe.val_ids, copy_bpe.vocab_size, eos)
+    rows = anywhere.batch(copy_bpe.train_ids, torch.Generator().manual_seed(0)).tolist()
+    assert any(row[13] != eos for row in rows)  # without the option a window starts anywhere
+
+
+def test_the_copy_score_equals_a_direct_computation(copy_bpe):
+    model = random_gpt2(n_layer=2, n_head=2, n_embd=32, n_positions=16, vocab_size=copy_bpe.vocab_size, seed=3)
+    lines = live_training.copy_test_lines(5)
+    score = live_training.copy_task_score(model, copy_bpe.tokenizer, lines)
+    correct, on_copy = 0, torch.zeros(2, 2)  # [layer, head]
+    for line in lines:
+        ids = copy_bpe.tokenizer(line)["input_ids"]
+        with torch.no_grad():
+            out = model(input_ids=torch.tensor([ids]), output_attentions=True)
+        for query in range(7, 12):  # positions 7..11 predict the second copy's tokens 2..6 (ids[8..12])
+            correct += int(out.logits[0, query].argmax()) == ids[query + 1]
+            for layer in range(2):
+                on_copy[layer] += out.attentions[layer][0, :, query, query + 1 - 7]
+    assert score.predictions == 25 and score.accuracy == pytest.approx(correct / 25)
+    best = on_copy / 25
+    assert (score.layer, score.head) == divmod(int(best.argmax()), 2)
+    assert score.attention == pytest.approx(float(best.max()), abs=1e-5)
+
+
+def test_the_copy_task_grows_a_head_that_looks_back_to_the_earlier_copy(copy_bpe):
+    eos = copy_bpe.tokenizer.convert_tokens_to_ids(live_training.END_OF_TEXT)
+    trainer = Trainer(COPY_TINY, copy_bpe.train_ids, copy_bpe.val_ids, copy_bpe.vocab_size, eos, start_at_documents=True)
+    lines = live_training.copy_test_lines()
+    assert live_training.copy_task_score(trainer.model, copy_bpe.tokenizer, lines).accuracy < 0.1  # untrained: chance
+    for _ in range(COPY_TINY.max_steps):
+        trainer.step()
+    final = live_training.copy_task_score(trainer.model, copy_bpe.tokenizer, lines)
+    assert final.accuracy >= 0.9 and final.attention >= 0.8
+
+
+def test_a_copy_run_scores_the_copy_test_at_every_evaluation(copy_bpe):
+    run = TrainingRun(replace(COPY_TINY, max_steps=30), copy_bpe, probe_text="cat sun owl | cat sun owl",
+                      sample_prompt="fox jam | fox", eval_every=10, sample_every=10, snapshot_every=10,
+                      copy_test_lines=live_training.copy_test_lines(3))
+    run.start()
+    run.wait(timeout=60)
+    scores = run.view().copy_scores
+    assert [step for step, _ in scores] == [0, 10, 20, 30] and all(s.predictions == 15 for _, s in scores)
+    assert run_for(copy_bpe, replace(COPY_TINY, max_steps=30)).view().copy_scores == []  # other runs: no test
