@@ -224,20 +224,31 @@ def small_multiples(patterns: list, titles: list[str], labels: list[str], column
     return figure
 
 
+TOKEN_COLOURS = ["#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#ca8a04", "#db2777"]
+
+
+def rgba(hex_colour: str, alpha: float) -> str:
+    red, green, blue = (int(hex_colour[i:i + 2], 16) for i in (1, 3, 5))
+    return f"rgba({red},{green},{blue},{alpha:.2f})"
+
+
 def attention_sankey(links: list[tuple[int, int, float]], token_strings: list[str], title: str) -> go.Figure:
-    """Source tokens (left, as keys) to destination tokens (right, as queries); width = attention weight."""
+    """Source tokens (left, as keys) to destination tokens (right, as queries); width = attention
+    weight. A position has the same colour on both sides; each band takes its key's colour, more
+    opaque the larger its weight."""
     positions = sorted({k for k, _, _ in links} | {q for _, q, _ in links})
     labels = token_labels(token_strings)
     left = {p: i for i, p in enumerate(positions)}
     right = {p: len(positions) + i for i, p in enumerate(positions)}
     node_labels = [f"{labels[p]} (key)" for p in positions] + [f"{labels[p]} (query)" for p in positions]
+    colour = {p: TOKEN_COLOURS[p % len(TOKEN_COLOURS)] for p in positions}
     figure = go.Figure(go.Sankey(
         arrangement="fixed",
-        node=dict(label=node_labels, pad=6, thickness=12,
+        node=dict(label=node_labels, pad=6, thickness=12, color=[colour[p] for p in positions] * 2,
                   x=[0.01] * len(positions) + [0.99] * len(positions),
                   y=[0.01 + 0.98 * i / max(1, len(positions) - 1) for i in range(len(positions))] * 2),
         link=dict(source=[left[k] for k, _, _ in links], target=[right[q] for _, q, _ in links],
-                  value=[w for _, _, w in links],
+                  value=[w for _, _, w in links], color=[rgba(colour[k], 0.15 + 0.6 * w) for k, _, w in links],
                   hovertemplate="from %{source.label}<br>to %{target.label}<br>weight %{value:.3f}<extra></extra>")))
     figure.update_layout(title=title, height=max(400, 22 * len(positions)), margin=dict(l=10, r=10, t=40, b=10))
     return figure

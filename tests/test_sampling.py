@@ -162,3 +162,21 @@ def test_journey_flows_sum_to_the_logit_and_match_the_components(model):
             through = sum(f.value for f in flows if f.component == f"attention {layer}")
             assert through == pytest.approx(bars[f"attention {layer}"], abs=1e-5)
         assert {f.source for f in flows} <= set(labels) | {"biases"}
+
+
+def test_the_lessons_numbers_about_sure_and_unsure_prompts_are_the_course_models(bundled):
+    """Lesson 6 quotes these probabilities of the bundled model; they must stay true."""
+    from core.lessons import load_lesson
+
+    default_prompt = load_lesson("home.md").meta["default_prompt"]
+
+    def top(prompt: str, n: int, digits: int = 2) -> list[tuple[str, float]]:
+        ids = bundled.tokenizer(prompt)["input_ids"]
+        with torch.no_grad():
+            probs = torch.softmax(bundled.model(input_ids=torch.tensor([ids])).logits[0, -1], -1)  # [vocab]
+        best = probs.topk(n)
+        return [(bundled.tokenizer.decode([i]), round(float(p), digits)) for p, i in zip(best.values, best.indices.tolist())]
+
+    assert top(default_prompt, 1, digits=3) == [(" Mia", 0.999)]  # "99.9% sure"
+    assert top("Once upon a time, there was a", 4) == [(" little", 0.26), (" young", 0.26), (" small", 0.22),
+                                                      (" kid", 0.12)]
