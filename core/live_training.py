@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import itertools
 import math
+import os
 import random
 import shutil
 import tempfile
@@ -28,8 +29,8 @@ MAX_UPLOAD_BYTES = 3_000_000  # the student's own text: UTF-8, at most this many
 MIN_TEXT_CHARACTERS = 2_000  # and at least this many characters
 BYTE_VOCABULARY = 257  # "characters": the 256 byte symbols and the end-of-text token, no merges
 ABANDON_AFTER = 20.0  # seconds without the page asking: the tab is gone, the run stops
-STORY_COUNT, STORY_SEED = 3000, 1
-_SERIALS = itertools.count(1)  # the bundled story corpus for the lesson (not the course model's seed)
+STORY_COUNT, STORY_SEED = 3000, 1  # the bundled story corpus for the lesson (not the course model's seed)
+_SERIALS = itertools.count(1)
 
 PRESETS = {
     "1-minute": TrainConfig(n_layer=2, n_head=4, n_embd=96, block_size=64, batch_size=32, learning_rate=3e-3,
@@ -209,6 +210,49 @@ def measure_step_seconds(config: TrainConfig, vocab_size: int, steps: int = 3) -
 
 
 # --- one training run, in its own thread ---------------------------------------------------------
+class TrainingSlots:
+    """How many runs may train at once in this process; the others wait their turn, first come
+    first served. On two cores one run already uses both: two runs at once train no faster in
+    total, and forty (a class on one Cloud app) would each crawl. A paused run gives its slot up."""
+
+    def __init__(self, count: int):
+        self.count = count
+        self._changed = threading.Condition()
+        self._holders: set[int] = set()
+        self._queue: list[int] = []  # run serials waiting, in order of arrival
+
+    def acquire(self, serial: int, timeout: float) -> bool:
+        """True once `serial` holds a slot; False if it is still waiting after `timeout` seconds."""
+        with self._changed:
+            if serial in self._holders:
+                return True
+            if serial not in self._queue:
+                self._queue.append(serial)
+            if not self._changed.wait_for(lambda: len(self._holders) < self.count and self._queue[0] == serial,
+                                          timeout):
+                return False
+            self._queue.pop(0)
+            self._holders.add(serial)
+            return True
+
+    def release(self, serial: int) -> None:
+        """Give the slot back, or leave the queue."""
+        with self._changed:
+            self._holders.discard(serial)
+            if serial in self._queue:
+                self._queue.remove(serial)
+            self._changed.notify_all()
+
+    def runs_ahead(self, serial: int) -> int:
+        """0 if `serial` trains (or does not wait); else how many runs wait before it, plus one."""
+        with self._changed:
+            return self._queue.index(serial) + 1 if serial in self._queue else 0
+
+
+# Settable for a bigger machine: GLASSBOX_TRAINING_SLOTS=4 streamlit run Home.py
+TRAINING_SLOTS = TrainingSlots(int(os.environ.get("GLASSBOX_TRAINING_SLOTS", max(1, (os.cpu_count() or 2) // 2))))
+
+
 @dataclass
 class RunView:
     """A consistent copy of a run's progress, for drawing."""
@@ -225,6 +269,8 @@ class RunView:
     samples: list[tuple[int, str]]
     snapshots: list[tuple[int, torch.Tensor]]  # (step, attention patterns [layer, head, pos, pos])
     copy_scores: list[tuple[int, CopyScore]]  # (step, the copy test), for copy-task runs
+    waiting: int  # 0 while training; else the run's place in the queue for a training slot
+    slots: int  # how many runs this machine trains at once
     layer_grad_norms: dict[str, list[float]]
     update_ratios: dict[str, list[float]]
 
@@ -244,6 +290,7 @@ class TrainingRun:
     snapshot_every: int = 100
     is_page_open: Callable[[], bool] | None = None  # the app's own check; without it, `touch()` heartbeats
     copy_test_lines: list[str] | None = None  # copy-task lines never trained on, scored at each evaluation
+    slots: TrainingSlots = TRAINING_SLOTS  # shared by every run of this process
     status: str = "ready"  # ready, running, paused, stopped, finished, diverged
     message: str = ""
     _history: list = field(default_factory=list)
@@ -309,7 +356,13 @@ class TrainingRun:
     # --- the worker ---
     def _work(self) -> None:
         torch.manual_seed(self.config.seed)
-        self._record(0)
+        try:
+            self._train()
+        finally:
+            self.slots.release(self.serial)
+
+    def _train(self) -> None:
+        started = False
         while self.trainer.step_count < self.config.max_steps:
             if not self._page_is_open():
                 self._stopping.set()
@@ -318,9 +371,13 @@ class TrainingRun:
                 self.status = "stopped"
                 return
             if not self._running.wait(timeout=0.25):
+                self.slots.release(self.serial)  # paused: let another run train meanwhile
                 continue
-            if self._stopping.is_set():
+            if self._stopping.is_set() or not self.slots.acquire(self.serial, timeout=0.25):
                 continue
+            if not started:
+                self._record(0)
+                started = True
             began = time.perf_counter()
             result = self.trainer.step(measure_layers=True)
             self._busy_seconds += time.perf_counter() - began
@@ -387,7 +444,8 @@ class TrainingRun:
             steps=[r.step for r in history], train_loss=[r.loss for r in history],
             learning_rates=[r.learning_rate for r in history], tokens_per_second=tokens_per_second,
             seconds_left=per_step * (self.config.max_steps - step), validation=validation, samples=samples,
-            snapshots=snapshots, copy_scores=copy_scores,
+            snapshots=snapshots, copy_scores=copy_scores, waiting=self.slots.runs_ahead(self.serial),
+            slots=self.slots.count,
             layer_grad_norms={g: [r.layer_grad_norms[g] for r in history] for g in groups},
             update_ratios={g: [r.update_ratios[g] for r in history] for g in groups})
 

@@ -169,7 +169,10 @@ def live() -> None:
     state.t_drawn_status = view.status
     st.progress(view.step / view.max_steps,
                 text=f"{view.status}: step {view.step:,} of {view.max_steps:,}"
-                     + (f", about {view.seconds_left:.0f} s left" if view.status == "running" else ""))
+                     + (f", about {view.seconds_left:.0f} s left" if view.status == "running" and view.step else ""))
+    if view.waiting and view.status == "running":
+        st.info(f"Waiting for the machine: it trains {view.slots} run(s) at a time, so that each finishes quickly. "
+                f"Yours is number {view.waiting} in the queue and starts by itself.")
     if view.message:
         (st.error if view.status == "diverged" else st.info)(view.message)
     vocab = run.data.vocab_size

@@ -297,3 +297,30 @@ def test_training_page_refuses_bad_text_with_a_message():
     app.text_area(key="t_text").set_value("far too short").run()
     assert not app.exception, [e.value for e in app.exception]
     assert any("at least" in w.value for w in app.warning)
+
+
+def test_training_page_says_when_a_run_waits_for_the_machine():
+    import time
+
+    from core.live_training import TRAINING_SLOTS
+
+    assert TRAINING_SLOTS.acquire(-1, timeout=30)  # another student's run holds every slot
+    try:
+        for extra in range(2, TRAINING_SLOTS.count + 1):
+            TRAINING_SLOTS.acquire(-extra, timeout=30)
+        app = run_page(LESSONS[6].page)
+        app.number_input(key="t_max_steps").set_value(20_000).run()
+        app.button(key="t_start").click().run()
+        run = app.session_state["t_run"]
+        assert run.view().waiting == 1 and run.view().step == 0
+        assert any("Waiting for the machine" in i.value and "number 1 in the queue" in i.value for i in app.info)
+    finally:
+        for holder in range(1, TRAINING_SLOTS.count + 1):
+            TRAINING_SLOTS.release(-holder)
+    deadline = time.monotonic() + 30
+    while run.view().step == 0 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    app.run()
+    assert run.view().step > 0 and not any("Waiting for the machine" in i.value for i in app.info)
+    app.button(key="t_stop").click().run()
+    assert run.status == "stopped"

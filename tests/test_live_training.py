@@ -243,3 +243,41 @@ def test_a_copy_run_scores_the_copy_test_at_every_evaluation(copy_bpe):
     scores = run.view().copy_scores
     assert [step for step, _ in scores] == [0, 10, 20, 30] and all(s.predictions == 15 for _, s in scores)
     assert run_for(copy_bpe, replace(COPY_TINY, max_steps=30)).view().copy_scores == []  # other runs: no test
+
+
+# --- many students, few cores ----------------------------------------------------------------------
+def wait_for(condition, timeout: float = 10.0) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_runs_beyond_the_machines_slots_wait_their_turn_and_a_paused_run_gives_its_slot_away(copy_data):
+    slots = live_training.TrainingSlots(1)
+    long = replace(TINY, max_steps=100_000)
+    first, second, third = (run_for(copy_data, long, slots=slots) for _ in range(3))
+    first.start()
+    assert wait_for(lambda: first.view().step > 0)
+    second.start()
+    third.start()
+    assert wait_for(lambda: third.view().waiting == 2)
+    assert second.view().waiting == 1 and second.view().step == 0 and first.view().waiting == 0
+    assert second.view().slots == 1
+
+    first.pause()  # its slot goes to the first in the queue
+    assert wait_for(lambda: second.view().step > 0) and third.view().waiting == 1
+    first.resume()  # and it queues again, behind the third
+    assert wait_for(lambda: first.view().waiting == 2)
+    paused_at = first.view().step
+    third.stop()  # a waiting run can be stopped, and leaves the queue
+    assert wait_for(lambda: third.status == "stopped", timeout=2) and third.view().step == 0
+    assert wait_for(lambda: first.view().waiting == 1)
+    second.stop()
+    assert wait_for(lambda: first.view().step > paused_at)  # the slot came back
+    first.stop()
+    for run in (first, second, third):
+        run.wait(timeout=5)
+    assert slots.runs_ahead(first.serial) == 0 and slots.acquire(999, timeout=0)  # every slot was released
