@@ -8,6 +8,8 @@
   included): wall time, validation loss against the uniform guess, the last sample.
 - the copy task under the same preset (BPE and characters; examples from a line's start, and
   for contrast from anywhere): when the copying appears and the head that does it.
+- four students starting that preset at the same moment: all training at once against the
+  app's queue of training slots.
 - the same preset in the real app (`streamlit run Home.py`, headless Chromium on the same two
   cores): the tokens per second the page reports while its live charts redraw, and its wall time.
 """
@@ -106,6 +108,32 @@ def copy_task(vocab_size: int, start_at_documents: bool = True, every: int = 50)
             f"{final.attention:.2f} of its attention on the earlier copy")
 
 
+def many_students(data, students: int = 4, steps: int = 60) -> None:
+    """`students` runs of the "1-minute" preset started together: all training at once, against
+    the app's queue (TRAINING_SLOTS). Wall time until all are done, and the mean time a student
+    waits for a finished run."""
+    from dataclasses import replace
+
+    config = replace(PRESETS["1-minute"], max_steps=steps)
+    tokens = students * steps * config.batch_size * config.block_size
+    for slots in (live_training.TrainingSlots(students), live_training.TrainingSlots(live_training.TRAINING_SLOTS.count)):
+        runs = [TrainingRun(config, data, "Once upon a time", "Once", eval_every=10 * steps, sample_every=10 * steps,
+                            snapshot_every=10 * steps, is_page_open=lambda: True, slots=slots)
+                for _ in range(students)]
+        began, done = time.perf_counter(), {}
+        for run in runs:
+            run.start()
+        while len(done) < students:
+            for index, run in enumerate(runs):
+                if index not in done and not run.is_active:
+                    done[index] = time.perf_counter() - began
+            time.sleep(0.02)
+        wall = max(done.values())
+        print(f"{students} students, {steps} steps each, {slots.count} training at a time: all done in {wall:.1f} s "
+              f"({tokens / wall:,.0f} tok/s in total); a student waits {statistics.mean(done.values()):.1f} s "
+              f"on average for a finished run")
+
+
 def in_the_app() -> None:
     """The "1-minute" preset started in the real app: tokens per second as the page reports them
     every 2 s, and the time from the first loss chart to the finished run."""
@@ -139,6 +167,8 @@ def main() -> None:
     copy_task(512)
     copy_task(live_training.BYTE_VOCABULARY)
     copy_task(512, start_at_documents=False)
+    print("== several students at once ==")
+    many_students(data)
     print(f"== throughput, median of 3 x {STEPS} steps, stories with a {data.vocab_size}-token BPE, 2 threads ==")
     for name, config in PRESETS.items():
         ours = statistics.median(trainer_tokens_per_second(config, data) for _ in range(3))
