@@ -163,12 +163,12 @@ def main() -> None:
     # page scripts run in short-lived threads, as here.
     print("== the lesson's run ==")
     whole_run(PRESETS["1-minute"], data)
+    print("== several students at once ==")  # threads too, so before the main thread trains
+    many_students(data)
     print("== the copy task (1-minute preset, scored on 100 new lines) ==")
     copy_task(512)
     copy_task(live_training.BYTE_VOCABULARY)
     copy_task(512, start_at_documents=False)
-    print("== several students at once ==")
-    many_students(data)
     print(f"== throughput, median of 3 x {STEPS} steps, stories with a {data.vocab_size}-token BPE, 2 threads ==")
     for name, config in PRESETS.items():
         ours = statistics.median(trainer_tokens_per_second(config, data) for _ in range(3))
