@@ -10,6 +10,7 @@ import math
 import os
 import random
 import shutil
+import statistics
 import tempfile
 import threading
 import time
@@ -198,15 +199,19 @@ def estimate_parameters(config: TrainConfig, vocab_size: int) -> int:
     return parameter_count(new_model(config, vocab_size, eos_token_id=0))
 
 
-def measure_step_seconds(config: TrainConfig, vocab_size: int, steps: int = 3) -> float:
-    """Seconds per training step of this configuration on this machine, measured on random tokens."""
+def measure_step_seconds(config: TrainConfig, vocab_size: int, steps: int = 5) -> float:
+    """Seconds per training step of this configuration on this machine, now: the median of
+    `steps` steps on random tokens, after two warm-up steps."""
     ids = torch.randint(0, vocab_size, (config.block_size * 4 + 2,), generator=torch.Generator().manual_seed(0))
-    trainer = Trainer(replace(config, max_steps=steps + 1), ids, ids, vocab_size, eos_token_id=0)
-    trainer.step()  # warm-up
-    began = time.perf_counter()
+    trainer = Trainer(replace(config, max_steps=steps + 2), ids, ids, vocab_size, eos_token_id=0)
+    trainer.step()  # warm-up: the first steps allocate
+    trainer.step()
+    timings = []
     for _ in range(steps):
+        began = time.perf_counter()
         trainer.step(measure_layers=True)
-    return (time.perf_counter() - began) / steps
+        timings.append(time.perf_counter() - began)
+    return statistics.median(timings)
 
 
 # --- one training run, in its own thread ---------------------------------------------------------

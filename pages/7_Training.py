@@ -108,7 +108,9 @@ def settings() -> None:
     columns = st.columns(3)
     columns[0].metric("Parameters", f"{live_training.estimate_parameters(config, data.vocab_size):,}")
     columns[1].metric("Time per step (measured now)", f"{seconds * 1000:.0f} ms")
-    columns[2].metric("Estimated training time", f"{seconds * config.max_steps / 60:.1f} min")
+    columns[2].metric("Estimated training time", f"{seconds * config.max_steps / 60:.1f} min",
+                      help="Time per step × steps. Validation, samples and the live charts come on top, and so "
+                           "does any wait for the machine (see below).")
 
 
 def start_run() -> None:
