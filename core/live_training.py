@@ -4,6 +4,7 @@ taken apart.
 """
 from __future__ import annotations
 
+import atexit
 import copy
 import itertools
 import math
@@ -458,6 +459,7 @@ class TrainingRun:
         """The trained model and its tokenizer in Hugging Face format, in a folder of its own."""
         if self.folder is None:
             self.folder = Path(tempfile.mkdtemp(prefix="glassbox-trained-"))
+            atexit.register(shutil.rmtree, self.folder, ignore_errors=True)  # lives as long as the app
             model = self.trainer.model
             model.eval()
             model.save_pretrained(self.folder)
@@ -467,7 +469,9 @@ class TrainingRun:
     def zip_bytes(self) -> bytes:
         if getattr(self, "_zip", None) is None:
             folder = self.save()
-            self._zip = Path(shutil.make_archive(str(folder) + "-zip", "zip", root_dir=folder)).read_bytes()
+            archive = Path(shutil.make_archive(str(folder) + "-zip", "zip", root_dir=folder))
+            self._zip = archive.read_bytes()
+            archive.unlink()
         return self._zip
 
 

@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import math
+import os
 import time
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import torch
@@ -120,7 +122,31 @@ def test_the_saved_model_loads_in_the_other_lessons(copy_data):
     loaded = load_model(str(run.save()))
     trace = run_trace(loaded.model, loaded.tokenizer("ab cd | ab")["input_ids"])
     assert trace.n_layer == TINY.n_layer
-    assert len(run.zip_bytes()) > 1000
+    import io
+    import zipfile
+
+    names = zipfile.ZipFile(io.BytesIO(run.zip_bytes())).namelist()
+    assert {"config.json", "model.safetensors", "tokenizer.json"} <= set(names)
+    assert not list(run.folder.parent.glob(run.folder.name + "-zip*"))  # the archive file is not left behind
+
+
+def test_saved_models_are_deleted_when_the_app_ends(tmp_path):
+    import subprocess
+    import sys
+
+    script = (
+        "from dataclasses import replace\n"
+        "from core import live_training\n"
+        "data = live_training.prepare_data(live_training.copy_task_documents(200), live_training.BYTE_VOCABULARY)\n"
+        "config = replace(live_training.PRESETS['1-minute'], n_layer=1, n_head=2, n_embd=32, block_size=32,"
+        " batch_size=4, max_steps=2)\n"
+        "run = live_training.TrainingRun(config, data, probe_text='ab | ab', sample_prompt='ab |')\n"
+        "print(run.save())\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                          cwd=str(Path(__file__).resolve().parent.parent), env={**os.environ, "TMPDIR": str(tmp_path)})
+    folder = Path(done.stdout.strip().splitlines()[-1])
+    assert folder.parent == tmp_path and folder.name.startswith("glassbox-trained-")
+    assert not folder.exists()
 
 
 def test_frozen_step_gradient_at_the_logits_is_softmax_minus_one_hot():
