@@ -255,8 +255,26 @@ class TrainingSlots:
             return self._queue.index(serial) + 1 if serial in self._queue else 0
 
 
-# Settable for a bigger machine: GLASSBOX_TRAINING_SLOTS=4 streamlit run Home.py
-TRAINING_SLOTS = TrainingSlots(int(os.environ.get("GLASSBOX_TRAINING_SLOTS", max(1, (os.cpu_count() or 2) // 2))))
+def available_cores(cgroup: Path = Path("/sys/fs/cgroup")) -> int:
+    """The CPU cores this process may use: those it is allowed to run on, capped by a container's
+    CPU quota (cgroup v2 `cpu.max` or v1 `cpu.cfs_quota_us`), which is how hosted apps such as
+    Community Cloud are limited while `os.cpu_count()` reports the whole host."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        if (cgroup / "cpu.max").is_file():
+            quota, period = (cgroup / "cpu.max").read_text().split()[:2]
+        else:
+            quota = (cgroup / "cpu" / "cpu.cfs_quota_us").read_text().strip()
+            period = (cgroup / "cpu" / "cpu.cfs_period_us").read_text().strip()
+        if quota not in ("max", "-1"):
+            cores = min(cores, max(1, math.ceil(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass  # no quota to read: the affinity stands
+    return cores
+
+
+# One run per two cores; settable for another machine: GLASSBOX_TRAINING_SLOTS=4 streamlit run Home.py
+TRAINING_SLOTS = TrainingSlots(int(os.environ.get("GLASSBOX_TRAINING_SLOTS", max(1, available_cores() // 2))))
 
 
 @dataclass

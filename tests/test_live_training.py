@@ -307,3 +307,16 @@ def test_runs_beyond_the_machines_slots_wait_their_turn_and_a_paused_run_gives_i
     for run in (first, second, third):
         run.wait(timeout=5)
     assert slots.runs_ahead(first.serial) == 0 and slots.acquire(999, timeout=0)  # every slot was released
+
+
+@pytest.mark.parametrize("files, cap", [
+    ({"cpu.max": "100000 100000\n"}, 1), ({"cpu.max": "50000 100000\n"}, 1), ({"cpu.max": "max 100000\n"}, None),
+    ({"cpu/cpu.cfs_quota_us": "100000\n", "cpu/cpu.cfs_period_us": "100000\n"}, 1),
+    ({"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, None), ({}, None),
+])
+def test_available_cores_follow_a_containers_cpu_quota(tmp_path, files, cap):
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    allowed = len(os.sched_getaffinity(0))
+    assert live_training.available_cores(tmp_path) == (allowed if cap is None else min(allowed, cap))
