@@ -13,6 +13,7 @@ peak memory ≤ 700 MB with the bundled model. Issue 4: 50 tokens ≤ 2 s on the
 """
 from __future__ import annotations
 
+import logging
 import statistics
 import sys
 import tempfile
@@ -24,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import torch  # noqa: E402
 from streamlit.testing.v1 import AppTest  # noqa: E402
 from transformers import GPT2Config, GPT2LMHeadModel  # noqa: E402
+from transformers.utils import logging as transformers_logging  # noqa: E402
 
 from core.course import APP_DIR, LESSONS  # noqa: E402
 from core.glassbox import run_trace  # noqa: E402
@@ -113,7 +115,9 @@ def cold_start() -> tuple[float, float, float]:
 def main() -> None:
     from streamlit.logger import set_log_level
 
-    set_log_level("error")  # AppTest's bare-mode warnings
+    set_log_level("error")  # AppTest's bare-mode warnings...
+    logging.getLogger("streamlit.runtime.scriptrunner_utils.script_run_context").setLevel(logging.ERROR)  # ...all
+    transformers_logging.disable_progress_bar()
     torch.set_num_threads(2)
     prompt = load_lesson("home.md").meta["default_prompt"]
     long_prompt = ("Once upon a time, there was a boy named Tom. Tom had a blue kite. " * 20)
