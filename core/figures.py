@@ -212,15 +212,19 @@ def small_multiples(patterns: list, titles: list[str], labels: list[str], column
     from plotly.subplots import make_subplots
 
     rows = (len(patterns) + columns - 1) // columns
+    row_px = max(48, min(230, 760 // columns))  # about square cells, however many columns
+    title_px = 26  # room for each subplot's title
+    height = 70 + rows * (row_px + title_px)
     figure = make_subplots(rows=rows, cols=columns, subplot_titles=titles, horizontal_spacing=0.02,
-                           vertical_spacing=0.06 if rows > 1 else 0.1)
+                           vertical_spacing=title_px / height if rows > 1 else 0.1)
     for index, pattern in enumerate(patterns):
         figure.add_trace(go.Heatmap(z=pattern.tolist(), x=labels, y=labels, colorscale="Blues", zmin=0, zmax=1,
                                     showscale=index == 0, hovertemplate="query %{y}<br>key %{x}<br>weight %{z:.3f}"
                                     "<extra></extra>"), row=index // columns + 1, col=index % columns + 1)
     figure.update_xaxes(showticklabels=False)
     figure.update_yaxes(showticklabels=False, autorange="reversed")
-    figure.update_layout(title=title, height=60 + 230 * rows, margin=dict(l=10, r=10, t=60, b=10))
+    figure.update_annotations(font_size=12 if columns <= 6 else 9)
+    figure.update_layout(title=title, height=height, margin=dict(l=10, r=10, t=60, b=10))
     return figure
 
 

@@ -204,6 +204,30 @@ def test_lesson_pages_run_on_another_gpt2_family_model(page, prompt, gpt2_family
     assert_healthy(app)
 
 
+@pytest.fixture(scope="module")
+def deep_folder(tmp_path_factory):
+    """gpt2-medium's shape (24 layers of 16 heads) at a tiny width: every per-layer and per-head
+    figure at its largest count, as a student who picks gpt2-medium on Cloud would see it."""
+    from core.tokenization import gpt2_tokenizer
+    from tests.conftest import random_gpt2
+
+    folder = tmp_path_factory.mktemp("deep") / "deep"
+    random_gpt2(n_layer=24, n_head=16, n_embd=64, n_positions=64, vocab_size=50257).save_pretrained(folder)
+    gpt2_tokenizer().save_pretrained(folder)
+    return str(folder)
+
+
+@pytest.mark.parametrize("page", [p for p in PAGES if p != "Home.py"])
+def test_lesson_pages_run_on_a_model_as_deep_as_gpt2_medium(page, deep_folder):
+    app = AppTest.from_file(str(APP_DIR / "Home.py"), default_timeout=90)
+    app.session_state["model_key"] = deep_folder
+    app.run()
+    app.switch_page(page).run()
+    assert not app.exception, [e.value for e in app.exception]
+    assert not app.error
+    assert_healthy(app)
+
+
 def numbers_in(text: str) -> list[float]:
     import re
     return [float(x) for x in re.findall(r"-?\d+\.\d+", text.replace("−", "-"))]
