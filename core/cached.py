@@ -8,7 +8,7 @@ from __future__ import annotations
 import streamlit as st
 
 from core.glassbox import Interventions, Trace, run_trace
-from core.models import LoadedModel, load_model
+from core.models import LoadedModel, estimated_parameters, load_model
 from core.tokenization import bpe_merges, gpt2_tokenizer, prompt_tokens
 
 MAX_TRACE_TOKENS = 128  # the glass box shows at most this many tokens (the last ones)
@@ -31,15 +31,40 @@ def cached_bpe_merges(name: str, _tokenizer) -> list[tuple[str, str]]:
     return bpe_merges(_tokenizer)
 
 
-@st.cache_data(max_entries=32, show_spinner=False)
 def cached_trace(model_key: str, prompt: str, ablated_heads: frozenset = frozenset(),
                  ablated_neurons: frozenset = frozenset(), use_positions: bool = True) -> Trace:
-    """Raises ValueError for a prompt with no tokens."""
+    """The trace of `prompt`, computed once per (model, prompt, interventions). Raises ValueError
+    for a prompt with no tokens. A trace at 128 tokens holds 10 MB for the course model, 170 MB
+    for GPT-2 small and 400 MB for gpt2-medium, so bigger models keep fewer traces: a class on
+    one Cloud app (2.7 GB at most) must not run out of memory."""
+    size = estimated_parameters(cached_model(model_key).model.config)
+    cache = _small_model_trace if size <= 50_000_000 else _gpt2_size_trace if size <= 200_000_000 \
+        else _large_model_trace
+    return cache(model_key, prompt, ablated_heads, ablated_neurons, use_positions)
+
+
+def _trace(model_key: str, prompt: str, ablated_heads: frozenset, ablated_neurons: frozenset,
+           use_positions: bool) -> Trace:
     loaded = cached_model(model_key)
     tokens = prompt_tokens(loaded.tokenizer, prompt)
     interventions = Interventions(frozenset(ablated_heads), frozenset(ablated_neurons), use_positions)
     return run_trace(loaded.model, [t.id for t in tokens], [t.text for t in tokens],
                      interventions=interventions, max_tokens=MAX_TRACE_TOKENS)
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def _small_model_trace(*key) -> Trace:  # the course model
+    return _trace(*key)
+
+
+@st.cache_data(max_entries=6, show_spinner=False)
+def _gpt2_size_trace(*key) -> Trace:
+    return _trace(*key)
+
+
+@st.cache_data(max_entries=2, show_spinner=False)
+def _large_model_trace(*key) -> Trace:
+    return _trace(*key)
 
 
 @st.cache_data(max_entries=32, show_spinner=False)

@@ -186,7 +186,7 @@ def heatmap(values, x_labels: list[str], y_labels: list[str], title: str, x_titl
         show_values = rows * cols <= 400
     limit = float(torch.nan_to_num(z.abs(), nan=0.0).max()) or 1.0
     trace = go.Heatmap(
-        z=z.tolist(), x=x_labels, y=y_labels,
+        z=z.numpy(), x=x_labels, y=y_labels,  # an array goes to the browser as one binary block, not a list
         colorscale="RdBu_r" if diverging else "Blues", zmid=0 if diverging else None,
         zmin=-limit if diverging else None, zmax=limit if diverging else None,
         texttemplate=f"%{{z:{value_format}}}" if show_values else None, textfont={"size": 10},
@@ -218,7 +218,7 @@ def small_multiples(patterns: list, titles: list[str], labels: list[str], column
     figure = make_subplots(rows=rows, cols=columns, subplot_titles=titles, horizontal_spacing=0.02,
                            vertical_spacing=title_px / height if rows > 1 else 0.1)
     for index, pattern in enumerate(patterns):
-        figure.add_trace(go.Heatmap(z=pattern.tolist(), x=labels, y=labels, colorscale="Blues", zmin=0, zmax=1,
+        figure.add_trace(go.Heatmap(z=pattern.detach().float().numpy(), x=labels, y=labels, colorscale="Blues", zmin=0, zmax=1,
                                     showscale=index == 0, hovertemplate="query %{y}<br>key %{x}<br>weight %{z:.3f}"
                                     "<extra></extra>"), row=index // columns + 1, col=index % columns + 1)
     figure.update_xaxes(showticklabels=False)

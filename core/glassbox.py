@@ -64,12 +64,11 @@ class Trace:
         blocks.L.attn.q/k/v    [head, pos, d_head]
         blocks.L.attn.scores   [head, query, key]  Q·Kᵀ, raw
         blocks.L.attn.scale    []               the divisor of the scores (√d_head)
-        blocks.L.attn.scores_scaled  [head, query, key]  ÷ √d_head
-        blocks.L.attn.scores_masked  [head, query, key]  future keys set to -inf
+        blocks.L.attn.scores_scaled  [head, query, key]  ÷ √d_head            (*)
+        blocks.L.attn.scores_masked  [head, query, key]  future keys set to -inf (*)
         blocks.L.attn.pattern  [head, query, key]  softmax over keys; each row sums to 1
         blocks.L.attn.z        [head, pos, d_head] pattern · V, one output per head
-        blocks.L.attn.head_out [head, pos, d_model] each head's z through its slice of c_proj
-        blocks.L.attn.out      [pos, d_model]   sum of head_out + c_proj bias
+        blocks.L.attn.out      [pos, d_model]   z of all heads concatenated · c_proj + bias
         blocks.L.resid_mid     [pos, d_model]   resid_pre + attn.out
         blocks.L.ln2.*                          as ln1, for the MLP
         blocks.L.mlp.pre       [pos, d_mlp]     c_fc output, before GELU
@@ -78,6 +77,11 @@ class Trace:
         blocks.L.resid_post    [pos, d_model]   resid_mid + mlp.out
         ln_final.*                              final LayerNorm, as ln1
         logits                 [pos, vocab]     ln_final.out · wteᵀ
+
+    (*) computed when asked for, by the same operation as in the forward pass, from the
+    stored scores: a trace is cached per prompt, and for GPT-2 small at 128 tokens each
+    of these would add 9 MB to its 170. Each head's share of attn.out, [head, pos, d_model]
+    (57 MB there), is not kept either: `head_outputs(model, trace, layer)` computes it.
     """
 
     token_ids: list[int]
@@ -89,7 +93,14 @@ class Trace:
     tensors: dict[str, torch.Tensor] = field(default_factory=dict)
 
     def __getitem__(self, name: str) -> torch.Tensor:
-        return self.tensors[name]
+        if name in self.tensors:
+            return self.tensors[name]
+        block, _, step = name.rpartition(".attn.")
+        if step == "scores_scaled":
+            return self.tensors[f"{block}.attn.scores"] / self.tensors[f"{block}.attn.scale"]  # [head, query, key]
+        if step == "scores_masked":
+            return causal_mask(self[f"{block}.attn.scores_scaled"])  # [head, query, key]
+        raise KeyError(name)
 
     @property
     def n_tokens(self) -> int:
@@ -180,6 +191,7 @@ def run_trace(model, token_ids: list[int], token_strings: list[str] | None = Non
         scale = math.sqrt(d_head) if config.scale_attn_weights else 1.0
         if config.scale_attn_by_inverse_layer_idx:
             scale *= layer + 1
+        scale = torch.tensor(scale)  # [] the divisor: √d_head (× layer+1 if so configured)
         scores_scaled = scores / scale  # [head, query, key]
         scores_masked = causal_mask(scores_scaled)  # [head, query, key]
         pattern = torch.softmax(scores_masked, dim=-1)  # [head, query, key]
@@ -187,16 +199,12 @@ def run_trace(model, token_ids: list[int], token_strings: list[str] | None = Non
         for ablated_layer, head in interventions.ablated_heads:
             if ablated_layer == layer:
                 z[head] = 0.0
-        w_out = block.attn.c_proj.weight.view(n_head, d_head, d_model)  # [head, d_head, d_model]
-        head_out = z @ w_out  # [head, pos, d_model]
-        attn_out = head_out.sum(dim=0) + block.attn.c_proj.bias  # [pos, d_model]
+        concatenated = z.transpose(0, 1).reshape(n_pos, d_model)  # [pos, head * d_head]
+        attn_out = concatenated @ block.attn.c_proj.weight + block.attn.c_proj.bias  # [pos, d_model]
         resid = resid + attn_out  # [pos, d_model]
-        t.update({f"{p}.attn.q": q, f"{p}.attn.k": k, f"{p}.attn.v": v,
-                  f"{p}.attn.scores": scores, f"{p}.attn.scores_scaled": scores_scaled,
-                  f"{p}.attn.scale": torch.tensor(scale),  # [] the divisor: √d_head (× layer+1 if so configured)
-                  f"{p}.attn.scores_masked": scores_masked, f"{p}.attn.pattern": pattern,
-                  f"{p}.attn.z": z, f"{p}.attn.head_out": head_out, f"{p}.attn.out": attn_out,
-                  f"{p}.resid_mid": resid})
+        t.update({f"{p}.attn.q": q, f"{p}.attn.k": k, f"{p}.attn.v": v, f"{p}.attn.scores": scores,
+                  f"{p}.attn.scale": scale, f"{p}.attn.pattern": pattern, f"{p}.attn.z": z,
+                  f"{p}.attn.out": attn_out, f"{p}.resid_mid": resid})
 
         # --- MLP ---
         x = layer_norm(resid, block.ln_2.weight, block.ln_2.bias, eps, t, f"{p}.ln2")  # [pos, d_model]
@@ -214,3 +222,14 @@ def run_trace(model, token_ids: list[int], token_strings: list[str] | None = Non
     t["logits"] = final @ model.lm_head.weight.T  # [pos, vocab] (tied to wte in GPT-2)
     return Trace(token_ids=token_ids, token_strings=token_strings, n_layer=config.n_layer,
                  n_head=n_head, dropped_tokens=dropped, interventions=interventions, tensors=t)
+
+
+def head_outputs(model, trace: Trace, layer: int) -> torch.Tensor:
+    """Each head's share of `blocks.{layer}.attn.out`: its z through its own rows of c_proj
+    (the bias belongs to no head). Summed over heads, plus the bias, it is attn.out.
+    [head, pos, d_model]"""
+    n_head = trace.n_head
+    z = trace[f"blocks.{layer}.attn.z"]  # [head, pos, d_head]
+    weight = model.transformer.h[layer].attn.c_proj.weight  # [d_model, d_model] (Conv1D: [in, out])
+    w_out = weight.view(n_head, weight.shape[0] // n_head, weight.shape[1])  # [head, d_head, d_model]
+    return z @ w_out  # [head, pos, d_model]

@@ -1,12 +1,13 @@
 """The glass-box forward equals Hugging Face's, and interventions never touch the shared model."""
 from __future__ import annotations
 
+import math
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import torch
 
-from core.glassbox import Interventions, run_trace
+from core.glassbox import Interventions, head_outputs, run_trace
 from tests.conftest import random_gpt2
 
 TOLERANCE = 1e-4
@@ -53,13 +54,21 @@ def test_trace_names_and_shapes():
     assert trace["embed.token"].shape == (5, 32)
     assert trace["blocks.1.attn.q"].shape == (4, 5, 8)
     assert trace["blocks.1.attn.pattern"].shape == (4, 5, 5)
-    assert trace["blocks.0.attn.head_out"].shape == (4, 5, 32)
+    assert head_outputs(model, trace, 0).shape == (4, 5, 32)
     assert trace["blocks.0.mlp.post"].shape == (5, 128)
     assert trace["logits"].shape == (5, 50)
     torch.testing.assert_close(trace["blocks.0.attn.pattern"].sum(-1), torch.ones(4, 5))
     assert torch.all(trace["blocks.0.attn.pattern"].triu(1) == 0)  # no query looks ahead
-    head_sum = trace["blocks.1.attn.head_out"].sum(0) + model.transformer.h[1].attn.c_proj.bias
+    head_sum = head_outputs(model, trace, 1).sum(0) + model.transformer.h[1].attn.c_proj.bias
     torch.testing.assert_close(head_sum, trace["blocks.1.attn.out"])
+    scaled = trace["blocks.1.attn.scores"] / math.sqrt(8)  # computed on access, as the forward computed it
+    torch.testing.assert_close(trace["blocks.1.attn.scores_scaled"], scaled)
+    masked = trace["blocks.1.attn.scores_masked"]
+    future = torch.ones(5, 5, dtype=torch.bool).triu(1)  # [query, key]
+    assert torch.all(masked[:, future] == float("-inf")) and torch.equal(masked[:, ~future], scaled[:, ~future])
+    assert torch.equal(torch.softmax(masked, dim=-1), trace["blocks.1.attn.pattern"])  # bit for bit
+    with pytest.raises(KeyError):
+        trace["blocks.1.attn.head_out"]
     torch.testing.assert_close(trace["blocks.1.resid_post"],
                                trace["blocks.1.resid_mid"] + trace["blocks.1.mlp.out"])
 
@@ -84,8 +93,8 @@ def test_head_ablation_zeroes_that_head_only():
     ids = [5, 9, 2, 7, 7, 1]
     plain = run_trace(model, ids)
     ablated = run_trace(model, ids, interventions=Interventions(ablated_heads=frozenset({(1, 2)})))
-    assert torch.all(ablated["blocks.1.attn.head_out"][2] == 0)
-    torch.testing.assert_close(ablated["blocks.1.attn.head_out"][[0, 1, 3]], plain["blocks.1.attn.head_out"][[0, 1, 3]])
+    assert torch.all(head_outputs(model, ablated, 1)[2] == 0)
+    torch.testing.assert_close(head_outputs(model, ablated, 1)[[0, 1, 3]], head_outputs(model, plain, 1)[[0, 1, 3]])
     torch.testing.assert_close(ablated["blocks.1.resid_pre"], plain["blocks.1.resid_pre"])  # earlier layers untouched
     assert not torch.allclose(ablated["logits"], plain["logits"])
 
