@@ -115,8 +115,9 @@ def cold_start() -> tuple[float, float, float]:
 def main() -> None:
     from streamlit.logger import set_log_level
 
-    set_log_level("error")  # AppTest's bare-mode warnings...
-    logging.getLogger("streamlit.runtime.scriptrunner_utils.script_run_context").setLevel(logging.ERROR)  # ...all
+    set_log_level("error")
+    logging.getLogger("streamlit.runtime.scriptrunner_utils.script_run_context").addFilter(
+        lambda record: "missing ScriptRunContext" not in record.getMessage())  # AppTest's bare-mode warning
     transformers_logging.disable_progress_bar()
     torch.set_num_threads(2)
     prompt = load_lesson("home.md").meta["default_prompt"]
