@@ -52,7 +52,9 @@ def new_model(config: TrainConfig, vocab_size: int, eos_token_id: int) -> GPT2LM
         embd_pdrop=config.dropout, attn_pdrop=config.dropout,
         bos_token_id=eos_token_id, eos_token_id=eos_token_id,
     )
-    return GPT2LMHeadModel(model_config)
+    model = GPT2LMHeadModel(model_config)
+    model.loss_type = "ForCausalLM"  # the loss `labels=` computes (said here, transformers warns when it must guess)
+    return model
 
 
 def parameter_count(model: torch.nn.Module) -> int:
