@@ -135,6 +135,12 @@ def causal_mask(scores: torch.Tensor) -> torch.Tensor:
     return scores.masked_fill(future, MASKED_SCORE)  # [head, query, key]
 
 
+def concatenate_heads(z: torch.Tensor) -> torch.Tensor:
+    """Every head's output side by side at each position: [head, pos, d_head] -> [pos, head * d_head]."""
+    n_head, n_pos, d_head = z.shape
+    return z.transpose(0, 1).reshape(n_pos, n_head * d_head)
+
+
 def gelu(x: torch.Tensor, activation: str) -> torch.Tensor:
     """GPT-2's activation: 'gelu_new' is the tanh approximation, 'gelu' the exact one."""
     if activation in ("gelu_new", "gelu_pytorch_tanh", "gelu_fast"):
@@ -199,8 +205,7 @@ def run_trace(model, token_ids: list[int], token_strings: list[str] | None = Non
         for ablated_layer, head in interventions.ablated_heads:
             if ablated_layer == layer:
                 z[head] = 0.0
-        concatenated = z.transpose(0, 1).reshape(n_pos, d_model)  # [pos, head * d_head]
-        attn_out = concatenated @ block.attn.c_proj.weight + block.attn.c_proj.bias  # [pos, d_model]
+        attn_out = concatenate_heads(z) @ block.attn.c_proj.weight + block.attn.c_proj.bias  # [pos, d_model]
         resid = resid + attn_out  # [pos, d_model]
         t.update({f"{p}.attn.q": q, f"{p}.attn.k": k, f"{p}.attn.v": v, f"{p}.attn.scores": scores,
                   f"{p}.attn.scale": scale, f"{p}.attn.pattern": pattern, f"{p}.attn.z": z,

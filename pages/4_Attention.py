@@ -5,6 +5,7 @@ import streamlit as st
 import course_ui
 from core import attention, figures
 from core.cached import cached_trace
+from core.glassbox import concatenate_heads
 
 OVERVIEW_TOKENS = 32  # the all-layers overview draws the last tokens only
 
@@ -57,7 +58,7 @@ def pattern() -> None:
 @needs_trace
 def head_output() -> None:
     z = trace[f"{path}.z"]  # [head, pos, d_head]
-    concatenated = z.transpose(0, 1).reshape(trace.n_tokens, -1)  # [pos, head * d_head]
+    concatenated = concatenate_heads(z)  # [pos, head * d_head]
     columns = st.columns(3)
     course_ui.chart("z", (layer, head), lambda: figures.heatmap(
         z[head], list(range(d_head)), labels, f"Head {head} output z = pattern · V", "entry", "position",
