@@ -132,7 +132,7 @@ def ablation() -> None:
     options = [(l, h) for l in range(trace.n_layer) for h in range(trace.n_head)]
     chosen = st.multiselect("Heads to switch off (layer.head)", options, key="attn_ablate",
                             format_func=lambda pair: f"{pair[0]}.{pair[1]}")
-    after = cached_trace(loaded.name, prompt, ablated_heads=frozenset(chosen))
+    after = cached_trace(loaded.name, prompt, ablated_heads=frozenset(chosen)) if chosen else trace
     course_ui.prediction_change_view(loaded, trace, after, key="attn-ablation")
 
 

@@ -140,7 +140,7 @@ def ablation() -> None:
                             format_func=lambda pair: f"{pair[0]}.{pair[1]}",
                             help=f"In each layer, the {ABLATION_CHOICES} neurons that push the predicted token "
                                  f"({token_name(predicted)}) up most directly, strongest first.")
-    after = cached_trace(loaded.name, prompt, ablated_neurons=frozenset(chosen))
+    after = cached_trace(loaded.name, prompt, ablated_neurons=frozenset(chosen)) if chosen else trace
     course_ui.prediction_change_view(loaded, trace, after, key="ff-ablation")
 
 
