@@ -104,7 +104,8 @@ def copy_task(vocab_size: int, start_at_documents: bool = True, every: int = 50)
     print(f"copy task, {data.vocab_size}-token vocabulary, examples starting {where}: {config.max_steps} steps in "
           f"{seconds:.0f} s; accuracy on the second copies by step "
           + ", ".join(f"{step}: {score.accuracy:.0%}" for step, score in history[1::2])
-          + f"; first >= 90% at step {first}; best head at the end: layer {final.layer}, head {final.head}, "
+          + (f"; first >= 90% at step {first}" if first else "; never 90% or more")
+          + f"; best head at the end: layer {final.layer}, head {final.head}, "
             f"{final.attention:.2f} of its attention on the earlier copy")
 
 
