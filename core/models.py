@@ -15,6 +15,7 @@ MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 BUNDLED_MODEL_DIR = MODELS_DIR / "glassbox-stories"
 HUB_HOST = "huggingface.co"
 MAX_PARAMETERS = 400_000_000  # gpt2-medium (355M) fits a 2.7 GB Streamlit Cloud app; gpt2-large does not
+BYTES_PER_PARAMETER = 4 * 1.25  # float32 weights, and room for the traces of a few prompts
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,31 @@ def estimated_parameters(config) -> int:
     return config.vocab_size * d + config.n_positions * d + layers * per_block + 2 * d
 
 
+def available_memory_bytes(cgroup: Path = Path("/sys/fs/cgroup"), meminfo: Path = Path("/proc/meminfo")) -> int | None:
+    """Memory this process can still take: the machine's available memory, capped by what is left
+    of a container's limit (cgroup v2 memory.max / memory.current, or v1 limit / usage), which is
+    how hosted apps such as Community Cloud are limited. None where neither can be read."""
+    free = None
+    try:
+        for line in meminfo.read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                free = int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    for limit_file, usage_file in (("memory.max", "memory.current"),
+                                   ("memory/memory.limit_in_bytes", "memory/memory.usage_in_bytes")):
+        try:
+            limit = (cgroup / limit_file).read_text().strip()
+            usage = int((cgroup / usage_file).read_text())
+        except (OSError, ValueError):
+            continue
+        if limit != "max" and int(limit) < 2**60:  # v1 writes "no limit" as a number near 2^63
+            left = max(0, int(limit) - usage)
+            free = left if free is None else min(free, left)
+        break
+    return free
+
+
 def hub_reachable(timeout: float = 1.5) -> bool:
     """A quick TCP check, so an offline laptop hears 'no internet' at once, not after retries."""
     try:
@@ -109,6 +135,11 @@ def load_model(key_or_source: str) -> LoadedModel:
     if estimated_parameters(config) > MAX_PARAMETERS:
         raise ModelLoadError(f"{source} has about {estimated_parameters(config) / 1e6:.0f}M parameters, "
                              f"more than the {MAX_PARAMETERS / 1e6:.0f}M this app allows.")
+    needed = estimated_parameters(config) * BYTES_PER_PARAMETER
+    free = available_memory_bytes()
+    if free is not None and needed > free:
+        raise ModelLoadError(f"{source} needs about {needed / 1e9:.1f} GB of memory and only {free / 1e9:.1f} GB "
+                             "is free here now.")
     try:
         model = GPT2LMHeadModel.from_pretrained(source, attn_implementation="eager")
         tokenizer = AutoTokenizer.from_pretrained(source)

@@ -91,3 +91,31 @@ def test_bundled_model_is_small_and_loads(bundled):
     assert size <= 10 * 1024 * 1024
     assert bundled.model.config.model_type == "gpt2"
     assert bundled.tokenizer("The cat sat on the")["input_ids"]
+
+
+def test_a_model_that_does_not_fit_in_the_free_memory_is_refused_in_one_sentence(tiny_folder, monkeypatch):
+    needed = estimated_parameters(GPT2Config.from_pretrained(tiny_folder)) * models.BYTES_PER_PARAMETER
+    monkeypatch.setattr(models, "available_memory_bytes", lambda: int(needed) - 1)
+    with pytest.raises(ModelLoadError, match=r"needs about .* GB of memory and only .* GB is free here now\.$"):
+        load_model(str(tiny_folder))
+    monkeypatch.setattr(models, "available_memory_bytes", lambda: int(needed) + 1)
+    assert load_model(str(tiny_folder)).model is not None
+
+
+@pytest.mark.parametrize("files, expected", [
+    ({"meminfo": "MemTotal: 8000000 kB\nMemAvailable: 4000000 kB\n"}, 4_096_000_000),
+    ({"meminfo": "MemAvailable: 4000000 kB\n", "memory.max": "3000000000\n", "memory.current": "1000000000\n"},
+     2_000_000_000),  # cgroup v2: the container's limit is the tighter one
+    ({"meminfo": "MemAvailable: 4000000 kB\n", "memory.max": "max\n", "memory.current": "1000000000\n"},
+     4_096_000_000),
+    ({"meminfo": "MemAvailable: 4000000 kB\n", "memory/memory.limit_in_bytes": "1500000000\n",
+      "memory/memory.usage_in_bytes": "500000000\n"}, 1_000_000_000),  # cgroup v1
+    ({"meminfo": "MemAvailable: 4000000 kB\n", "memory/memory.limit_in_bytes": "9223372036854771712\n",
+      "memory/memory.usage_in_bytes": "500000000\n"}, 4_096_000_000),  # v1 without a limit
+    ({}, None),
+])
+def test_available_memory_is_the_tighter_of_the_machine_and_the_container(tmp_path, files, expected):
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    assert models.available_memory_bytes(tmp_path, tmp_path / "meminfo") == expected
