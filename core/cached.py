@@ -8,7 +8,7 @@ from __future__ import annotations
 import streamlit as st
 
 from core.glassbox import Interventions, Trace, run_trace
-from core.models import LoadedModel, estimated_parameters, load_model
+from core.models import SMALL_MODEL_PARAMETERS, LoadedModel, estimated_parameters, load_model
 from core.tokenization import bpe_merges, gpt2_tokenizer, prompt_tokens
 
 MAX_TRACE_TOKENS = 128  # the glass box shows at most this many tokens (the last ones)
@@ -38,7 +38,7 @@ def cached_trace(model_key: str, prompt: str, ablated_heads: frozenset = frozens
     for GPT-2 small and 400 MB for gpt2-medium, so bigger models keep fewer traces: a class on
     one Cloud app (2.7 GB at most) must not run out of memory."""
     size = estimated_parameters(cached_model(model_key).model.config)
-    cache = _small_model_trace if size <= 50_000_000 else _gpt2_size_trace if size <= 200_000_000 \
+    cache = _small_model_trace if size <= SMALL_MODEL_PARAMETERS else _gpt2_size_trace if size <= 200_000_000 \
         else _large_model_trace
     return cache(model_key, prompt, ablated_heads, ablated_neurons, use_positions)
 
