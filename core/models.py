@@ -16,7 +16,7 @@ BUNDLED_MODEL_DIR = MODELS_DIR / "glassbox-stories"
 HUB_HOST = "huggingface.co"
 MAX_PARAMETERS = 400_000_000  # gpt2-medium (355M) fits a 2.7 GB Streamlit Cloud app; gpt2-large does not
 BYTES_PER_PARAMETER = 4 * 1.25  # float32 weights, and room for the traces of a few prompts
-SMALL_MODEL_PARAMETERS = 50_000_000  # the course model, trained ones: always loaded, many cached
+SMALL_MODEL_PARAMETERS = 50_000_000  # the course model, trained ones: always loaded, many cached, cheap to step
 
 
 @dataclass(frozen=True)
@@ -133,11 +133,12 @@ def load_model(key_or_source: str) -> LoadedModel:
         raise ModelLoadError(f"{source} could not be found ({type(error).__name__}).") from error
     if config.model_type != "gpt2":
         raise ModelLoadError(f"{source} is a {config.model_type} model; the course reads GPT-2-architecture models only.")
-    if estimated_parameters(config) > MAX_PARAMETERS:
-        raise ModelLoadError(f"{source} has about {estimated_parameters(config) / 1e6:.0f}M parameters, "
+    parameters = estimated_parameters(config)
+    if parameters > MAX_PARAMETERS:
+        raise ModelLoadError(f"{source} has about {parameters / 1e6:.0f}M parameters, "
                              f"more than the {MAX_PARAMETERS / 1e6:.0f}M this app allows.")
-    needed = estimated_parameters(config) * BYTES_PER_PARAMETER
-    free = available_memory_bytes() if estimated_parameters(config) > SMALL_MODEL_PARAMETERS else None
+    needed = parameters * BYTES_PER_PARAMETER
+    free = available_memory_bytes() if parameters > SMALL_MODEL_PARAMETERS else None
     if free is not None and needed > free:
         raise ModelLoadError(f"{source} needs about {needed / 1e9:.1f} GB of memory and only {free / 1e9:.1f} GB "
                              "is free here now.")

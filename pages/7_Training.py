@@ -10,15 +10,14 @@ import course_ui
 from core import figures, live_training
 from core.cached import cached_frozen_step, cached_model, cached_step_seconds, cached_training_data
 from core.live_training import PRESETS, TextRejected, TrainingRun
-from core.models import DEFAULT_MODEL, estimated_parameters
+from core.models import DEFAULT_MODEL, SMALL_MODEL_PARAMETERS, estimated_parameters
 from core.training import TrainConfig, learning_rate_at
 
 SOURCES = {"stories": "Short stories (the course corpus)", "copy": "A copy task (each line written twice)",
            "text": "Your own text"}
 PROBES = {"stories": ("Once upon a time, there was a girl named Mia. Mia had a red ball.", "Once upon a time,"),
-          "copy": ("cat sun owl map jet fig | cat sun owl map jet fig", "fox jam ink sea sky mud | fox")}
+          "copy": (live_training.copy_line("cat sun owl map jet fig".split()), "fox jam ink sea sky mud | fox")}
 SNAPSHOTS_SHOWN = 6
-FROZEN_STEP_MAX_PARAMETERS = 50_000_000  # larger picked models: the frozen step uses the course model
 KNOBS = {  # TrainConfig field: (label, min, max, step)
     "n_layer": ("Layers", 1, 8, 1), "n_head": ("Heads", 1, 8, 1), "n_embd": ("Width (d_model)", 16, 256, 16),
     "block_size": ("Context length", 16, 256, 16), "batch_size": ("Batch size", 1, 64, 1),
@@ -266,7 +265,7 @@ def finished() -> None:
 
 def frozen_step() -> None:
     prompt = state.get("prompt", "") or PROBES["stories"][0]
-    picked = loaded if estimated_parameters(loaded.model.config) <= FROZEN_STEP_MAX_PARAMETERS \
+    picked = loaded if estimated_parameters(loaded.model.config) <= SMALL_MODEL_PARAMETERS \
         else cached_model(DEFAULT_MODEL.key)
     ids = picked.tokenizer(prompt)["input_ids"][:32]
     if len(ids) < 2:
