@@ -39,10 +39,14 @@ def prompt_box() -> None:
 
 
 def lesson_list() -> None:
+    visited = st.session_state.get("visited", set())
     for entry in LESSONS:
         title = f"{entry.number}. {entry.title}"
         if entry.is_built:
-            st.page_link(entry.page, label=f"**{title}**: {entry.summary}")
+            score = load_lesson(entry.markdown).quiz_score(course_ui.answers(course_ui.lesson_key(entry.number)))
+            progress = f" · *{score.right} of {score.total} questions right*" if score.answered else ""
+            icon = ":material/check_circle:" if entry.number in visited else ":material/radio_button_unchecked:"
+            st.page_link(entry.page, label=f"**{title}**: {entry.summary}{progress}", icon=icon)
         else:
             st.markdown(f"**{title}**: {entry.summary} *(coming soon)*")
 

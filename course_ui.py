@@ -103,14 +103,29 @@ def prompt_box(label: str = "Your prompt", height: int = 90) -> str:
 
 
 # --- lessons ------------------------------------------------------------------------------------
-def render_question(question: Question, key: str) -> None:
+def lesson_key(number: int) -> str:
+    """The key under which a lesson's widgets and answers are kept in the session."""
+    return f"lesson{number}"
+
+
+def answers(lesson_key: str) -> dict[int, str]:
+    """The options this session picked in a lesson's questions, by question number. Kept
+    outside the radio widgets, whose state Streamlit drops when the student changes page."""
+    return st.session_state.setdefault("answers", {}).setdefault(lesson_key, {})
+
+
+def render_question(question: Question, number: int, lesson_key: str) -> None:
+    saved = answers(lesson_key)
     with st.container(border=True):
         st.markdown(question.prompt)
         if question.options:
             texts = [text for text, _ in question.options]
-            picked = st.radio("Your answer", texts, index=None, key=key, label_visibility="collapsed")
+            earlier = texts.index(saved[number]) if saved.get(number) in texts else None
+            picked = st.radio("Your answer", texts, index=earlier, key=f"{lesson_key}-question-{number}",
+                              label_visibility="collapsed")
             if picked is not None:
-                if dict(question.options)[picked]:
+                saved[number] = picked
+                if question.is_right(picked):
                     st.success("Right.")
                 else:
                     st.error("Not quite.")
@@ -123,7 +138,8 @@ def render_question(question: Question, key: str) -> None:
 
 def render_lesson(lesson: Lesson, figures: dict[str, Callable[[], None]], key: str) -> None:
     """The lesson's markdown in order, each figure slot filled by the page's builder."""
-    for index, part in enumerate(lesson.parts):
+    question_number = 0
+    for part in lesson.parts:
         if isinstance(part, Markdown):
             st.markdown(part.text)
         elif isinstance(part, Figure):
@@ -136,7 +152,8 @@ def render_lesson(lesson: Lesson, figures: dict[str, Callable[[], None]], key: s
         elif isinstance(part, BadSlot):
             st.warning(f"This line of the lesson is not a figure slot this app understands: {part.line}")
         elif isinstance(part, Question):
-            render_question(part, key=f"{key}-question-{index}")
+            render_question(part, question_number, lesson_key=key)
+            question_number += 1
 
 
 def lesson_navigation(number: int) -> None:
@@ -168,6 +185,7 @@ def lesson_page(number: int) -> tuple[Lesson, LoadedModel]:
     lesson = load_lesson(entry.markdown)
     st.set_page_config(page_title=f"{lesson.title} · Glassbox GPT", page_icon="🔍", layout="wide")
     init_state()
+    st.session_state.setdefault("visited", set()).add(number)
     model_picker()
     loaded = current_model()
     st.sidebar.caption(f"Using **{md_escape(loaded.name)}**")

@@ -53,6 +53,17 @@ class Question:
     options: tuple[tuple[str, bool], ...]  # (text, is_correct); empty for an open question
     explanation: str
 
+    def is_right(self, picked: str) -> bool:
+        return dict(self.options).get(picked, False)
+
+
+@dataclass(frozen=True)
+class QuizScore:
+    """How a student has done on one lesson's multiple-choice questions so far."""
+    answered: int
+    right: int
+    total: int
+
 
 @dataclass
 class Lesson:
@@ -68,6 +79,16 @@ class Lesson:
     @property
     def questions(self) -> list[Question]:
         return [part for part in self.parts if isinstance(part, Question)]
+
+    def quiz_score(self, picked: dict[int, str]) -> QuizScore:
+        """`picked` maps a question's number in this lesson (0, 1, …, open questions
+        included) to the option the student chose. Options no longer in the lesson (an
+        instructor edited it) do not count."""
+        chosen = [(question, picked.get(number)) for number, question in enumerate(self.questions)
+                  if question.options]
+        answered = [(question, text) for question, text in chosen if text in dict(question.options)]
+        return QuizScore(answered=len(answered), right=sum(q.is_right(text) for q, text in answered),
+                         total=len(chosen))
 
 
 def _front_matter(lines: list[str]) -> tuple[dict[str, str], list[str]]:

@@ -111,5 +111,5 @@ course_ui.render_lesson(lesson, {
     "token-chips": token_chips, "token-counts": token_counts, "token-table": token_table,
     "tokenizer-comparison": tokenizer_comparison, "bpe-merges": bpe_merges, "words-split": words_split,
     "byte-fallback": byte_fallback,
-}, key="lesson1")
+}, key=course_ui.lesson_key(1))
 course_ui.lesson_navigation(1)

@@ -75,5 +75,5 @@ def reorder() -> None:
 course_ui.render_lesson(lesson, {
     "embedding-sum": embedding_sum, "learned-positions": learned_positions, "sinusoidal": sinusoidal,
     "reorder": reorder,
-}, key="lesson3")
+}, key=course_ui.lesson_key(3))
 course_ui.lesson_navigation(3)

@@ -140,5 +140,5 @@ course_ui.render_lesson(lesson, {
     "head-picker": head_picker, "qkv": qkv, "scores": scores, "pattern": pattern, "head-output": head_output,
     "by-hand": by_hand, "all-heads": all_heads, "overview": overview, "sankey": sankey, "head-roles": head_roles,
     "ablation": ablation,
-}, key="lesson4")
+}, key=course_ui.lesson_key(4))
 course_ui.lesson_navigation(4)

@@ -148,5 +148,5 @@ course_ui.render_lesson(lesson, {
     "layer-picker": layer_picker, "layer-norm": layer_norm, "mlp-pre-post": mlp_pre, "gelu": gelu_curve,
     "mlp-out": mlp_out, "neuron": neuron, "residual-norms": residual_norms,
     "logit-contributions": logit_contributions, "ablation": ablation,
-}, key="lesson5")
+}, key=course_ui.lesson_key(5))
 course_ui.lesson_navigation(5)

@@ -252,5 +252,5 @@ def recap() -> None:
 course_ui.render_lesson(lesson, {
     "candidates": candidates, "guess": guess, "temperature": temperature, "sweep": sweep, "cuts": cuts,
     "funnel": funnel, "generate": generate, "journey": journey, "logit-lens": logit_lens, "recap": recap,
-}, key="lesson6")
+}, key=course_ui.lesson_key(6))
 course_ui.lesson_navigation(6)

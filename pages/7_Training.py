@@ -300,5 +300,5 @@ def frozen_step() -> None:
 course_ui.render_lesson(lesson, {
     "data": data_choice, "tokenizer": tokenizer_choice, "settings": settings, "controls": controls, "live": live,
     "finished": finished, "frozen-step": frozen_step,
-}, key="lesson7")
+}, key=course_ui.lesson_key(7))
 course_ui.lesson_navigation(7)

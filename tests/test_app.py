@@ -8,6 +8,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from core.course import APP_DIR, LESSONS
+from core.lessons import load_lesson
 
 PAGES = ["Home.py"] + [entry.page for entry in LESSONS if entry.is_built]
 SCRIPT = "<script>alert(1)</script>"
@@ -138,6 +139,37 @@ def test_prompt_follows_the_student_between_pages():
     app.switch_page(LESSONS[0].page).run()
     assert not app.exception
     assert app.text_area(key="prompt_box").value == "Tom had a blue kite."
+
+
+def lesson_links(app: AppTest) -> dict[str, object]:
+    """Home's link to each lesson, by the lesson's page file."""
+    return {entry.page: next(link.proto for link in app.get("page_link")
+                             if link.proto.label.startswith(f"**{entry.number}. "))
+            for entry in LESSONS}
+
+
+def test_answers_are_kept_between_pages_and_home_shows_progress():
+    app = run_page(LESSONS[2].page)  # lesson 3: positional encoding
+    questions = load_lesson(LESSONS[2].markdown).questions
+    first = questions[0]
+    wrong = next(text for text, correct in first.options if not correct)
+    app.radio(key="lesson3-question-0").set_value(wrong).run()
+    assert [e.value for e in app.error] == ["Not quite."]
+    app.switch_page("Home.py").run()
+    links = lesson_links(app)
+    total = sum(1 for question in questions if question.options)
+    assert f"0 of {total} questions right" in links[LESSONS[2].page].label
+    assert links[LESSONS[2].page].icon == ":material/check_circle:"  # visited
+    assert links[LESSONS[3].page].icon == ":material/radio_button_unchecked:"  # not yet
+    assert "questions right" not in links[LESSONS[0].page].label
+    app.switch_page(LESSONS[2].page).run()
+    assert app.radio(key="lesson3-question-0").value == wrong  # still picked on coming back
+    right = next(text for text, correct in first.options if correct)
+    app.radio(key="lesson3-question-0").set_value(right).run()
+    assert [e.value for e in app.success] == ["Right."]
+    app.switch_page("Home.py").run()
+    links = lesson_links(app)
+    assert f"1 of {total} questions right" in links[LESSONS[2].page].label
 
 
 def test_example_button_sets_the_prompt():

@@ -6,7 +6,7 @@ import re
 import pytest
 
 from core.course import APP_DIR, LESSONS, lesson_files_exist, neighbours
-from core.lessons import BadSlot, Figure, Markdown, Question, load_lesson, parse_lesson
+from core.lessons import BadSlot, Figure, Markdown, Question, QuizScore, load_lesson, parse_lesson
 
 SAMPLE = """---
 title: A lesson
@@ -50,6 +50,15 @@ def test_parse_front_matter_slots_and_questions():
     assert choice.explanation == "Because **reasons**."
     assert open_question.options == () and open_question.explanation == "Its answer."
     assert lesson.parts[-1].text == "Closing words."
+
+
+def test_quiz_score_counts_answered_and_right_multiple_choice_questions_only():
+    lesson = parse_lesson(SAMPLE + SAMPLE.split("Closing words.")[0].split("Intro text.")[1])
+    # questions: 0 choice, 1 open, 2 choice, 3 open
+    assert lesson.quiz_score({}) == QuizScore(answered=0, right=0, total=2)
+    assert lesson.quiz_score({0: "this one", 1: "anything"}) == QuizScore(answered=1, right=1, total=2)
+    assert lesson.quiz_score({0: "not this", 2: "this one"}) == QuizScore(answered=2, right=1, total=2)
+    assert lesson.quiz_score({0: "an option since removed"}) == QuizScore(answered=0, right=0, total=2)
 
 
 def test_file_without_front_matter_or_slots_is_all_markdown():
