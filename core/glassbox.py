@@ -80,7 +80,7 @@ class Trace:
 
     (*) computed when asked for, by the same operation as in the forward pass, from the
     stored scores: a trace is cached per prompt, and for GPT-2 small at 128 tokens each
-    of these would add 9 MB to its 170. Each head's share of attn.out, [head, pos, d_model]
+    of these would add 9 MB to its 145. Each head's share of attn.out, [head, pos, d_model]
     (57 MB there), is not kept either: `head_outputs(model, trace, layer)` computes it.
     """
 

@@ -189,6 +189,30 @@ def test_unreachable_hub_model_falls_back_with_one_sentence(monkeypatch):
     assert any("cannot be reached" in w for w in warnings), warnings
 
 
+def test_pages_leave_the_shared_trace_untouched():
+    """Traces are shared by every session (st.cache_resource, like the model): no page may
+    change one, even by accident in place."""
+    import torch
+
+    from core.cached import cached_trace
+    from core.models import DEFAULT_MODEL
+
+    prompt = "Once upon a time, Tom had a blue kite. Tom"
+    app = run_page(LESSONS[0].page, prompt)
+    trace = cached_trace(DEFAULT_MODEL.key, prompt)  # the very object every page reads
+    before = {name: tensor.clone() for name, tensor in trace.tensors.items()}
+    for page in PAGES[1:] + ["Home.py"]:
+        app.switch_page(page).run()
+        assert not app.exception, (page, [e.value for e in app.exception])
+        if page == LESSONS[4].page:
+            box = app.multiselect(key="ff_ablate")
+            box.set_value([tuple(map(int, label.split("."))) for label in box.options[:4]]).run()
+    assert cached_trace(DEFAULT_MODEL.key, prompt) is trace
+    assert trace.tensors.keys() == before.keys()
+    changed = [name for name, tensor in before.items() if not torch.equal(tensor, trace.tensors[name])]
+    assert changed == []
+
+
 def test_feed_forward_page_contributions_sum_to_the_logit_and_ablation_moves_it():
     app = run_page(LESSONS[4].page, "The cat sat on the")
     assert not app.exception, [e.value for e in app.exception]
