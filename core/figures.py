@@ -174,9 +174,10 @@ def token_labels(token_strings: list[str]) -> list[str]:
 
 def heatmap(values, x_labels: list[str], y_labels: list[str], title: str, x_title: str = "", y_title: str = "",
             diverging: bool = True, show_values: bool | None = None, height: int | None = None,
-            value_format: str = ".2f") -> go.Figure:
+            value_format: str = ".2f", value_range: tuple[float, float] | None = None) -> go.Figure:
     """A labelled heatmap of real values. Diverging (blue-white-red around 0) or sequential.
-    NaN and -inf cells (masked scores) are left blank."""
+    NaN and -inf cells (masked scores) are left blank. `value_range` fixes a sequential scale
+    (e.g. 0-1 for shares of attention), so its darkest colour means the same in every figure."""
     import torch
 
     z = values.detach().float() if isinstance(values, torch.Tensor) else torch.tensor(values, dtype=torch.float32)
@@ -188,7 +189,8 @@ def heatmap(values, x_labels: list[str], y_labels: list[str], title: str, x_titl
     trace = go.Heatmap(
         z=z.numpy(), x=x_labels, y=y_labels,  # an array goes to the browser as one binary block, not a list
         colorscale="RdBu_r" if diverging else "Blues", zmid=0 if diverging else None,
-        zmin=-limit if diverging else None, zmax=limit if diverging else None,
+        zmin=-limit if diverging else value_range[0] if value_range else None,
+        zmax=limit if diverging else value_range[1] if value_range else None,
         texttemplate=f"%{{z:{value_format}}}" if show_values else None, textfont={"size": 10},
         hovertemplate=f"{y_title or 'row'} %{{y}}<br>{x_title or 'column'} %{{x}}<br>value %{{z:.4f}}<extra></extra>",
         hoverongaps=False)

@@ -52,7 +52,7 @@ def scores() -> None:
 def pattern() -> None:
     course_ui.chart("pattern", (layer, head), lambda: figures.heatmap(
         trace[f"{path}.pattern"][head], labels, labels, f"Attention pattern, layer {layer}, head {head}",
-        "key (looked at)", "query (looking)", diverging=False))
+        "key (looked at)", "query (looking)", diverging=False, value_range=(0, 1)))
 
 
 @needs_trace
@@ -68,7 +68,7 @@ def head_output() -> None:
         show_values=False), where=columns[1])
     course_ui.chart("attn-out", (layer,), lambda: figures.heatmap(
         trace[f"{path}.out"], list(range(trace[f'{path}.out'].shape[1])), labels,
-        "× c_proj + bias: added to the residual stream", "entry", "position", show_values=False), where=columns[2])
+        "× c_proj + bias → residual stream", "entry", "position", show_values=False), where=columns[2])
 
 
 @needs_trace
@@ -122,7 +122,8 @@ def head_roles() -> None:
     columns = st.columns(3)
     for column, (role, table) in zip(columns, scores_by_role.items()):
         course_ui.chart(f"role-{role}", (), lambda role=role, table=table: figures.heatmap(
-            table, heads, layers, f"{role} score", "head", "layer", diverging=False), where=column)
+            table, heads, layers, f"{role} score", "head", "layer", diverging=False, value_range=(0, 1)),
+            where=column)
         best_layer, best_head, best = attention.strongest_head(table)
         column.caption(f"Highest on your prompt: layer {best_layer}, head {best_head} ({best:.2f}).")
 

@@ -107,7 +107,7 @@ def sweep() -> None:
     columns = [f"{t:.2g}" for t in temperatures[::4]]
     course_ui.chart("sweep-heatmap", (), lambda: figures.heatmap(
         probs[:, ::4], columns, names, "Candidates × temperature (probability)", "temperature", "candidate",
-        diverging=False))
+        diverging=False, value_range=(0, 1)))
 
 
 @needs_trace

@@ -86,3 +86,16 @@ def test_prediction_change(trace):
     assert change.token_ids[0] == int(trace.next_token_probs().argmax())
     assert change.after[0] == pytest.approx(float(ablated.next_token_probs()[change.token_ids[0]]))
     assert change.logprob_after == pytest.approx(math.log(change.after[0]), abs=1e-5)
+
+
+def test_share_of_attention_heatmaps_use_a_fixed_zero_to_one_scale():
+    """A head that spreads its attention must not look as dark as one that puts 1.0 on a token."""
+    from core import figures
+
+    spread = torch.full((3, 3), 0.3)
+    fixed = figures.heatmap(spread, ["a", "b", "c"], ["a", "b", "c"], "t", diverging=False, value_range=(0, 1))
+    assert (fixed.data[0].zmin, fixed.data[0].zmax) == (0, 1)
+    free = figures.heatmap(spread, ["a", "b", "c"], ["a", "b", "c"], "t", diverging=False)
+    assert free.data[0].zmin is None and free.data[0].zmax is None  # Plotly fits the data
+    signed = figures.heatmap(spread - 0.5, ["a", "b", "c"], ["a", "b", "c"], "t")
+    assert signed.data[0].zmin == -signed.data[0].zmax == pytest.approx(-0.2)
