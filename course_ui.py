@@ -108,20 +108,21 @@ def lesson_key(number: int) -> str:
     return f"lesson{number}"
 
 
-def answers(lesson_key: str) -> dict[int, str]:
-    """The options this session picked in a lesson's questions, by question number. Kept
-    outside the radio widgets, whose state Streamlit drops when the student changes page."""
-    return st.session_state.setdefault("answers", {}).setdefault(lesson_key, {})
+def answers(key: str) -> dict[int, str]:
+    """The options this session picked in the questions of the lesson kept under `key`, by
+    question number. Kept outside the radio widgets, whose state Streamlit drops when the
+    student changes page."""
+    return st.session_state.setdefault("answers", {}).setdefault(key, {})
 
 
-def render_question(question: Question, number: int, lesson_key: str) -> None:
-    saved = answers(lesson_key)
+def render_question(question: Question, number: int, key: str) -> None:
+    saved = answers(key)
     with st.container(border=True):
         st.markdown(question.prompt)
         if question.options:
             texts = [text for text, _ in question.options]
             earlier = texts.index(saved[number]) if saved.get(number) in texts else None
-            picked = st.radio("Your answer", texts, index=earlier, key=f"{lesson_key}-question-{number}",
+            picked = st.radio("Your answer", texts, index=earlier, key=f"{key}-question-{number}",
                               label_visibility="collapsed")
             if picked is not None:
                 saved[number] = picked
@@ -152,7 +153,7 @@ def render_lesson(lesson: Lesson, figures: dict[str, Callable[[], None]], key: s
         elif isinstance(part, BadSlot):
             st.warning(f"This line of the lesson is not a figure slot this app understands: {part.line}")
         elif isinstance(part, Question):
-            render_question(part, question_number, lesson_key=key)
+            render_question(part, question_number, key)
             question_number += 1
 
 
