@@ -227,13 +227,19 @@ class TrainingSlots:
         self._holders: set[int] = set()
         self._queue: list[int] = []  # run serials waiting, in order of arrival
 
+    def join_queue(self, serial: int) -> None:
+        """Take a place in the queue now (when the student presses Start or Resume), so the order
+        is the order of the clicks, not of the worker threads' first steps."""
+        with self._changed:
+            if serial not in self._holders and serial not in self._queue:
+                self._queue.append(serial)
+
     def acquire(self, serial: int, timeout: float) -> bool:
         """True once `serial` holds a slot; False if it is still waiting after `timeout` seconds."""
+        self.join_queue(serial)
         with self._changed:
             if serial in self._holders:
                 return True
-            if serial not in self._queue:
-                self._queue.append(serial)
             if not self._changed.wait_for(lambda: len(self._holders) < self.count and self._queue[0] == serial,
                                           timeout):
                 return False
@@ -341,6 +347,7 @@ class TrainingRun:
     def start(self) -> None:
         if self._thread is None:
             self.status = "running"
+            self.slots.join_queue(self.serial)
             self._running.set()
             self._thread = threading.Thread(target=self._work, name="glassbox-training", daemon=True)
             self._thread.start()
@@ -353,6 +360,7 @@ class TrainingRun:
     def resume(self) -> None:
         if self.status == "paused":
             self.status = "running"
+            self.slots.join_queue(self.serial)
             self._running.set()
 
     def stop(self, message: str = "Stopped.") -> None:
