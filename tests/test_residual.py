@@ -105,3 +105,36 @@ def test_neuron_contributions_add_up_to_the_mlp_bar(model_and_trace):
     assert len(pairs) == 2 * trace.n_layer
     first_layer = residual.neuron_logit_contributions(trace, model, 0, token_id)
     assert pairs[0] == (0, int(first_layer.argmax()))
+
+
+def test_the_lessons_numbers_about_heads_and_neurons_are_the_course_models(bundled):
+    """Lesson 5 quotes these numbers of the bundled model; they must stay true."""
+    from core.lessons import load_lesson
+
+    model, tokenizer = bundled.model, bundled.tokenizer
+
+    def probability(ids: list[int], token_id: int, interventions: Interventions = Interventions()) -> float:
+        return float(run_trace(model, ids, interventions=interventions).next_token_probs()[token_id])
+
+    # the default prompt: " Mia" at 0.999; heads 0 and 3 of layer 0 off: 0.008
+    ids = tokenizer(load_lesson("home.md").meta["default_prompt"])["input_ids"]
+    mia = tokenizer(" Mia")["input_ids"][0]
+    assert round(probability(ids, mia), 3) == 0.999
+    assert round(probability(ids, mia, Interventions(ablated_heads=frozenset({(0, 0), (0, 3)}))), 3) == 0.008
+    # attention 0 adds about +0.6 directly; the MLPs of layers 0 and 3 add most of the logit
+    bars = dict(residual.direct_logit_contributions(run_trace(model, ids), model, mia))
+    assert round(bars["attention 0"], 1) == 0.6
+    assert set(sorted(bars, key=bars.get)[-2:]) == {"MLP 0", "MLP 3"}
+
+    # "The cat sat on the": " mat" at 0.9998; the top 8 neurons of layer 3 push about 3.0 and
+    # leave it at 0.999; those of layer 0 push only about 1.8 and drop it to about 0.05
+    ids = tokenizer("The cat sat on the")["input_ids"]
+    mat = tokenizer(" mat")["input_ids"][0]
+    assert round(probability(ids, mat), 4) == 0.9998
+    trace = run_trace(model, ids)
+    pairs = residual.neurons_pushing_token(trace, model, mat, per_layer=8)
+    for layer, push, after, digits in ((3, 3.0, 0.999, 3), (0, 1.8, 0.05, 2)):
+        chosen = [(l, n) for l, n in pairs if l == layer]
+        pushed = residual.neuron_logit_contributions(trace, model, layer, mat)[[n for _, n in chosen]].sum()
+        assert round(float(pushed), 1) == push
+        assert round(probability(ids, mat, Interventions(ablated_neurons=frozenset(chosen))), digits) == after
