@@ -100,13 +100,15 @@ def neuron() -> None:
     course_ui.chart("neuron-bars", (layer, chosen), lambda: figures.bar(
         labels, values, f"Layer {layer}, neuron {chosen}: activation at each token", "token"))
     promoted, suppressed = residual.neuron_output_effects(loaded.model, layer, chosen)
+
+    def effects(pairs: list[tuple[int, float]]) -> pd.DataFrame:  # the id tells apart tokens that print alike ('�')
+        return pd.DataFrame([{"token": token_name(i), "id": i, "effect": round(v, 4)} for i, v in pairs])
+
     left, right = st.columns(2)
     left.markdown("**Promotes** (write direction · unembedding, largest)")
-    left.dataframe(pd.DataFrame([{"token": token_name(i), "effect": round(v, 4)} for i, v in promoted]),
-                   hide_index=True)
+    left.dataframe(effects(promoted), hide_index=True)
     right.markdown("**Suppresses** (most negative)")
-    right.dataframe(pd.DataFrame([{"token": token_name(i), "effect": round(v, 4)} for i, v in suppressed]),
-                    hide_index=True)
+    right.dataframe(effects(suppressed), hide_index=True)
 
 
 @needs_trace
