@@ -6,6 +6,7 @@ up in HTML goes through `html.escape` here, so pages can render these fragments 
 from __future__ import annotations
 
 import html
+import math
 from typing import TYPE_CHECKING
 
 import plotly.graph_objects as go
@@ -367,9 +368,14 @@ def lines(x: list[float], series: dict[str, list[float]], title: str, x_title: s
 
 def sweep_lines(temperatures: list[float], series: dict[str, list[float]], title: str, y_title: str,
                 marker: float | None = None, reference: tuple[str, float] | None = None) -> go.Figure:
-    """Lines across temperatures on a log axis, the slider's temperature marked."""
-    return lines(temperatures, series, title, "temperature T (log scale)", y_title, log_x=True,
-                 marker=(f"T = {marker:g}", marker) if marker else None, reference=reference)
+    """Lines across temperatures on a log axis, the slider's temperature marked. The axis spans
+    exactly the swept temperatures, labelled at 1-2-5 steps."""
+    figure = lines(temperatures, series, title, "temperature T (log scale)", y_title, log_x=True,
+                   marker=(f"T = {marker:g}", marker) if marker else None, reference=reference)
+    low, high = min(temperatures), max(temperatures)
+    ticks = [t for t in (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50) if low <= t <= high]
+    figure.update_xaxes(range=[math.log10(low), math.log10(high)], tickvals=ticks, ticktext=[f"{t:g}" for t in ticks])
+    return figure
 
 
 def cumulative_figure(names: list[str], probabilities: list[float], kept: list[bool], top_p: float,

@@ -180,3 +180,13 @@ def test_the_lessons_numbers_about_sure_and_unsure_prompts_are_the_course_models
     assert top(default_prompt, 1, digits=3) == [(" Mia", 0.999)]  # "99.9% sure"
     assert top("Once upon a time, there was a", 4) == [(" little", 0.26), (" young", 0.26), (" small", 0.22),
                                                       (" kid", 0.12)]
+
+
+def test_the_sweep_axis_spans_exactly_the_swept_temperatures():
+    from core import figures
+
+    temperatures = sampling.sweep_temperatures()
+    figure = figures.sweep_lines(temperatures, {"top": [0.5] * len(temperatures)}, "t", "p", marker=1.0)
+    low, high = figure.layout.xaxis.range
+    assert (10 ** low, 10 ** high) == (pytest.approx(min(temperatures)), pytest.approx(max(temperatures)))
+    assert list(figure.layout.xaxis.tickvals) == [0.05, 0.1, 0.2, 0.5, 1, 2, 5]
