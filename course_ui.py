@@ -33,6 +33,7 @@ def _switch_model() -> None:
     """Called when the picker changes: try the new model now; on failure keep the old one."""
     state = st.session_state
     choice = state.model_box
+    state.choosing_folder = choice == LOCAL_FOLDER  # keeps the folder box open until a folder loads
     key = state.get("local_folder", "").strip() if choice == LOCAL_FOLDER else choice
     if not key:
         return
@@ -53,7 +54,9 @@ def model_picker(where=st.sidebar) -> None:
     keys = [choice.key for choice in REGISTRY] + list(trained) + [LOCAL_FOLDER]
     labels = ({choice.key: choice.label for choice in REGISTRY} | trained
               | {LOCAL_FOLDER: "A model folder on this computer…"})
-    state.model_box = state.model_key if state.model_key in keys else LOCAL_FOLDER
+    # the picker shows the model in use, or the folder choice while the student types a path
+    state.model_box = state.model_key if state.model_key in keys and not state.get("choosing_folder") \
+        else LOCAL_FOLDER
     where.selectbox("Model", keys, key="model_box", format_func=labels.get, on_change=_switch_model)
     if state.model_box == LOCAL_FOLDER:
         state.setdefault("local_folder", state.model_key if state.model_key not in keys else "")
@@ -86,7 +89,7 @@ def add_trained_model(folder: str, label: str) -> None:
     """Offer a model this session trained in the picker of every lesson, and switch to it."""
     state = st.session_state
     state.setdefault("trained_models", {})[folder] = label
-    state.model_key, state.model_message = folder, ""
+    state.model_key, state.model_message, state.choosing_folder = folder, "", False
 
 
 def set_prompt(text: str) -> None:

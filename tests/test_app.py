@@ -273,6 +273,25 @@ def deep_folder(tmp_path_factory):
     return str(folder)
 
 
+def test_a_student_picks_a_model_folder_through_the_picker(gpt2_family_folder):
+    app = run_page("Home.py")
+    app.selectbox(key="model_box").select("local-folder").run()
+    assert app.selectbox(key="model_box").value == "local-folder"  # stays on the folder choice
+    assert app.session_state["model_key"] == "glassbox-stories"  # nothing loaded yet
+    app.text_input(key="local_folder").input("/no/such/folder").run()
+    assert app.selectbox(key="model_box").value == "local-folder"  # the box stays open to fix the path
+    assert app.session_state["model_key"] == "glassbox-stories" and app.warning
+    app.text_input(key="local_folder").input(gpt2_family_folder).run()
+    assert not app.exception, [e.value for e in app.exception]
+    assert app.session_state["model_key"] == gpt2_family_folder
+    assert any("In use:" in c.value and "vocabulary 50,257" in c.value for c in app.caption)
+    app.switch_page(LESSONS[3].page).run()  # the lessons use it
+    assert not app.exception and app.selectbox(key="model_box").value == "local-folder"
+    app.selectbox(key="model_box").select("glassbox-stories").run()  # and back
+    assert app.session_state["model_key"] == "glassbox-stories"
+    assert app.selectbox(key="model_box").value == "glassbox-stories"
+
+
 @pytest.mark.parametrize("page", [p for p in PAGES if p != "Home.py"])
 def test_lesson_pages_run_on_a_model_as_deep_as_gpt2_medium(page, deep_folder):
     app = AppTest.from_file(str(APP_DIR / "Home.py"), default_timeout=90)
