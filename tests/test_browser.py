@@ -90,3 +90,33 @@ def test_start_a_training_run_see_the_loss_chart_update_and_stop_it():
         assert loss_points(page) == stopped_at  # nothing trains any more
         page.get_by_role("button", name="Download the model (zip, Hugging Face format)").wait_for(timeout=10_000)
         no_errors(page)
+
+
+def test_pick_a_model_folder_in_the_picker(tmp_path):
+    """The folder choice of the model picker, clicked and typed as a student does it."""
+    import shutil
+
+    from core.models import BUNDLED_MODEL_DIR
+
+    folder = tmp_path / "my-model"
+    shutil.copytree(BUNDLED_MODEL_DIR, folder)
+
+    if chromium_path() is None:
+        pytest.fail("Debian's chromium is needed for the browser test: apt-get install chromium")
+    with running_app() as (url, _, _), browser_page() as page:
+        page.goto(url)
+        page.get_by_text("The lessons").first.wait_for(timeout=60_000)
+        wait_until_idle(page)
+        page.locator('[data-testid="stSelectbox"]').first.click()
+        page.get_by_role("option", name="A model folder on this computer…").click()
+        box = page.get_by_role("textbox", name="Folder with a GPT-2 model (config.json, weights, tokenizer)")
+        box.fill(str(folder))
+        box.press("Enter")
+        page.get_by_text(f"In use: {folder}").first.wait_for(timeout=60_000)
+        wait_until_idle(page)
+        no_errors(page)
+        page.get_by_role("link", name="Attention", exact=True).first.click()
+        page.locator("svg g.sankey").first.wait_for(timeout=60_000)
+        wait_until_idle(page)
+        assert page.get_by_text(f"Using {folder}").count() == 1  # the lesson runs on the chosen folder
+        no_errors(page)
