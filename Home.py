@@ -10,6 +10,7 @@ from core.models import folder_config
 home = load_lesson("home.md")
 st.set_page_config(page_title="Glassbox GPT", page_icon="🔍", layout="wide")
 course_ui.init_state()
+course_ui.restore_kept_values()
 st.title(home.title)
 st.caption(home.summary)
 

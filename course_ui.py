@@ -28,6 +28,23 @@ def init_state() -> None:
     state.setdefault("model_message", "")
 
 
+def keep_values(*keys: str) -> None:
+    """Widgets of this page whose values a student expects to find again after visiting other
+    lessons (settings, not choices that depend on the prompt). Streamlit forgets a widget's
+    value at the end of any run that does not draw it; `restore_kept_values`, at the start of
+    every page, gives each kept value back to its own key, which keeps it (Streamlit's docs,
+    "Working with widgets in multipage apps"). A kept widget must not also be given a default
+    in its call: its default belongs in `st.session_state.setdefault`."""
+    st.session_state.setdefault("kept_widget_keys", set()).update(keys)
+
+
+def restore_kept_values() -> None:
+    state = st.session_state
+    for key in state.get("kept_widget_keys", ()):
+        if key in state:
+            state[key] = state[key]
+
+
 # --- the model ---------------------------------------------------------------------------------
 def _switch_model() -> None:
     """Called when the picker changes: try the new model now; on failure keep the old one."""
@@ -189,6 +206,7 @@ def lesson_page(number: int) -> tuple[Lesson, LoadedModel]:
     lesson = load_lesson(entry.markdown)
     st.set_page_config(page_title=f"{lesson.title} · Glassbox GPT", page_icon="🔍", layout="wide")
     init_state()
+    restore_kept_values()
     st.session_state.setdefault("visited", set()).add(number)
     model_picker()
     loaded = current_model()

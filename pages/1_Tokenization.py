@@ -9,6 +9,7 @@ from core.tokenization import (bpe_merge_steps, distinct_words, pretokens, promp
                                split_words, to_byte_symbols)
 
 lesson, loaded = course_ui.lesson_page(1)
+course_ui.keep_values("chip_view", "fallback_text")
 prompt = course_ui.prompt_box()
 model_tokenizer = loaded.tokenizer
 tokenizers = {"Course model BPE": cached_model(DEFAULT_MODEL.key).tokenizer, "GPT-2 BPE": cached_gpt2_tokenizer()}

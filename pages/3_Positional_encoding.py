@@ -9,6 +9,7 @@ from core.cached import cached_reorder_experiment
 MAP_POSITIONS = 128  # how many positions the matrix figures draw
 
 lesson, loaded = course_ui.lesson_page(3)
+course_ui.keep_values("pos_how")
 prompt = course_ui.prompt_box()
 trace = course_ui.lesson_trace(loaded, prompt)
 count = min(MAP_POSITIONS, loaded.context_length)

@@ -10,6 +10,7 @@ from core.glassbox import concatenate_heads
 OVERVIEW_TOKENS = 32  # the all-layers overview draws the last tokens only
 
 lesson, loaded = course_ui.lesson_page(4)
+course_ui.keep_values("attn_layer", "attn_head", "attn_ablate")
 prompt = course_ui.prompt_box()
 trace = course_ui.lesson_trace(loaded, prompt)
 if trace is not None:
@@ -131,6 +132,8 @@ def head_roles() -> None:
 @needs_trace
 def ablation() -> None:
     options = [(l, h) for l in range(trace.n_layer) for h in range(trace.n_head)]
+    if "attn_ablate" in st.session_state:  # keep only heads this model has (the model may have changed)
+        st.session_state.attn_ablate = [pair for pair in st.session_state.attn_ablate if pair in options]
     chosen = st.multiselect("Heads to switch off (layer.head)", options, key="attn_ablate",
                             format_func=lambda pair: f"{pair[0]}.{pair[1]}")
     after = cached_trace(loaded.name, prompt, ablated_heads=frozenset(chosen)) if chosen else trace

@@ -21,6 +21,7 @@ SMALL_SOURCE = 0.01  # and so are positions whose flows carry less than this sha
 LENS_POSITIONS = 24  # the logit lens draws the last positions
 
 lesson, loaded = course_ui.lesson_page(6)
+course_ui.keep_values("s_temperature", "s_top_k", "s_top_p", "s_seed", "s_n_tokens", "s_guess")
 prompt = course_ui.prompt_box()
 trace = course_ui.lesson_trace(loaded, prompt)
 needs_trace = course_ui.needs_trace(trace)
@@ -29,6 +30,7 @@ state.setdefault("s_temperature", 1.0)
 state.setdefault("s_top_k", 50)
 state.setdefault("s_top_p", 0.9)
 state.setdefault("s_seed", 0)
+state.setdefault("s_n_tokens", 30)
 if trace is not None:
     logits = trace["logits"][-1]  # [vocab]
     state.s_top_k = min(int(state.s_top_k), logits.numel())  # a smaller model may have a smaller vocabulary
@@ -161,7 +163,7 @@ def strategy_label(choice: Strategy) -> str:
 
 @needs_trace
 def generate() -> None:
-    st.slider("Tokens to generate", 1, 50, 30, key="s_n_tokens")
+    st.slider("Tokens to generate", 1, 50, key="s_n_tokens")
     compared = (Strategy(0.0, 0, 1.0), strategy, Strategy(COMPARE_TEMPERATURE, strategy.top_k, strategy.top_p))
     request = (loaded.name, tuple(trace.token_ids), int(state.s_n_tokens), compared, int(state.s_seed))
     if st.button("Generate", type="primary", key="s_generate"):

@@ -28,6 +28,8 @@ KNOBS = {  # TrainConfig field: (label, min, max, step)
 }
 
 lesson, loaded = course_ui.lesson_page(7)
+course_ui.keep_values("t_source", "t_text", "t_tokenizer", "t_vocab", "t_preset",
+                      *(f"t_{knob}" for knob in asdict(TrainConfig())))
 state = st.session_state
 state.setdefault("t_source", "stories")
 state.setdefault("t_tokenizer", "bpe")

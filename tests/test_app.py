@@ -172,6 +172,32 @@ def test_answers_are_kept_between_pages_and_home_shows_progress():
     assert f"1 of {total} questions right" in links[LESSONS[2].page].label
 
 
+def test_settings_are_found_again_after_visiting_other_lessons():
+    """Streamlit forgets a widget's value when its page is left; the lessons' settings must not be."""
+    app = run_page(LESSONS[6].page)  # Training
+    text = "A student's own text. " * 120
+    app.selectbox(key="t_preset").select("5-minute").run()
+    app.radio(key="t_source").set_value("text").run()
+    app.text_area(key="t_text").input(text).run()
+    app.switch_page(LESSONS[5].page).run()  # Sampling
+    app.slider(key="s_temperature").set_value(2.0).run()
+    app.slider(key="s_n_tokens").set_value(12).run()
+    app.switch_page(LESSONS[3].page).run()  # Attention
+    app.selectbox(key="attn_layer").select(2).run()
+    app.multiselect(key="attn_ablate").set_value([(0, 0), (0, 3)]).run()
+    for page in ("Home.py", LESSONS[0].page, LESSONS[6].page):
+        app.switch_page(page).run()
+    assert app.selectbox(key="t_preset").value == "5-minute"
+    assert app.number_input(key="t_n_layer").value == 4  # the 5-minute preset's, not the 1-minute's 2
+    assert app.radio(key="t_source").value == "text" and app.text_area(key="t_text").value == text
+    app.switch_page(LESSONS[5].page).run()
+    assert app.slider(key="s_temperature").value == 2.0 and app.slider(key="s_n_tokens").value == 12
+    app.switch_page(LESSONS[3].page).run()
+    assert app.selectbox(key="attn_layer").value == 2
+    assert app.multiselect(key="attn_ablate").value == [(0, 0), (0, 3)]
+    assert not app.exception and not app.warning, ([e.value for e in app.exception], [w.value for w in app.warning])
+
+
 def test_example_button_sets_the_prompt():
     app = run_page("Home.py")
     app.button(key="example-0").click().run()
