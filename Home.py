@@ -42,14 +42,15 @@ def prompt_box() -> None:
 def lesson_list() -> None:
     visited = st.session_state.get("visited", set())
     for entry in LESSONS:
-        title = f"{entry.number}. {entry.title}"
+        lesson = load_lesson(entry.markdown)  # read once for its title, summary and questions
+        title = f"{entry.number}. {lesson.title}"
         if entry.is_built:
-            score = load_lesson(entry.markdown).quiz_score(course_ui.answers(course_ui.lesson_key(entry.number)))
+            score = lesson.quiz_score(course_ui.answers(course_ui.lesson_key(entry.number)))
             progress = f" · *{score.right} of {score.total} questions right*" if score.answered else ""
             icon = ":material/check_circle:" if entry.number in visited else ":material/radio_button_unchecked:"
-            st.page_link(entry.page, label=f"**{title}**: {entry.summary}{progress}", icon=icon)
+            st.page_link(entry.page, label=f"**{title}**: {lesson.summary}{progress}", icon=icon)
         else:
-            st.markdown(f"**{title}**: {entry.summary} *(coming soon)*")
+            st.markdown(f"**{title}**: {lesson.summary} *(coming soon)*")
 
 
 course_ui.render_lesson(home, {"model-picker": model_picker, "prompt-box": prompt_box,

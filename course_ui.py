@@ -243,6 +243,13 @@ def layer_head_state(trace, key: str) -> tuple[int, int]:
     return state[layer_key], state[head_key]
 
 
+def keep_only_offered(key: str, options: list) -> None:
+    """Before a multiselect is drawn: drop chosen values it no longer offers (another prompt or
+    model), which Streamlit would refuse."""
+    if key in st.session_state:
+        st.session_state[key] = [value for value in st.session_state[key] if value in options]
+
+
 def layer_head_picker(trace, key: str) -> None:
     left, right = st.columns(2)
     left.selectbox("Layer", range(trace.n_layer), key=f"{key}_layer")

@@ -132,8 +132,7 @@ def head_roles() -> None:
 @needs_trace
 def ablation() -> None:
     options = [(l, h) for l in range(trace.n_layer) for h in range(trace.n_head)]
-    if "attn_ablate" in st.session_state:  # keep only heads this model has (the model may have changed)
-        st.session_state.attn_ablate = [pair for pair in st.session_state.attn_ablate if pair in options]
+    course_ui.keep_only_offered("attn_ablate", options)
     chosen = st.multiselect("Heads to switch off (layer.head)", options, key="attn_ablate",
                             format_func=lambda pair: f"{pair[0]}.{pair[1]}")
     after = cached_trace(loaded.name, prompt, ablated_heads=frozenset(chosen)) if chosen else trace

@@ -137,8 +137,7 @@ def logit_contributions() -> None:
 def ablation() -> None:
     predicted = int(trace["logits"][-1].argmax())
     options = cached_neurons_pushing_token(loaded.name, prompt, predicted, ABLATION_CHOICES)
-    if "ff_ablate" in st.session_state:  # keep only choices that are still offered for this prompt
-        st.session_state.ff_ablate = [pair for pair in st.session_state.ff_ablate if pair in options]
+    course_ui.keep_only_offered("ff_ablate", options)
     chosen = st.multiselect("Neurons to switch off (layer.neuron)", options, key="ff_ablate",
                             format_func=lambda pair: f"{pair[0]}.{pair[1]}",
                             help=f"In each layer, the {ABLATION_CHOICES} neurons that push the predicted token "
