@@ -100,6 +100,18 @@ def funnel(logits: torch.Tensor, strategy: Strategy) -> Funnel:
     return Funnel(log_probs, by_k, by_p, renormalise(log_probs, by_p))
 
 
+def funnel_links(stage: Funnel, chosen: int, chosen_label: str) -> list[tuple[str, str, float]]:
+    """The funnel as (from, to, probability mass) links: the whole vocabulary → kept by top-k →
+    kept by top-p → the drawn token. What flows into each stage flows out of it; links that carry
+    less than MASS_TOLERANCE are left out."""
+    by_k, by_p = stage.mass(stage.kept_by_top_k), stage.mass(stage.kept_by_top_p)
+    drawn = float(stage.log_probs[chosen].exp())
+    links = [("whole vocabulary", "kept by top-k", by_k), ("whole vocabulary", "cut by top-k", 1.0 - by_k),
+             ("kept by top-k", "kept by top-p", by_p), ("kept by top-k", "cut by top-p", by_k - by_p),
+             ("kept by top-p", f"sampled: {chosen_label}", drawn), ("kept by top-p", "kept, not drawn", by_p - drawn)]
+    return [link for link in links if link[2] > MASS_TOLERANCE]
+
+
 def pick(final_log_probs: torch.Tensor, generator: torch.Generator | None, greedy: bool) -> int:
     if greedy:
         return int(final_log_probs.argmax())
@@ -279,3 +291,24 @@ def journey_flows(trace: Trace, model, token_id: int, labels: list[str]) -> list
         flows.append(JourneyFlow(last, f"MLP {layer}", float(to_logit(trace[f"blocks.{layer}.mlp.out"][-1]))))
     flows.append(JourneyFlow("biases", "final LayerNorm β", float(gpt.ln_f.bias @ model.lm_head.weight[token_id])))
     return flows
+
+
+def merge_small_sources(flows: list[JourneyFlow], labels: list[str], last_positions: int,
+                        small_share: float) -> list[JourneyFlow]:
+    """The journey made drawable: flows from a prompt position before the last `last_positions`,
+    or from a position whose flows carry less than `small_share` of all |flow|, are given the
+    source "other positions". Nothing is dropped, so the flows still sum to the logit."""
+    weight: dict[str, float] = {}
+    for flow in flows:
+        weight[flow.source] = weight.get(flow.source, 0.0) + abs(flow.value)
+    total = sum(weight.values()) or 1.0
+    early = set(labels[:max(0, len(labels) - last_positions)])
+    kept = {source for source, w in weight.items() if w >= small_share * total and source not in early}
+    kept.add("biases")
+    return [flow if flow.source in kept else JourneyFlow("other positions", flow.component, flow.value)
+            for flow in flows]
+
+
+def raises_and_lowers(flows: list[JourneyFlow]) -> tuple[float, float]:
+    """How much the flows push the logit up, and how much down (both ≥ 0); up − down is the logit."""
+    return sum(f.value for f in flows if f.value > 0), -sum(f.value for f in flows if f.value < 0)

@@ -139,16 +139,8 @@ def cuts() -> None:
 def funnel() -> None:
     st.number_input("Seed", 0, 2**31 - 1, step=1, key="s_seed", help="The same seed gives the same draw.")
     chosen = sampling.sample_next(logits, strategy, int(state.s_seed))
-    whole = 1.0
-    by_k, by_p = stage.mass(stage.kept_by_top_k), stage.mass(stage.kept_by_top_p)
-    chosen_mass = float(stage.log_probs[chosen].exp())
-    token = plotly_name(chosen)
-    masses = [("whole vocabulary", "kept by top-k", by_k), ("whole vocabulary", "cut by top-k", whole - by_k),
-              ("kept by top-k", "kept by top-p", by_p), ("kept by top-k", "cut by top-p", by_k - by_p),
-              ("kept by top-p", f"sampled: {token}", chosen_mass),
-              ("kept by top-p", "kept, not drawn", by_p - chosen_mass)]
     course_ui.chart("funnel", (strategy, chosen), lambda: figures.funnel_sankey(
-        [m for m in masses if m[2] > 1e-6],
+        sampling.funnel_links(stage, chosen, plotly_name(chosen)),
         f"Where the probability goes at T = {strategy.temperature:g} (masses of the temperature-scaled distribution)"))
     how = "greedy: the most likely token" if strategy.is_greedy else f"seed {int(state.s_seed)}"
     st.markdown(f"Drawn ({how}): **{figures.md_escape(name(chosen))}**, which had probability "
@@ -215,15 +207,10 @@ def journey() -> None:
                             format_func=lambda i: f"{name(i)} (p = {float(log_probs[i].exp()):.3f})")
     labels = figures.token_labels(trace.token_strings)
     flows = sampling.journey_flows(trace, loaded.model, token_id, labels)
-    first_shown = max(0, trace.n_tokens - JOURNEY_POSITIONS)
-    weight = {source: sum(abs(f.value) for f in flows if f.source == source) for source in {f.source for f in flows}}
-    total = sum(weight.values()) or 1.0
-    shown = ({source for source, w in weight.items() if w >= SMALL_SOURCE * total} - set(labels[:first_shown])) | {"biases"}
-    merged = [(f.source if f.source in shown else "other positions", f.component, f.value) for f in flows]
-    up = sum(v for _, _, v in merged if v > 0)
-    down = -sum(v for _, _, v in merged if v < 0)
+    merged = sampling.merge_small_sources(flows, labels, JOURNEY_POSITIONS, SMALL_SOURCE)
+    up, down = sampling.raises_and_lowers(merged)
     course_ui.chart("journey", (token_id,), lambda: figures.journey_sankey(
-        merged, (f"raises the logit (+{up:.2f})", f"lowers it (−{down:.2f})"),
+        [(f.source, f.component, f.value) for f in merged], (f"raises the logit (+{up:.2f})", f"lowers it (−{down:.2f})"),
         f"Where the logit of {plotly_name(token_id)} at the last position comes from"))
     st.caption(f"Raises − lowers = {up - down:.4f}; the model's logit for this token: "
                f"{float(logits[token_id]):.4f}.")

@@ -164,6 +164,41 @@ def test_journey_flows_sum_to_the_logit_and_match_the_components(model):
         assert {f.source for f in flows} <= set(labels) | {"biases"}
 
 
+def test_funnel_links_conserve_probability_at_every_stage():
+    logits = torch.randn(60, generator=torch.Generator().manual_seed(5)) * 3
+    for strategy in (Strategy(0.7, 8, 0.6), Strategy(1.0, 0, 0.9), Strategy(2.0, 20, 1.0), Strategy(0.0, 0, 1.0)):
+        stage = sampling.funnel(logits, strategy)
+        chosen = sampling.sample_next(logits, strategy, seed=1)
+        links = sampling.funnel_links(stage, chosen, "tok")
+        into, out_of = {}, {}
+        for a, b, mass in links:
+            assert mass > 0
+            out_of[a] = out_of.get(a, 0.0) + mass
+            into[b] = into.get(b, 0.0) + mass
+        assert out_of["whole vocabulary"] == pytest.approx(1.0, abs=1e-6)
+        for stage_name in ("kept by top-k", "kept by top-p"):
+            assert out_of.get(stage_name, 0.0) == pytest.approx(into.get(stage_name, 0.0), abs=1e-6)
+        assert into["sampled: tok"] == pytest.approx(float(stage.log_probs[chosen].exp()), abs=1e-9)
+    # greedy: the drawn token holds all the mass, so no "cut" or "not drawn" links are left
+    assert [b for _, b, _ in links] == ["kept by top-k", "kept by top-p", "sampled: tok"]
+
+
+def test_merging_small_journey_sources_keeps_the_sum_and_the_recent_positions(model):
+    trace = run_trace(model, list(range(3, 23)))
+    labels = [f"{i} t{i}" for i in range(20)]
+    flows = sampling.journey_flows(trace, model, 7, labels)
+    merged = sampling.merge_small_sources(flows, labels, last_positions=5, small_share=0.01)
+    assert len(merged) == len(flows)
+    assert sum(f.value for f in merged) == pytest.approx(sum(f.value for f in flows), abs=1e-9)
+    assert {f.source for f in merged} <= set(labels[-5:]) | {"biases", "other positions"}
+    assert "other positions" in {f.source for f in merged}
+    up, down = sampling.raises_and_lowers(merged)
+    assert up >= 0 and down >= 0
+    assert up - down == pytest.approx(float(trace["logits"][-1, 7]), abs=1e-4)
+    everything = sampling.merge_small_sources(flows, labels, last_positions=20, small_share=0.0)
+    assert [f.source for f in everything] == [f.source for f in flows]
+
+
 def test_the_lessons_numbers_about_sure_and_unsure_prompts_are_the_course_models(bundled):
     """Lesson 6 quotes these probabilities of the bundled model; they must stay true."""
     from core.lessons import load_lesson
