@@ -278,7 +278,8 @@ def frozen_step() -> None:
     context = figures.md_escape(" ".join(picked.tokenizer.decode(ids[max(0, step.position - 5):step.position + 1]).split()))
     st.caption(f"Model: {figures.md_escape(picked.name)}. Example: the first {len(ids)} tokens of your prompt; every "
                f"token predicts the next. The table shows the prediction the model found hardest: after "
-               f"“…{context}” the real next token is {figures.md_escape(name(step.target))}.")
+               f"“…{context}” the real next token is {figures.md_escape(name(step.target))}. The loss averages "
+               f"{len(ids) - 1} predictions, so here ∂loss/∂logit = (softmax p − one-hot) ÷ {len(ids) - 1}.")
     st.metric("Loss (mean cross-entropy over the example)", f"{step.loss:.4f}")
     top = step.logit_probs.topk(8).indices.tolist()
     if step.target not in top:
