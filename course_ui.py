@@ -80,7 +80,7 @@ def model_picker(where=st.sidebar) -> None:
         where.text_input("Folder with a GPT-2 model (config.json, weights, tokenizer)", key="local_folder",
                          on_change=_switch_model)
     if state.model_message:
-        where.warning(state.model_message)
+        where.warning(md_escape(state.model_message))  # it may hold a folder path the student typed
 
 
 def current_model() -> LoadedModel:

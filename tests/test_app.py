@@ -8,6 +8,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from core.course import APP_DIR, LESSONS
+from core.figures import md_escape
 from core.lessons import load_lesson
 
 PAGES = ["Home.py"] + [entry.page for entry in LESSONS if entry.is_built]
@@ -304,9 +305,12 @@ def test_a_student_picks_a_model_folder_through_the_picker(gpt2_family_folder):
     app.selectbox(key="model_box").select("local-folder").run()
     assert app.selectbox(key="model_box").value == "local-folder"  # stays on the folder choice
     assert app.session_state["model_key"] == "glassbox-stories"  # nothing loaded yet
-    app.text_input(key="local_folder").input("/no/such/folder").run()
+    hostile_path = "/no/<img src=x onerror=alert(1)>/**bold**/[link](javascript:alert(2))"
+    app.text_input(key="local_folder").input(hostile_path).run()
     assert app.selectbox(key="model_box").value == "local-folder"  # the box stays open to fix the path
     assert app.session_state["model_key"] == "glassbox-stories" and app.warning
+    assert md_escape(hostile_path) in app.warning[0].value  # shown as typed, neither HTML nor markdown
+    assert_healthy(app)
     app.text_input(key="local_folder").input(gpt2_family_folder).run()
     assert not app.exception, [e.value for e in app.exception]
     assert app.session_state["model_key"] == gpt2_family_folder
