@@ -27,6 +27,9 @@ COLOURS = "red blue green yellow pink brown orange purple white black".split()
 PLACES = "park garden beach forest school market farm river hill shop zoo lake".split()
 ANIMALS = "dog bird frog duck fox rabbit cow goat mouse pig".split()
 FEELINGS = "happy sad tired glad hungry sleepy proud".split()
+# Some stories open with "The cat sat on the mat.", so that the text's very first token can be "The"
+# (no space before it), as in a prompt a student types; without them that token is almost never seen.
+OPEN_WITH_THE_CAT = 0.1
 
 
 @dataclass
@@ -73,7 +76,12 @@ def write_story(rng: random.Random) -> Story:
     w = _StoryWriter()
 
     size = rng.choice(["little ", "small ", "young ", ""])
-    w.add(f"Once upon a time, there was a {size}{kind} named {name}.")
+    if rng.random() < OPEN_WITH_THE_CAT:
+        w.add("The cat sat on the")
+        w.probe("mat", " mat")
+        w.add(f". Next to the cat sat a {size}{kind} named {name}.")
+    else:
+        w.add(f"Once upon a time, there was a {size}{kind} named {name}.")
     w.probe("name", f" {name}")
     w.add(f" had a {colour} {thing}.")
     w.add(f" {subject}")  # sentence starts with a pronoun: the probe is on the next possessive

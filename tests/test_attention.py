@@ -1,12 +1,14 @@
 """The Attention lesson's math against the trace and against hand-made patterns."""
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
 import torch
 
 from core import attention
+from core.build_course_model import MODEL_DIR
 from core.tokenization import prompt_tokens
 from core.glassbox import Interventions, Trace, run_trace
 from tests.conftest import random_gpt2
@@ -34,9 +36,10 @@ def test_worked_query_row_equals_the_trace_pattern(trace):
 def test_worked_row_on_the_bundled_model(bundled):
     tokens = prompt_tokens(bundled.tokenizer, "Once upon a time, there was a girl named Mia. Mia had a red ball. One day,")
     trace = run_trace(bundled.model, [t.id for t in tokens], [t.text for t in tokens])
-    steps = attention.worked_query_row(trace, 0, 0, trace.n_tokens - 1)
-    assert [s.weight for s in steps] == pytest.approx(trace["blocks.0.attn.pattern"][0, -1].tolist(), abs=1e-6)
-    # the course model's name head looks at the name when " Mia" comes next
+    _, layer, head = json.loads((MODEL_DIR / "evaluation.json").read_text())["name_heads"][0]
+    steps = attention.worked_query_row(trace, layer, head, trace.n_tokens - 1)
+    assert [s.weight for s in steps] == pytest.approx(trace[f"blocks.{layer}.attn.pattern"][head, -1].tolist(), abs=1e-6)
+    # the course model's name head (the model card's best) looks at the name when " Mia" comes next
     weight_on_name = sum(s.weight for s in steps if s.key_token == " Mia")
     assert weight_on_name > 0.5
 

@@ -1,6 +1,8 @@
 """The residual-stream lesson's math."""
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 
@@ -107,34 +109,67 @@ def test_neuron_contributions_add_up_to_the_mlp_bar(model_and_trace):
     assert pairs[0] == (0, int(first_layer.argmax()))
 
 
-def test_the_lessons_numbers_about_heads_and_neurons_are_the_course_models(bundled):
-    """Lesson 5 quotes these numbers of the bundled model; they must stay true."""
-    from core.lessons import load_lesson
+def quoted(pattern: str, text: str) -> tuple[str, ...]:
+    """The numbers a lesson sentence quotes, as written (their decimals say how they were rounded)."""
+    found = re.search(pattern, text)
+    assert found is not None, f"the lesson no longer says: {pattern}"
+    return found.groups()
 
+
+def rounded_like(value: float, written: str) -> str:
+    decimals = len(written.split(".")[1]) if "." in written else 0
+    return f"{value:.{decimals}f}"
+
+
+def test_the_lessons_numbers_about_heads_and_neurons_are_the_course_models(bundled):
+    """Lesson 5 quotes these numbers of the bundled model; they are read from the lesson and re-measured."""
+    from core.lessons import LESSONS_DIR, load_lesson
+
+    text = " ".join((LESSONS_DIR / "05_feed_forward.md").read_text().split())
     model, tokenizer = bundled.model, bundled.tokenizer
 
     def probability(ids: list[int], token_id: int, interventions: Interventions = Interventions()) -> float:
         return float(run_trace(model, ids, interventions=interventions).next_token_probs()[token_id])
 
-    # the default prompt: " Mia" at 0.999; heads 0 and 3 of layer 0 off: 0.008
+    # the default prompt: the name head's direct share is small, its effect large
     ids = tokenizer(load_lesson("home.md").meta["default_prompt"])["input_ids"]
     mia = tokenizer(" Mia")["input_ids"][0]
-    assert round(probability(ids, mia), 3) == 0.999
-    assert round(probability(ids, mia, Interventions(ablated_heads=frozenset({(0, 0), (0, 3)}))), 3) == 0.008
-    # attention 0 adds about +0.6 directly; the MLPs of layers 0 and 3 add most of the logit
+    attention, first_mlp, second_mlp = quoted(r"adds only about \+([\d.]+) to that logit directly, while the MLPs "
+                                              r"of layers (\d) and (\d) add most of it", text)
     bars = dict(residual.direct_logit_contributions(run_trace(model, ids), model, mia))
-    assert round(bars["attention 0"], 1) == 0.6
-    assert set(sorted(bars, key=bars.get)[-2:]) == {"MLP 0", "MLP 3"}
+    assert rounded_like(bars["attention 0"], attention) == attention
+    assert set(sorted(bars, key=bars.get)[-2:]) == {f"MLP {first_mlp}", f"MLP {second_mlp}"}
+    head, layer, before, after = quoted(r"switching that head off \(head (\d) of layer (\d), lesson 4\) drops the "
+                                        r"probability of \" Mia\" from ([\d.]+) to ([\d.]+)", text)
+    assert rounded_like(probability(ids, mia), before) == before
+    ablated = Interventions(ablated_heads=frozenset({(int(layer), int(head))}))
+    assert rounded_like(probability(ids, mia, ablated), after) == after
 
-    # "The cat sat on the": " mat" at 0.9998; the top 8 neurons of layer 3 push about 3.0 and
-    # leave it at 0.999; those of layer 0 push only about 1.8 and drop it to about 0.05
+    # "The cat sat on the": switching off the neurons that push " mat" hardest hardly moves it
     ids = tokenizer("The cat sat on the")["input_ids"]
     mat = tokenizer(" mat")["input_ids"][0]
-    assert round(probability(ids, mat), 4) == 0.9998
     trace = run_trace(model, ids)
     pairs = residual.neurons_pushing_token(trace, model, mat, per_layer=8)
-    for layer, push, after, digits in ((3, 3.0, 0.999, 3), (0, 1.8, 0.05, 2)):
+
+    def top_eight(layer: int) -> tuple[float, Interventions]:
         chosen = [(l, n) for l, n in pairs if l == layer]
         pushed = residual.neuron_logit_contributions(trace, model, layer, mat)[[n for _, n in chosen]].sum()
-        assert round(float(pushed), 1) == push
-        assert round(probability(ids, mat, Interventions(ablated_neurons=frozenset(chosen))), digits) == after
+        return float(pushed), Interventions(ablated_neurons=frozenset(chosen))
+
+    (p_mat,) = quoted(r"the course model gives \" mat\" a probability of ([\d.]+)\.", text)
+    assert rounded_like(probability(ids, mat), p_mat) == p_mat
+    late, push, after, fall, sigma_before, sigma_after = quoted(
+        r"The top 8 neurons of layer (\d) push the logit of \" mat\" up by about ([\d.]+) directly\. Switch them off "
+        r"and \" mat\" still has ([\d.]+): its logit falls by only ([\d.]+),.*?\(([\d.]+) before, ([\d.]+) after\)", text)
+    pushed, ablated = top_eight(int(late))
+    after_trace = run_trace(model, ids, interventions=ablated)
+    assert rounded_like(pushed, push) == push
+    assert rounded_like(float(after_trace.next_token_probs()[mat]), after) == after
+    assert rounded_like(float(trace["logits"][-1, mat] - after_trace["logits"][-1, mat]), fall) == fall
+    assert rounded_like(float(trace["ln_final.var"][-1].sqrt()), sigma_before) == sigma_before
+    assert rounded_like(float(after_trace["ln_final.var"][-1].sqrt()), sigma_after) == sigma_after
+    early, push, after = quoted(r"The top 8 of layer (\d), with a direct push of about ([\d.]+), leave it at ([\d.]+)\.",
+                                text)
+    pushed, ablated = top_eight(int(early))
+    assert rounded_like(pushed, push) == push
+    assert rounded_like(probability(ids, mat, ablated), after) == after
