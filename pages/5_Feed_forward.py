@@ -12,7 +12,7 @@ CURVE_NEURONS = 64  # the GELU plot draws the prompt's points for this many neur
 ABLATION_CHOICES = 8  # neurons offered per layer in the ablation experiment
 
 lesson, loaded = course_ui.lesson_page(5)
-course_ui.keep_values("ff_layer", "ff_head", "ff_ablate")
+course_ui.keep_values("ff_layer", "ff_ablate")
 prompt = course_ui.prompt_box()
 trace = course_ui.lesson_trace(loaded, prompt)
 needs_trace = course_ui.needs_trace(trace)

@@ -1,11 +1,26 @@
 """Shared fixtures: small random GPT-2 models (never the network) and the bundled model."""
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
+from core.lessons import LESSONS_DIR
 from core.models import BUNDLED_MODEL_DIR, load_model
+
+
+def lesson_text(file_name: str) -> str:
+    """A lesson file's words with its line breaks folded into spaces, to find a quoted sentence in."""
+    return " ".join((LESSONS_DIR / file_name).read_text(encoding="utf-8").split())
+
+
+def quoted(pattern: str, text: str) -> tuple[str, ...]:
+    """What a lesson sentence quotes, as written (a number's decimals say how it was rounded)."""
+    found = re.search(pattern, text)
+    assert found is not None, f"the lesson no longer says: {pattern}"
+    return found.groups()
 
 
 def random_gpt2(n_layer=2, n_head=2, n_embd=32, n_positions=64, vocab_size=100, seed=0, **extra) -> GPT2LMHeadModel:

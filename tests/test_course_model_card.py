@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 import json
-import re
 
 import pytest
 
 from core.build_course_model import MODEL_DIR
 from core.evaluate_course_model import evaluate, model_card
-from core.lessons import LESSONS_DIR
+from tests.conftest import lesson_text
 
 REQUIRED = {"mat": 0.5, "name": 0.95, "pronoun": 0.8, "object": 0.8}  # issue 2, section 4
 
@@ -45,7 +44,7 @@ def test_the_model_passes_every_probe_the_foundation_issue_asks_for(measured):
 
 
 def test_the_attention_lesson_quotes_the_cards_head_and_ablation(stored):
-    text = " ".join((LESSONS_DIR / "04_attention.md").read_text().split())
+    text = lesson_text("04_attention.md")
     best_score, layer, head = stored["name_heads"][0]
     assert f"one head, layer {layer}, head {head}, does a job you can watch" in text
     assert f"look at the last row of layer {layer}, head {head}" in text

@@ -1,14 +1,12 @@
 """The residual-stream lesson's math."""
 from __future__ import annotations
 
-import re
-
 import pytest
 import torch
 
 from core import residual
 from core.glassbox import Interventions, run_trace
-from tests.conftest import random_gpt2
+from tests.conftest import lesson_text, quoted, random_gpt2
 
 
 @pytest.fixture(scope="module")
@@ -109,13 +107,6 @@ def test_neuron_contributions_add_up_to_the_mlp_bar(model_and_trace):
     assert pairs[0] == (0, int(first_layer.argmax()))
 
 
-def quoted(pattern: str, text: str) -> tuple[str, ...]:
-    """The numbers a lesson sentence quotes, as written (their decimals say how they were rounded)."""
-    found = re.search(pattern, text)
-    assert found is not None, f"the lesson no longer says: {pattern}"
-    return found.groups()
-
-
 def rounded_like(value: float, written: str) -> str:
     decimals = len(written.split(".")[1]) if "." in written else 0
     return f"{value:.{decimals}f}"
@@ -123,9 +114,9 @@ def rounded_like(value: float, written: str) -> str:
 
 def test_the_lessons_numbers_about_heads_and_neurons_are_the_course_models(bundled):
     """Lesson 5 quotes these numbers of the bundled model; they are read from the lesson and re-measured."""
-    from core.lessons import LESSONS_DIR, load_lesson
+    from core.lessons import load_lesson
 
-    text = " ".join((LESSONS_DIR / "05_feed_forward.md").read_text().split())
+    text = lesson_text("05_feed_forward.md")
     model, tokenizer = bundled.model, bundled.tokenizer
 
     def probability(ids: list[int], token_id: int, interventions: Interventions = Interventions()) -> float:

@@ -11,7 +11,7 @@ from transformers.generation.logits_process import TopKLogitsWarper, TopPLogitsW
 from core import residual, sampling
 from core.glassbox import run_trace
 from core.sampling import Strategy
-from tests.conftest import random_gpt2
+from tests.conftest import lesson_text, quoted, random_gpt2
 
 LOGITS = torch.tensor([2.0, 1.0, 0.5, -1.0, 3.0, 0.0])
 
@@ -202,9 +202,9 @@ def test_merging_small_journey_sources_keeps_the_sum_and_the_recent_positions(mo
 
 def test_the_lessons_numbers_about_sure_and_unsure_prompts_are_the_course_models(bundled):
     """Lesson 6 quotes these probabilities of the bundled model; they are read from the lesson and re-measured."""
-    from core.lessons import LESSONS_DIR, load_lesson
+    from core.lessons import load_lesson
 
-    text = " ".join((LESSONS_DIR / "06_sampling.md").read_text().split())
+    text = lesson_text("06_sampling.md")
     default_prompt = load_lesson("home.md").meta["default_prompt"]
 
     def top(prompt: str, n: int, digits: int) -> list[tuple[str, float]]:
@@ -214,14 +214,12 @@ def test_the_lessons_numbers_about_sure_and_unsure_prompts_are_the_course_models
         best = probs.topk(n)
         return [(bundled.tokenizer.decode([i]), round(float(p), digits)) for p, i in zip(best.values, best.indices.tolist())]
 
-    sure = re.search(r"the course model is ([\d.]+)% sure the next token is \"([^\"]+)\"", text)
-    assert sure is not None
-    assert top(default_prompt, 1, digits=3) == [(sure.group(2), round(float(sure.group(1)) / 100, 3))]
-    unsure = re.search(r'after "Once upon a time, there was a" it spreads its bet over (.*?) and more', text)
-    assert unsure is not None
-    quoted = [(token, float(p)) for token, p in re.findall(r'"([^"]+)" \(([\d.]+)\)', unsure.group(1))]
-    assert len(quoted) == 4
-    assert top("Once upon a time, there was a", 4, digits=2) == quoted
+    percent, token = quoted(r"the course model is ([\d.]+)% sure the next token is \"([^\"]+)\"", text)
+    assert top(default_prompt, 1, digits=3) == [(token, round(float(percent) / 100, 3))]
+    (bets,) = quoted(r'after "Once upon a time, there was a" it spreads its bet over (.*?) and more', text)
+    candidates = [(token, float(p)) for token, p in re.findall(r'"([^"]+)" \(([\d.]+)\)', bets)]
+    assert len(candidates) == 4
+    assert top("Once upon a time, there was a", 4, digits=2) == candidates
 
 
 
