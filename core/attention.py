@@ -24,8 +24,8 @@ class QueryRowStep:
 
 def worked_query_row(trace: Trace, layer: int, head: int, query: int) -> list[QueryRowStep]:
     """Attention of one query position over every key, step by step from Q and K."""
-    q = trace[f"blocks.{layer}.attn.q"][head, query]  # [d_head]
-    k = trace[f"blocks.{layer}.attn.k"][head]  # [pos, d_head]
+    q_all, k = trace.scored_qk(layer, head)  # [pos, d_head] each
+    q = q_all[query]  # [d_head]
     scale = float(trace[f"blocks.{layer}.attn.scale"])
     dots = [float(q @ k[j]) for j in range(trace.n_tokens)]
     scaled = [d / scale for d in dots]

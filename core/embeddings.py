@@ -6,7 +6,9 @@ import torch
 
 
 def embedding_matrix(model) -> torch.Tensor:
-    return model.transformer.wte.weight.detach()  # [vocab, d_model]
+    from core.architectures import weights_of
+
+    return weights_of(model).W_E  # [vocab, d_model]
 
 
 def cosine_matrix(vectors: torch.Tensor) -> torch.Tensor:

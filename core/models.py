@@ -1,22 +1,27 @@
 """Which models the course can use, and how they are loaded.
 
-The bundled course model is the default and needs nothing but this repository. The GPT-2
-family loads from the Hugging Face hub where it is reachable (e.g. on Streamlit Community
-Cloud). Any local folder holding a GPT-2-architecture model works too. Loading failures
-become one plain sentence (`ModelLoadError`), never a traceback.
+The bundled course models are the default and need nothing but this repository. Real models
+of every family the glass box reads (GPT-2, GPT-Neo, GPT-J, Pythia, SmolLM, Qwen…) load from
+the Hugging Face hub where it is reachable (e.g. on Streamlit Community Cloud). Any local
+folder holding such a model works too. Loading failures become one plain sentence
+(`ModelLoadError`), never a traceback; a model is refused, not half-loaded, when its weights do
+not cover its config or its folder lacks a tokenizer: every number on screen must be the model's.
 """
 from __future__ import annotations
 
+import os
 import socket
 from dataclasses import dataclass
 from pathlib import Path
 
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 BUNDLED_MODEL_DIR = MODELS_DIR / "glassbox-stories"
+MODERN_MODEL_DIR = MODELS_DIR / "glassbox-stories-llama"
 HUB_HOST = "huggingface.co"
-MAX_PARAMETERS = 400_000_000  # gpt2-medium (355M) fits a 2.7 GB Streamlit Cloud app; gpt2-large does not
+MAX_PARAMETERS = 520_000_000  # Qwen2.5-0.5B (494M) and gpt2-medium (355M) fit a 2.7 GB Cloud app one at a time
 BYTES_PER_PARAMETER = 4 * 1.25  # float32 weights, and room for the traces of a few prompts
-SMALL_MODEL_PARAMETERS = 50_000_000  # the course model, trained ones: always loaded, many cached, cheap to step
+SMALL_MODEL_PARAMETERS = 50_000_000  # the course models, trained ones: always loaded, many cached, cheap to step
+TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "tokenizer.model", "spiece.model")
 
 
 @dataclass(frozen=True)
@@ -25,16 +30,51 @@ class ModelChoice:
     label: str  # what the student reads
     source: str  # a folder path or a hub id, passed to from_pretrained
     from_hub: bool
+    family: str = ""  # a key of core.architectures.FAMILIES ("" for a folder not yet read)
+    parameters: int = 0  # known size of a hub model, so a too-big one is refused before any download
 
 
 REGISTRY: tuple[ModelChoice, ...] = (
-    ModelChoice("glassbox-stories", "Course model (bundled, offline)",
-                str(BUNDLED_MODEL_DIR), from_hub=False),
-    ModelChoice("gpt2", "GPT-2 small (124M, hub)", "gpt2", from_hub=True),
-    ModelChoice("distilgpt2", "DistilGPT-2 (82M, hub)", "distilgpt2", from_hub=True),
-    ModelChoice("gpt2-medium", "GPT-2 medium (355M, hub)", "gpt2-medium", from_hub=True),
+    ModelChoice("glassbox-stories", "Course model, GPT-2 design (bundled, offline)", str(BUNDLED_MODEL_DIR),
+                from_hub=False, family="gpt2"),
+    ModelChoice("glassbox-stories-llama", "Course model, Llama design (bundled, offline)", str(MODERN_MODEL_DIR),
+                from_hub=False, family="llama"),
+    ModelChoice("gpt2", "GPT-2 small (124M, hub)", "gpt2", True, "gpt2", 124_439_808),
+    ModelChoice("distilgpt2", "DistilGPT-2 (82M, hub)", "distilgpt2", True, "gpt2", 81_912_576),
+    ModelChoice("gpt2-medium", "GPT-2 medium (355M, hub)", "gpt2-medium", True, "gpt2", 354_823_168),
+    ModelChoice("openai-gpt", "GPT, 2018 (117M, hub)", "openai-community/openai-gpt", True, "openai-gpt", 116_534_784),
+    ModelChoice("gpt-neo-125m", "GPT-Neo 125M (hub)", "EleutherAI/gpt-neo-125m", True, "gpt_neo", 125_198_592),
+    ModelChoice("gpt-j-6b", "GPT-J 6B (hub)", "EleutherAI/gpt-j-6b", True, "gptj", 6_053_381_344),
+    ModelChoice("pythia-70m", "Pythia 70M (hub)", "EleutherAI/pythia-70m", True, "gpt_neox", 70_426_624),
+    ModelChoice("pythia-160m", "Pythia 160M (hub)", "EleutherAI/pythia-160m", True, "gpt_neox", 162_322_944),
+    ModelChoice("smollm2-135m", "SmolLM2 135M (hub)", "HuggingFaceTB/SmolLM2-135M", True, "llama", 134_515_008),
+    ModelChoice("qwen2.5-0.5b", "Qwen2.5 0.5B (hub)", "Qwen/Qwen2.5-0.5B", True, "qwen2", 494_032_768),
 )
 DEFAULT_MODEL = REGISTRY[0]
+
+
+def family_order() -> list[str]:
+    """The families in the order the picker groups them: the course models' first, then by year."""
+    from core.architectures import FAMILIES
+
+    return sorted(FAMILIES, key=lambda name: (FAMILIES[name].year, name))
+
+
+def picker_label(choice: ModelChoice) -> str:
+    """The model's label with its family in front, so the picker reads as groups."""
+    from core.architectures import FAMILIES
+
+    family = FAMILIES.get(choice.family)
+    return f"{family.name} · {choice.label}" if family else choice.label
+
+
+def is_hosted() -> bool:
+    """Served to others (a class server, Streamlit Community Cloud, which runs apps from
+    /mount/src): then a typed folder path gets one answer whether or not it exists, so a visitor
+    cannot map the server's files. An instructor on a laptop gets the precise reason."""
+    if os.environ.get("GLASSBOX_HOSTED", "").strip() not in ("", "0"):
+        return True
+    return str(Path(__file__).resolve()).startswith("/mount/src/")
 
 
 def folder_config(key_or_source: str) -> dict | None:
@@ -57,12 +97,22 @@ class ModelLoadError(Exception):
 class LoadedModel:
     name: str
     source: str
-    model: object  # GPT2LMHeadModel in eval mode; shared, never mutated
+    model: object  # a Hugging Face causal LM in eval mode with eager attention; shared, never mutated
     tokenizer: object  # a Hugging Face tokenizer
 
     @property
+    def arch(self):
+        from core.architectures import weights_of
+
+        return weights_of(self.model).arch
+
+    @property
     def context_length(self) -> int:
-        return self.model.config.n_positions
+        return self.arch.n_ctx
+
+    @property
+    def family(self) -> str:
+        return self.model.config.model_type
 
 
 def choice_for(key_or_source: str) -> ModelChoice:
@@ -74,11 +124,15 @@ def choice_for(key_or_source: str) -> ModelChoice:
 
 
 def estimated_parameters(config) -> int:
-    """Parameters of a GPT-2 config, from its sizes alone (before any weights are fetched)."""
-    d, layers = config.n_embd, config.n_layer
-    d_mlp = config.n_inner or 4 * d
-    per_block = 4 * d + (3 * d * d + 3 * d) + (d * d + d) + (d * d_mlp + d_mlp) + (d_mlp * d + d)
-    return config.vocab_size * d + config.n_positions * d + layers * per_block + 2 * d
+    """Parameters of a model of this config, counted on a model built on the "meta" device (no
+    memory, no weights fetched), for every family; the tied embedding counted once."""
+    import torch
+
+    from core.hf import MODEL_BUILD_LOCK, AutoModelForCausalLM
+
+    with MODEL_BUILD_LOCK, torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config)
+    return sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
 
 
 def available_memory_bytes(cgroup: Path = Path("/sys/fs/cgroup"), meminfo: Path = Path("/proc/meminfo")) -> int | None:
@@ -115,40 +169,96 @@ def hub_reachable(timeout: float = 1.5) -> bool:
         return False
 
 
+def _is_folder(source: str) -> bool:
+    """Whether `source` is a folder; any OS error (a name too long, no permission) counts as no."""
+    try:
+        return Path(source).expanduser().is_dir()
+    except (OSError, ValueError):
+        return False
+
+
+def _looks_like_path(source: str) -> bool:
+    return source.startswith((".", "/", "~")) or "\\" in source or len(source) > 200
+
+
+def _size_check(source: str, parameters: int, label: str) -> None:
+    needed = parameters * BYTES_PER_PARAMETER
+    if parameters > MAX_PARAMETERS:
+        raise ModelLoadError(f"{label} has about {parameters / 1e6:,.0f}M parameters and would need about "
+                             f"{needed / 1e9:.0f} GB of memory; this app allows models up to "
+                             f"{MAX_PARAMETERS / 1e6:.0f}M parameters.")
+    free = available_memory_bytes() if parameters > SMALL_MODEL_PARAMETERS else None
+    if free is not None and needed > free:
+        raise ModelLoadError(f"{label} needs about {needed / 1e9:.1f} GB of memory and only {free / 1e9:.1f} GB "
+                             "is free here now.")
+
+
+def _check_weights_cover_config(source: str, info: dict) -> None:
+    """Refuse a model whose saved weights do not match its config: transformers fills missing
+    weights with random values and only logs it, which would make every number on screen false."""
+    problems = []
+    for kind, words in (("missing_keys", "missing"), ("unexpected_keys", "not used by the config"),
+                        ("mismatched_keys", "of the wrong shape")):
+        keys = sorted(str(k if isinstance(k, str) else k[0]) for k in info.get(kind, ()) or ())
+        if keys:
+            problems.append(f"{len(keys)} weight{'s' if len(keys) > 1 else ''} {words} (e.g. {keys[0]})")
+    if problems:
+        raise ModelLoadError(f"{source}'s weights do not match its config.json: {'; '.join(problems)}. "
+                             "Save the model again with model.save_pretrained(folder), or fix config.json.")
+
+
+def _check_tokenizer(source: str, is_folder: bool, tokenizer, vocab_size: int) -> None:
+    if is_folder and not any((Path(source).expanduser() / name).is_file() for name in TOKENIZER_FILES):
+        raise ModelLoadError(f"The folder {source} has no tokenizer files (tokenizer.json, or vocab.json and "
+                             "merges.txt); save them beside the model with tokenizer.save_pretrained(folder).")
+    if len(tokenizer) == 0 or not tokenizer("a")["input_ids"]:
+        raise ModelLoadError(f"{source}'s tokenizer turns text into no tokens; save the tokenizer the model was "
+                             "trained with beside it, with tokenizer.save_pretrained(folder).")
+    if len(tokenizer) > vocab_size:
+        raise ModelLoadError(f"{source}'s tokenizer has {len(tokenizer):,} tokens but the model only "
+                             f"{vocab_size:,}: they do not belong together.")
+
+
 def load_model(key_or_source: str) -> LoadedModel:
     """Load a registry model, a hub id or a local folder, in eval mode with eager attention."""
-    from core.hf import AutoConfig, AutoTokenizer, GPT2LMHeadModel
+    from core.architectures import FAMILIES, UnsupportedModel, supported_families_sentence, weights_of
+    from core.hf import MODEL_BUILD_LOCK, AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     choice = choice_for(key_or_source)
     source = choice.source
-    is_folder = Path(source).is_dir()
+    is_folder = _is_folder(source)
+    hosted_answer = f"No model could be loaded from {source}."
     if not is_folder:
-        if source.startswith((".", "/", "~")) or "\\" in source:
-            raise ModelLoadError(f"There is no model folder at {source}.")
+        if _looks_like_path(source):
+            raise ModelLoadError(hosted_answer if is_hosted() else f"There is no model folder at {source}.")
+        if choice.parameters:
+            _size_check(source, choice.parameters, choice.label.split(" (")[0])
         if not hub_reachable():
             raise ModelLoadError(f"{source} needs the Hugging Face hub, which cannot be reached from here.")
     try:
         config = AutoConfig.from_pretrained(source)
     except Exception as error:  # noqa: BLE001 - any failure becomes one sentence
+        if is_folder and is_hosted():
+            raise ModelLoadError(hosted_answer) from error
         raise ModelLoadError(f"{source} could not be found ({type(error).__name__}).") from error
-    if config.model_type != "gpt2":
-        raise ModelLoadError(f"{source} is a {config.model_type} model; the course reads GPT-2-architecture models only.")
-    parameters = estimated_parameters(config)
-    if parameters > MAX_PARAMETERS:
-        raise ModelLoadError(f"{source} has about {parameters / 1e6:.0f}M parameters, "
-                             f"more than the {MAX_PARAMETERS / 1e6:.0f}M this app allows.")
-    needed = parameters * BYTES_PER_PARAMETER
-    free = available_memory_bytes() if parameters > SMALL_MODEL_PARAMETERS else None
-    if free is not None and needed > free:
-        raise ModelLoadError(f"{source} needs about {needed / 1e9:.1f} GB of memory and only {free / 1e9:.1f} GB "
-                             "is free here now.")
+    if config.model_type not in FAMILIES:
+        raise ModelLoadError(f"{source} is a {config.model_type} model; {supported_families_sentence()}.")
+    _size_check(source, estimated_parameters(config), source)
     try:
-        model = GPT2LMHeadModel.from_pretrained(source, attn_implementation="eager")
-        tokenizer = AutoTokenizer.from_pretrained(source)
+        with MODEL_BUILD_LOCK:  # see core.hf: concurrent loads left lm_head untied
+            model, info = AutoModelForCausalLM.from_pretrained(  # mismatches are reported, then refused below
+                source, attn_implementation="eager", output_loading_info=True, ignore_mismatched_sizes=True)
+            tokenizer = AutoTokenizer.from_pretrained(source)
     except Exception as error:  # noqa: BLE001
         raise ModelLoadError(f"{source} could not be loaded ({type(error).__name__}).") from error
+    _check_weights_cover_config(source, info)
+    _check_tokenizer(source, is_folder, tokenizer, config.vocab_size)
     model.eval()
     model.requires_grad_(False)
+    try:
+        weights_of(model)
+    except UnsupportedModel as error:
+        raise ModelLoadError(f"{source} cannot be read by the glass box: {error}.") from error
     return LoadedModel(name=choice.key, source=source, model=model, tokenizer=tokenizer)
 
 

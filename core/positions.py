@@ -8,11 +8,53 @@ from dataclasses import dataclass
 
 import torch
 
-from core.glassbox import Interventions, run_trace
+from core.architectures import weights_of
+from core.glassbox import Interventions, rotary_angles, run_trace
 
 
-def learned_positions(model, count: int) -> torch.Tensor:
-    return model.transformer.wpe.weight.detach()[:count]  # [count, d_model]
+def learned_positions(model, count: int) -> torch.Tensor | None:
+    """The first `count` rows of the learned position embedding; None for a rotary model."""
+    w_pos = weights_of(model).W_pos
+    return None if w_pos is None else w_pos[:count]  # [count, d_model]
+
+
+@torch.no_grad()
+def shift_invariance(model, ids: list[int], shift: int) -> float:
+    """The largest change of any first-block attention score when the whole prompt is given
+    positions shift..shift+n-1 instead of 0..n-1. Rotary positions: the scores see only the
+    distance between query and key, so nothing changes (to float precision); learned positions
+    are added to the tokens, so the scores change."""
+    here = run_trace(model, ids)["scores", 0]  # [head, query, key]
+    moved = run_trace(model, ids, interventions=Interventions(first_position=shift))["scores", 0]
+    return float((here - moved).abs().max())
+
+
+@dataclass(frozen=True)
+class RotaryPair:
+    """One pair of a query's rotary dims at two positions: what RoPE does to a real vector."""
+    pair: int  # which pair of dims (0: the fastest-turning)
+    dims: tuple[int, int]  # the two dims of each head that form this pair
+    angle_per_position: float  # radians it turns per position
+    before: tuple[float, float]  # the query's two values before the turn (no position in them)
+    turned: dict[int, tuple[float, float]]  # position -> the two values after the turn
+
+
+def rotary_pairs(model, q: torch.Tensor, places: list[int], pairs: list[int]) -> list[RotaryPair]:
+    """How rotary position embedding turns `q` ([d_head], one head's query before rotation) if it
+    stood at each of `places`, for some of its pairs of dims, by the model's own angles."""
+    weights = weights_of(model)
+    arch = weights.arch
+    half = arch.rotary_dim // 2
+    out = []
+    for pair in pairs:
+        dims = (2 * pair, 2 * pair + 1) if arch.rotary_interleaved else (pair, pair + half)
+        a, b = float(q[dims[0]]), float(q[dims[1]])
+        turned = {}
+        for place in places:
+            cos, sin = (float(x[0, pair]) for x in rotary_angles(weights, 1, place))
+            turned[place] = (a * cos - b * sin, b * cos + a * sin)
+        out.append(RotaryPair(pair, dims, float(weights.rotary_inv_freq[pair]), (a, b), turned))
+    return out
 
 
 def sinusoidal_encoding(count: int, width: int) -> torch.Tensor:

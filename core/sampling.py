@@ -12,7 +12,8 @@ from typing import Callable
 
 import torch
 
-from core.glassbox import Trace, layer_norm
+from core.architectures import weights_of
+from core.glassbox import Trace, norm
 from core.residual import direct_logit
 
 GREEDY_BELOW = 1e-3  # temperatures at or below this are the T → 0 limit: all mass on the argmax
@@ -154,7 +155,7 @@ class Guess:
 def guess_probability(model, prompt_ids: list[int], guess_ids: list[int]) -> Guess:
     """The guess's first token's rank and probability after the prompt, and the probability of
     the whole guess, token by token (each conditioned on the prompt and the guess so far)."""
-    context = model.config.n_positions
+    context = weights_of(model).arch.n_ctx
     ids = (prompt_ids + guess_ids)[-context:]
     start = len(ids) - len(guess_ids)  # index of the guess's first token in `ids`
     log_probs = torch.log_softmax(model(torch.tensor([ids])).logits[0].double(), dim=-1)  # [pos, vocab]
@@ -198,7 +199,7 @@ def generate(model, prompt_ids: list[int], n_tokens: int, strategy: Strategy, se
     """Generate `n_tokens` one at a time, reusing the keys and values of earlier positions (the
     model's KV cache), so each step computes one new position. The prompt is cut from the left
     so that prompt + continuation fit the model's context."""
-    room = model.config.n_positions - n_tokens
+    room = weights_of(model).arch.n_ctx - n_tokens
     dropped = max(0, len(prompt_ids) - room)
     ids = prompt_ids[dropped:]
     result = Generation(prompt_ids=ids, strategy=strategy, seed=seed, dropped_prompt_tokens=dropped)
@@ -234,13 +235,15 @@ class LogitLens:
 @torch.no_grad()
 def logit_lens(trace: Trace, model) -> LogitLens:
     """The logit lens, one row at a time (the full [layers, pos, vocab] array of a GPT-2 would take
-    hundreds of MB). Its last row is the model's own output."""
-    gpt = model.transformer
-    streams = [trace["blocks.0.resid_pre"]] + [trace[f"blocks.{l}.resid_post"] for l in range(trace.n_layer)]
+    hundreds of MB). Each row puts the stream through what the model's own output does: the final
+    norm (where the family has one) and the unembedding. Its last row is the model's own output."""
+    weights = weights_of(model)
+    streams = [trace["blocks.0.resid_pre"]] + [trace["resid_post", l] for l in range(trace.n_layer)]
     top_probs, top_ids, last = [], [], []
     for stream in streams:  # [pos, d_model]
-        normalised = layer_norm(stream, gpt.ln_f.weight, gpt.ln_f.bias, model.config.layer_norm_epsilon, {}, "lens")
-        probs = torch.softmax(normalised @ model.lm_head.weight.T, dim=-1)  # [pos, vocab]
+        if weights.arch.final_norm:
+            stream = norm(stream, weights.ln_final, weights.arch, {}, "lens")  # [pos, d_model]
+        probs = torch.softmax(stream @ weights.W_U + weights.b_U, dim=-1)  # [pos, vocab]
         best = probs.max(dim=-1)
         top_probs.append(best.values)
         top_ids.append(best.indices)
@@ -261,35 +264,41 @@ class JourneyFlow:
 
 @torch.no_grad()
 def journey_flows(trace: Trace, model, token_id: int, labels: list[str]) -> list[JourneyFlow]:
-    """The chosen token's logit at the last position, split exactly into flows from where the
-    information came from (a prompt position, or a bias) through which component.
+    """The chosen token's logit at the last position, split exactly into flows by the position
+    whose vector was written (a prompt position, or a bias) and the component that wrote it.
 
     Attention's output at the last position is Σ_heads Σ_sources weight · (v_source · W_O,head)
-    plus c_proj's bias, so its direct contribution splits exactly over source positions. The
-    embeddings and the MLPs work on the last position's own vector, so they flow from the last
-    token. Each part goes through `core.residual.direct_logit` (σ of the final LayerNorm held at its
-    real value); the flows sum to the real logit."""
-    gpt = model.transformer
+    plus b_O, so its direct contribution splits exactly over source positions. The embeddings
+    and the MLPs work on the last position's own vector, so they flow from the last token. Each
+    part goes through `core.residual.direct_logit` (the final norm's divisor held at its real
+    value; in a post-LN model through the later norms too, `core.residual.carried`); the flows
+    sum to the real logit."""
+    from core.residual import carried, direct_logit, logit_constants
 
-    def to_logit(vectors: torch.Tensor) -> torch.Tensor:  # [..., d_model] -> [...]
-        return direct_logit(vectors, trace, model, token_id)
+    weights = weights_of(model)
+
+    def to_logit(vectors: torch.Tensor, first_norm: int) -> torch.Tensor:  # [..., d_model] -> [...]
+        return direct_logit(carried(vectors, trace, model, first_norm, position=-1), trace, model, token_id)
 
     last = labels[-1]
-    flows = [JourneyFlow(last, "embeddings", float(to_logit(trace["embed.token"][-1] + trace["embed.position"][-1])))]
-    n_head = trace.n_head
-    for layer in range(trace.n_layer):
-        block = gpt.h[layer]
-        values = trace[f"blocks.{layer}.attn.v"]  # [head, pos, d_head]
-        d_head = values.shape[-1]
-        w_out = block.attn.c_proj.weight.view(n_head, d_head, -1)  # [head, d_head, d_model]
-        written = torch.einsum("hpd,hdm->hpm", values, w_out)  # [head, pos, d_model] each source's value, projected
-        weights = trace[f"blocks.{layer}.attn.pattern"][:, -1, :]  # [head, pos] attention of the last position
-        per_source = (weights.unsqueeze(-1) * written).sum(dim=0)  # [pos, d_model]
-        for position, value in enumerate(to_logit(per_source).tolist()):
+    flows = [JourneyFlow(last, "embeddings", float(to_logit(trace["blocks.0.resid_pre"][-1], 0)))]
+    arch = weights.arch
+    for layer, block in enumerate(weights.blocks):
+        values = trace["v", layer]  # [kv_head, pos, d_head]
+        if arch.group_size > 1:
+            values = values.repeat_interleave(arch.group_size, dim=0)  # [head, pos, d_head]
+        written = torch.einsum("hpd,hdm->hpm", values, block.W_O)  # [head, pos, d_model] each source's value, projected
+        weights_from_last = trace["pattern", layer][:, -1, :]  # [head, pos] attention of the last position
+        per_source = (weights_from_last.unsqueeze(-1) * written).sum(dim=0)  # [pos, d_model]
+        for position, value in enumerate(to_logit(per_source, 2 * layer).tolist()):
             flows.append(JourneyFlow(labels[position], f"attention {layer}", value))
-        flows.append(JourneyFlow("biases", f"attention {layer}", float(to_logit(block.attn.c_proj.bias))))
-        flows.append(JourneyFlow(last, f"MLP {layer}", float(to_logit(trace[f"blocks.{layer}.mlp.out"][-1]))))
-    flows.append(JourneyFlow("biases", "final LayerNorm β", float(gpt.ln_f.bias @ model.lm_head.weight[token_id])))
+        flows.append(JourneyFlow("biases", f"attention {layer}", float(to_logit(block.b_O, 2 * layer))))
+        if arch.post_norm:
+            flows.append(JourneyFlow("biases", f"norm β {layer}.1", float(to_logit(block.ln1.bias, 2 * layer + 1))))
+        flows.append(JourneyFlow(last, f"MLP {layer}", float(to_logit(trace["mlp_out", layer][-1], 2 * layer + 1))))
+        if arch.post_norm:
+            flows.append(JourneyFlow("biases", f"norm β {layer}.2", float(to_logit(block.ln2.bias, 2 * layer + 2))))
+    flows += [JourneyFlow("biases", name, value) for name, value in logit_constants(model, token_id)]
     return flows
 
 

@@ -12,7 +12,7 @@ import time
 from dataclasses import asdict, dataclass
 
 import torch
-from core.hf import GPT2Config, GPT2LMHeadModel
+from core.hf import MODEL_BUILD_LOCK, GPT2Config, GPT2LMHeadModel
 
 
 @dataclass
@@ -52,7 +52,8 @@ def new_model(config: TrainConfig, vocab_size: int, eos_token_id: int) -> GPT2LM
         embd_pdrop=config.dropout, attn_pdrop=config.dropout,
         bos_token_id=eos_token_id, eos_token_id=eos_token_id,
     )
-    model = GPT2LMHeadModel(model_config)
+    with MODEL_BUILD_LOCK:  # see core.hf: building models is not thread-safe
+        model = GPT2LMHeadModel(model_config)
     model.loss_type = "ForCausalLM"  # the loss `labels=` computes (said here, transformers warns when it must guess)
     return model
 

@@ -46,9 +46,14 @@ def test_worked_row_on_the_bundled_model(bundled):
 
 def hand_made_trace(ids: list[int], patterns: torch.Tensor) -> Trace:
     """A trace holding only attention patterns [layer, head, query, key], made by hand."""
-    return Trace(token_ids=ids, token_strings=[str(i) for i in ids], n_layer=patterns.shape[0],
-                 n_head=patterns.shape[1], tensors={f"blocks.{l}.attn.pattern": patterns[l]
-                                                    for l in range(patterns.shape[0])})
+    from dataclasses import replace
+
+    from core.architectures import weights_of
+
+    arch = replace(weights_of(random_gpt2()).arch, n_layer=patterns.shape[0], n_head=patterns.shape[1],
+                   n_kv_head=patterns.shape[1])
+    return Trace(token_ids=ids, token_strings=[str(i) for i in ids], arch=arch,
+                 tensors={f"blocks.{l}.attn.pattern": patterns[l] for l in range(patterns.shape[0])})
 
 
 def test_head_scores_on_hand_made_patterns():

@@ -13,6 +13,7 @@ from core.models import ModelLoadError, estimated_parameters, load_model
 from core.tokenization import gpt2_tokenizer
 from core.training import parameter_count
 from tests.conftest import random_gpt2
+from tests.tiny_models import VARIANTS, tiny_model
 
 
 @pytest.fixture
@@ -40,7 +41,7 @@ def test_hub_path_uses_from_pretrained_on_the_id(tiny_folder, monkeypatch):
     """A hub id goes through the same from_pretrained calls; here the 'hub' is a temp folder."""
     import transformers
     calls = []
-    real_config, real_model = transformers.AutoConfig.from_pretrained, transformers.GPT2LMHeadModel.from_pretrained
+    real_config, real_model = transformers.AutoConfig.from_pretrained, transformers.AutoModelForCausalLM.from_pretrained
     real_tokenizer = transformers.AutoTokenizer.from_pretrained
 
     def redirect(real):
@@ -51,7 +52,7 @@ def test_hub_path_uses_from_pretrained_on_the_id(tiny_folder, monkeypatch):
 
     monkeypatch.setattr(models, "hub_reachable", lambda timeout=1.5: True)
     monkeypatch.setattr(transformers.AutoConfig, "from_pretrained", redirect(real_config))
-    monkeypatch.setattr(transformers.GPT2LMHeadModel, "from_pretrained", redirect(real_model))
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", redirect(real_model))
     monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", redirect(real_tokenizer))
     loaded = load_model("someone/tiny-gpt2")
     assert calls.count("someone/tiny-gpt2") == 3  # config, weights, tokenizer
@@ -70,8 +71,82 @@ def test_missing_folder_and_wrong_architecture_are_refused(tmp_path):
     with pytest.raises(ModelLoadError, match="no model folder"):
         load_model(str(tmp_path / "nothing-here"))
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "bert", "vocab_size": 10}))
-    with pytest.raises(ModelLoadError, match="GPT-2-architecture"):
+    with pytest.raises(ModelLoadError, match=r"is a bert model; the course reads .*GPT-2.*Llama.*models\.$"):
         load_model(str(tmp_path))
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_every_family_loads_from_a_folder_and_traces(variant, tmp_path, bundled):
+    """A tiny random model of each family, saved with the course tokenizer, loads through the
+    same path as a student's folder, and its trace equals its own forward."""
+    model = tiny_model(variant, vocab_size=len(bundled.tokenizer))
+    model.save_pretrained(tmp_path)
+    bundled.tokenizer.save_pretrained(tmp_path)
+    loaded = load_model(str(tmp_path))
+    assert loaded.family == model.config.model_type and loaded.model.config._attn_implementation == "eager"
+    ids = loaded.tokenizer("The cat sat on the")["input_ids"]
+    with torch.no_grad():
+        expected = loaded.model(input_ids=torch.tensor([ids])).logits[0]
+    torch.testing.assert_close(run_trace(loaded.model, ids)["logits"], expected, atol=1e-4, rtol=0)
+
+
+def test_a_folder_without_tokenizer_files_is_refused_naming_them(tiny_folder):
+    """Issue 13 B: config.json and weights alone used to load with an empty tokenizer."""
+    for name in ("tokenizer.json", "vocab.json", "merges.txt", "tokenizer_config.json", "special_tokens_map.json"):
+        (tiny_folder / name).unlink(missing_ok=True)
+    with pytest.raises(ModelLoadError, match=r"no tokenizer files \(tokenizer\.json, or vocab\.json and merges\.txt\); "
+                                             r"save them beside the model with tokenizer\.save_pretrained\(folder\)\.$"):
+        load_model(str(tiny_folder))
+
+
+@pytest.mark.parametrize("path", ["/" + "a" * 300, "/" + "b" * 5000, "~/" + "c" * 300, "/proc/1/root/x"])
+def test_any_os_error_on_a_typed_path_is_one_sentence(path):
+    """Issue 13 C: Path.is_dir() raised OSError [Errno 36] for a name too long."""
+    with pytest.raises(ModelLoadError) as error:
+        load_model(path)
+    assert str(error.value).startswith("There is no model folder at") and "\n" not in str(error.value)
+
+
+def test_weights_that_do_not_cover_the_config_are_refused(tiny_folder):
+    """Issue 13 D: n_layer raised above the saved weights used to load with random layers."""
+    config = json.loads((tiny_folder / "config.json").read_text())
+    (tiny_folder / "config.json").write_text(json.dumps({**config, "n_layer": 4}))
+    with pytest.raises(ModelLoadError, match=r"weights do not match its config\.json: \d+ weights missing \(e\.g\. .*h\.2\."):
+        load_model(str(tiny_folder))
+    (tiny_folder / "config.json").write_text(json.dumps({**config, "n_layer": 1}))
+    with pytest.raises(ModelLoadError, match="not used by the config"):
+        load_model(str(tiny_folder))
+    (tiny_folder / "config.json").write_text(json.dumps({**config, "n_inner": 100}))
+    with pytest.raises(ModelLoadError, match="of the wrong shape"):
+        load_model(str(tiny_folder))
+
+
+def test_hosted_app_gives_one_answer_for_missing_and_not_a_model(tmp_path, monkeypatch):
+    """Served to others, the folder box does not tell a visitor which paths exist on the server;
+    an instructor on a laptop still hears the precise reason."""
+    (tmp_path / "notes.txt").write_text("not a model")
+    missing, not_model = str(tmp_path / "nothing-here"), str(tmp_path)
+    local = [str(pytest.raises(ModelLoadError, load_model, path).value) for path in (missing, not_model)]
+    assert local[0] != local[1]
+    monkeypatch.setenv("GLASSBOX_HOSTED", "1")
+    hosted = [str(pytest.raises(ModelLoadError, load_model, path).value) for path in (missing, not_model)]
+    assert hosted[0].replace(missing, "PATH") == hosted[1].replace(not_model, "PATH") == "No model could be loaded from PATH."
+
+
+def test_gpt_j_is_listed_and_refused_with_the_memory_it_would_need(monkeypatch):
+    monkeypatch.setattr(models, "hub_reachable", lambda timeout=1.5: pytest.fail("the hub must not be asked"))
+    with pytest.raises(ModelLoadError, match=r"^GPT-J 6B has about 6,053M parameters and would need about 30 GB of memory; "
+                                             r"this app allows models up to 520M parameters\.$"):
+        load_model("gpt-j-6b")
+
+
+def test_the_picker_groups_models_by_family():
+    from core.architectures import FAMILIES
+
+    labels = [models.picker_label(choice) for choice in models.REGISTRY]
+    assert all(label.split(" · ")[0] in {f.name for f in FAMILIES.values()} for label in labels)
+    assert {choice.family for choice in models.REGISTRY} == {"gpt2", "openai-gpt", "gpt_neo", "gptj", "gpt_neox",
+                                                              "llama", "qwen2"}
 
 
 def test_too_large_models_are_refused_before_loading_weights(tmp_path):
@@ -84,6 +159,9 @@ def test_estimated_parameters_match_the_real_count():
     for config in [dict(n_layer=2, n_head=2, n_embd=32), dict(n_layer=3, n_head=4, n_embd=64, n_inner=100)]:
         model = random_gpt2(**config)
         assert estimated_parameters(model.config) == parameter_count(model)
+    for variant in VARIANTS:
+        model = tiny_model(variant)
+        assert estimated_parameters(model.config) == parameter_count(model), variant
 
 
 def test_bundled_model_is_small_and_loads(bundled):

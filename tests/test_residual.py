@@ -7,6 +7,7 @@ import torch
 from core import residual
 from core.glassbox import Interventions, run_trace
 from tests.conftest import lesson_text, quoted, random_gpt2
+from tests.tiny_models import VARIANTS, tiny_model
 
 
 @pytest.fixture(scope="module")
@@ -16,8 +17,8 @@ def model_and_trace():
 
 
 def test_components_sum_to_the_final_residual(model_and_trace):
-    _, trace = model_and_trace
-    total = sum(component for _, component in residual.residual_components(trace))
+    model, trace = model_and_trace
+    total = sum(component for _, component in residual.residual_components(trace, model))
     torch.testing.assert_close(total, trace["blocks.2.resid_post"], atol=1e-5, rtol=0)
 
 
@@ -27,6 +28,25 @@ def test_direct_contributions_sum_to_the_real_logit(model_and_trace):
         parts = residual.direct_logit_contributions(trace, model, token_id)
         assert len(parts) == 1 + 2 * trace.n_layer + 1
         assert sum(value for _, value in parts) == pytest.approx(float(trace["logits"][-1, token_id]), abs=1e-4)
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_waterfall_and_journey_sum_to_the_real_logit_on_every_family(variant):
+    """Pre-LN, post-LN (norms held inside the stream), parallel, RMSNorm, untied with a bias: the
+    parts of the stream sum to the stream, and the direct contributions and the journey's flows
+    each sum to the real logit."""
+    from core.sampling import journey_flows
+
+    model = tiny_model(variant)
+    trace = run_trace(model, [4, 8, 15, 16, 23, 42, 7])
+    total = sum(component for _, component in residual.residual_components(trace, model))
+    torch.testing.assert_close(total, trace["resid_post", trace.n_layer - 1], atol=1e-4, rtol=0)
+    for token_id in (0, 30, 60):
+        logit = float(trace["logits"][-1, token_id])
+        parts = residual.direct_logit_contributions(trace, model, token_id)
+        assert sum(value for _, value in parts) == pytest.approx(logit, abs=1e-4)
+        flows = journey_flows(trace, model, token_id, [str(i) for i in range(trace.n_tokens)])
+        assert sum(flow.value for flow in flows) == pytest.approx(logit, abs=1e-4)
 
 
 def test_direct_contributions_on_the_bundled_model(bundled):
@@ -49,7 +69,9 @@ def test_residual_norms_and_active_neurons(model_and_trace):
 def test_neuron_output_effects_against_direct_product(model_and_trace):
     model, _ = model_and_trace
     up, down = residual.neuron_output_effects(model, 1, 3, count=3)
-    effect = (model.lm_head.weight @ model.transformer.h[1].mlp.c_proj.weight[3]).detach()
+    write = model.transformer.h[1].mlp.c_proj.weight[3]  # [d_model] (Conv1D: [in, out])
+    through_norm = (write - write.mean()) * model.transformer.ln_f.weight  # the final LayerNorm's linear part, σ aside
+    effect = (model.lm_head.weight @ through_norm).detach()
     assert [i for i, _ in up] == effect.topk(3).indices.tolist()
     assert [i for i, _ in down] == (-effect).topk(3).indices.tolist()
     assert up[0][1] == pytest.approx(float(effect.max())) and down[0][1] == pytest.approx(float(effect.min()))
@@ -57,7 +79,7 @@ def test_neuron_output_effects_against_direct_product(model_and_trace):
 
 def test_layer_norm_step_recomputed_by_hand(model_and_trace):
     model, trace = model_and_trace
-    step = residual.layer_norm_step(trace, model, layer=1, position=2, which="ln2")
+    step = residual.norm_step(trace, model, layer=1, position=2, which="ln2")
     x = trace["blocks.1.resid_mid"][2]
     assert step.mean == pytest.approx(float(x.mean()), abs=1e-6)
     assert step.var == pytest.approx(float(((x - x.mean()) ** 2).mean()), abs=1e-6)
@@ -67,7 +89,7 @@ def test_layer_norm_step_recomputed_by_hand(model_and_trace):
     # the LayerNorm's output is exactly what the MLP reads
     torch.testing.assert_close(step.after @ model.transformer.h[1].mlp.c_fc.weight + model.transformer.h[1].mlp.c_fc.bias,
                                trace["blocks.1.mlp.pre"][2], atol=1e-5, rtol=0)
-    first = residual.layer_norm_step(trace, model, layer=0, position=0, which="ln1")
+    first = residual.norm_step(trace, model, layer=0, position=0, which="ln1")
     torch.testing.assert_close(first.before, trace["blocks.0.resid_pre"][0])
 
 
@@ -95,6 +117,7 @@ def test_neuron_contributions_add_up_to_the_mlp_bar(model_and_trace):
     token_id = 11
     bars = dict(residual.direct_logit_contributions(trace, model, token_id))
     sigma = torch.sqrt(trace["ln_final.var"][-1] + model.config.layer_norm_epsilon)
+    assert float(trace["ln_final.scale"][-1]) == pytest.approx(float(sigma))
     for layer in range(trace.n_layer):
         per_neuron = residual.neuron_logit_contributions(trace, model, layer, token_id)
         bias = model.transformer.h[layer].mlp.c_proj.bias.detach()
