@@ -1,9 +1,13 @@
-"""Rebuild the bundled course model from nothing: `python -m core.build_course_model`.
+"""Rebuild the bundled course models from nothing.
+
+    python -m core.build_course_model                       # GPT-2 design -> models/glassbox-stories/
+    python -m core.build_course_model --architecture llama  # Llama design -> models/glassbox-stories-llama/
 
 Steps, all seeded: write the story corpus (train and validation from different seeds),
-train a byte-level BPE tokenizer on the training stories, train a small GPT-2 with the
-course's own `Trainer`, and save a Hugging Face model folder to `models/glassbox-stories/`.
-Then run `python -m core.evaluate_course_model` to measure it and write its model card.
+train a byte-level BPE tokenizer on the training stories (the Llama-design model reuses the
+GPT-2-design model's tokenizer, so the two see the same tokens and can be compared token for
+token), train the model with the course's own `Trainer`, and save a Hugging Face model folder.
+Then run `python -m core.evaluate_course_model [--model FOLDER]` to measure it and write its card.
 """
 from __future__ import annotations
 
@@ -20,21 +24,31 @@ from core.tokenization import encode_corpus, train_byte_level_bpe
 from core.training import Trainer, TrainConfig, parameter_count
 
 MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "glassbox-stories"
+MODERN_MODEL_DIR = MODEL_DIR.parent / "glassbox-stories-llama"
 TRAIN_STORIES, TRAIN_SEED = 40_000, 1
 VAL_STORIES, VAL_SEED = 1_000, 2
 VOCAB_SIZE = 2048  # an upper bound: the corpus's merges run out below it
 COURSE_CONFIG = TrainConfig(n_layer=4, n_head=4, n_embd=128, block_size=128, batch_size=32,
                             learning_rate=3e-3, warmup_steps=100, max_steps=2500, seed=0)
+# The modern design at about the same size: 4 layers, width 128, 4 query heads sharing 2 key/value heads
+MODERN_CONFIG = TrainConfig(n_layer=4, n_head=4, n_embd=128, block_size=128, batch_size=32,
+                            learning_rate=3e-3, warmup_steps=100, max_steps=2500, seed=0,
+                            architecture="llama", n_kv_head=2)
 THREADS = 2
 
 
-def build(out_dir: Path, config: TrainConfig, log_every: int = 100) -> dict:
+def build(out_dir: Path, config: TrainConfig, log_every: int = 100, tokenizer_from: Path | None = None) -> dict:
     torch.set_num_threads(THREADS)
     torch.manual_seed(config.seed)
     began = time.perf_counter()
     train_texts = [story.text for story in generate_stories(TRAIN_STORIES, TRAIN_SEED)]
     val_texts = [story.text for story in generate_stories(VAL_STORIES, VAL_SEED)]
-    tokenizer = train_byte_level_bpe(train_texts, VOCAB_SIZE)
+    if tokenizer_from is not None:
+        from core.hf import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(tokenizer_from)
+    else:
+        tokenizer = train_byte_level_bpe(train_texts, VOCAB_SIZE)
     train_ids = encode_corpus(tokenizer, train_texts)  # [n_train_tokens]
     val_ids = encode_corpus(tokenizer, val_texts)  # [n_val_tokens]
     print(f"corpus: {len(train_texts)} train stories, {len(train_ids):,} tokens; "
@@ -58,7 +72,8 @@ def build(out_dir: Path, config: TrainConfig, log_every: int = 100) -> dict:
     trainer.model.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
     record = {
-        "command": "python -m core.build_course_model",
+        "command": "python -m core.build_course_model" + (f" --architecture {config.architecture}"
+                                                            if config.architecture != "gpt2" else ""),
         "config": asdict(config),
         "corpus": {"train_stories": TRAIN_STORIES, "train_seed": TRAIN_SEED, "val_stories": VAL_STORIES,
                    "val_seed": VAL_SEED, "train_tokens": len(train_ids), "val_tokens": len(val_ids)},
@@ -75,11 +90,14 @@ def build(out_dir: Path, config: TrainConfig, log_every: int = 100) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=MODEL_DIR)
-    parser.add_argument("--steps", type=int, default=COURSE_CONFIG.max_steps)
+    parser.add_argument("--architecture", choices=("gpt2", "llama"), default="gpt2")
+    parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--steps", type=int, default=None)
     args = parser.parse_args()
-    config = TrainConfig(**{**asdict(COURSE_CONFIG), "max_steps": args.steps})
-    build(args.out, config)
+    base = MODERN_CONFIG if args.architecture == "llama" else COURSE_CONFIG
+    config = TrainConfig(**{**asdict(base), "max_steps": args.steps or base.max_steps})
+    out = args.out or (MODERN_MODEL_DIR if args.architecture == "llama" else MODEL_DIR)
+    build(out, config, tokenizer_from=MODEL_DIR if args.architecture == "llama" else None)
 
 
 if __name__ == "__main__":

@@ -64,7 +64,10 @@ def name_mover_scores(model, tokenizer, stories) -> torch.Tensor:
     """For every head, the mean attention paid, at the token before a repeated name, to the
     earlier occurrences of that name: [layer, head]. A high score marks a head that looks
     back at the name when the model is about to say it again."""
-    total = torch.zeros(model.config.n_layer, model.config.n_head)  # [layer, head]
+    from core.architectures import weights_of
+
+    arch = weights_of(model).arch
+    total = torch.zeros(arch.n_layer, arch.n_head)  # [layer, head]
     count = 0
     for story in stories:
         ids = tokenizer(story.text, add_special_tokens=False)["input_ids"]
@@ -150,10 +153,20 @@ def model_card(training: dict, evaluation: dict) -> str:
     best_score, best_layer, best_head = evaluation["name_heads"][0]
     ablation_lines = "\n".join(f"- ablated: {what}: {accuracy:.1%}"
                                for what, accuracy in evaluation["name_accuracy_with_ablation"].items())
-    return f"""# glassbox-stories
+    if config.get("architecture", "gpt2") == "llama":
+        title = "glassbox-stories-llama"
+        design = (f"a {config['n_layer']}-layer model of the Llama design (Hugging Face `LlamaForCausalLM`:\n"
+                  f"RMSNorm, rotary positions, a SwiGLU MLP, {config['n_head']} query heads sharing "
+                  f"{config['n_kv_head'] or config['n_head']} key/value heads),\nthe modern twin of `glassbox-stories`, "
+                  "trained the same way on the same stories with the same tokenizer,")
+    else:
+        title = "glassbox-stories"
+        design = f"a {config['n_layer']}-layer GPT-2 (Hugging Face\n`GPT2LMHeadModel`)"
+    kv_note = f" ({config['n_kv_head']} key/value heads)" if config.get("n_kv_head") else ""
+    tokenizer_note = "\n  (the very file glassbox-stories uses)" if title != "glassbox-stories" else ""
+    return f"""# {title}
 
-The course model of Glassbox GPT: a {config['n_layer']}-layer GPT-2 (Hugging Face
-`GPT2LMHeadModel`) trained from scratch on short generated stories. Nothing in it came
+The course model of Glassbox GPT: {design} trained from scratch on short generated stories. Nothing in it came
 from the internet: the stories, the tokenizer and the weights are all made by this
 project's code.
 
@@ -162,8 +175,8 @@ project's code.
 - Corpus: {training['corpus']['train_stories']:,} stories from `core/corpus.py`, seed
   {training['corpus']['train_seed']} ({training['corpus']['train_tokens']:,} tokens); validation
   {training['corpus']['val_stories']:,} stories, seed {training['corpus']['val_seed']}
-- Tokenizer: byte-level BPE trained on the training stories, {training['vocab_size']} tokens
-- Config: {config['n_layer']} layers, {config['n_head']} heads, width {config['n_embd']},
+- Tokenizer: byte-level BPE trained on the training stories, {training['vocab_size']} tokens{tokenizer_note}
+- Config: {config['n_layer']} layers, {config['n_head']} heads{kv_note}, width {config['n_embd']},
   context {config['block_size']}, batch {config['batch_size']}, peak learning rate
   {config['learning_rate']}, warm-up {config['warmup_steps']} steps then cosine decay,
   weight decay {config['weight_decay']}, gradient clipping {config['grad_clip']}, seed {config['seed']}

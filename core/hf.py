@@ -9,7 +9,8 @@ this module's top, puts Python's own per-module import lock around it: any other
 imports `core.hf` meanwhile waits until the import is complete, and after that the lazy
 lookups are safe from any thread.
 """
-from transformers import (AutoConfig, AutoModelForCausalLM, AutoTokenizer, GPT2Config, GPT2LMHeadModel, GPT2Tokenizer,  # noqa: F401
+from transformers import (AutoConfig, AutoModelForCausalLM, AutoTokenizer, GPT2Config, GPT2LMHeadModel, GPT2Tokenizer,
+                          LlamaConfig, LlamaForCausalLM,  # noqa: F401
                           PreTrainedTokenizerFast)
 
 import threading  # noqa: E402

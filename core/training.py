@@ -1,4 +1,4 @@
-"""The course's trainer: a GPT-2-architecture model trained from scratch on CPU.
+"""The course's trainer: a small GPT-2-style or Llama-style model trained from scratch on CPU.
 
 It builds the bundled course model and is the trainer the Training lesson runs. A
 `Trainer` holds all of a run's state (model, optimizer, data sampler), so a run can be
@@ -12,7 +12,7 @@ import time
 from dataclasses import asdict, dataclass
 
 import torch
-from core.hf import MODEL_BUILD_LOCK, GPT2Config, GPT2LMHeadModel
+from core.hf import MODEL_BUILD_LOCK, GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 
 
 @dataclass
@@ -32,6 +32,9 @@ class TrainConfig:
     seed: int = 0
     use_residual: bool = True  # False: each block's halves replace the stream instead of adding to it
     use_layernorm: bool = True  # False: every LayerNorm (ln_1, ln_2, ln_f) is skipped
+    architecture: str = "gpt2"  # "gpt2" (2019: LayerNorm, learned positions, GELU) or "llama" (RMSNorm,
+    #                             rotary positions, SwiGLU, grouped-query attention)
+    n_kv_head: int = 0  # llama: key/value heads (0: one per query head); must divide n_head
 
 
 def learning_rate_at(step: int, config: TrainConfig) -> float:
@@ -44,16 +47,32 @@ def learning_rate_at(step: int, config: TrainConfig) -> float:
     return floor + 0.5 * (peak - floor) * (1 + math.cos(math.pi * progress))
 
 
-def new_model(config: TrainConfig, vocab_size: int, eos_token_id: int) -> GPT2LMHeadModel:
+def gated_mlp_width(n_embd: int) -> int:
+    """The hidden width of a SwiGLU MLP with about the parameters of a 4 × n_embd GELU MLP (it has
+    three matrices, not two): 8/3 × n_embd, rounded up to a multiple of 8, as in Llama."""
+    return -(-8 * n_embd // 3 // 8) * 8
+
+
+def new_model(config: TrainConfig, vocab_size: int, eos_token_id: int):
     torch.manual_seed(config.seed)
-    model_config = GPT2Config(
-        vocab_size=vocab_size, n_positions=config.block_size, n_embd=config.n_embd,
-        n_layer=config.n_layer, n_head=config.n_head, resid_pdrop=config.dropout,
-        embd_pdrop=config.dropout, attn_pdrop=config.dropout,
-        bos_token_id=eos_token_id, eos_token_id=eos_token_id,
-    )
+    if config.architecture == "llama":
+        model_config = LlamaConfig(
+            vocab_size=vocab_size, max_position_embeddings=config.block_size, hidden_size=config.n_embd,
+            intermediate_size=gated_mlp_width(config.n_embd), num_hidden_layers=config.n_layer,
+            num_attention_heads=config.n_head, num_key_value_heads=config.n_kv_head or config.n_head,
+            attention_dropout=config.dropout, tie_word_embeddings=True, rms_norm_eps=1e-5,
+            bos_token_id=eos_token_id, eos_token_id=eos_token_id, pad_token_id=None)
+        model_class = LlamaForCausalLM
+    else:
+        model_config = GPT2Config(
+            vocab_size=vocab_size, n_positions=config.block_size, n_embd=config.n_embd,
+            n_layer=config.n_layer, n_head=config.n_head, resid_pdrop=config.dropout,
+            embd_pdrop=config.dropout, attn_pdrop=config.dropout,
+            bos_token_id=eos_token_id, eos_token_id=eos_token_id,
+        )
+        model_class = GPT2LMHeadModel
     with MODEL_BUILD_LOCK:  # see core.hf: building models is not thread-safe
-        model = GPT2LMHeadModel(model_config)
+        model = model_class(model_config)
     model.loss_type = "ForCausalLM"  # the loss `labels=` computes (said here, transformers warns when it must guess)
     return model
 
@@ -88,13 +107,14 @@ def next_token_loss(logits: torch.Tensor, input_ids: torch.Tensor) -> torch.Tens
                                              input_ids[:, 1:].reshape(-1))
 
 
-def layer_groups(model: GPT2LMHeadModel) -> dict[str, list[torch.nn.Parameter]]:
-    """The model's parameters by layer: embeddings, each block, the final LayerNorm."""
-    gpt = model.transformer
-    groups = {"embeddings": [gpt.wte.weight, gpt.wpe.weight]}
-    for index, block in enumerate(gpt.h):
+def layer_groups(model) -> dict[str, list[torch.nn.Parameter]]:
+    """The model's parameters by layer: embeddings, each block, the final norm (GPT-2 or Llama)."""
+    base = model.base_model
+    blocks, final = (base.h, base.ln_f) if hasattr(base, "h") else (base.layers, base.norm)
+    groups = {"embeddings": [model.get_input_embeddings().weight] + ([base.wpe.weight] if hasattr(base, "wpe") else [])}
+    for index, block in enumerate(blocks):
         groups[f"block {index}"] = list(block.parameters())
-    groups["final LayerNorm"] = list(gpt.ln_f.parameters())
+    groups["final LayerNorm" if hasattr(base, "ln_f") else "final RMSNorm"] = list(final.parameters())
     return groups
 
 
@@ -135,6 +155,8 @@ class Trainer:
                  vocab_size: int, eos_token_id: int, start_at_documents: bool = False):
         if len(train_ids) <= config.block_size + 1 or len(val_ids) <= config.block_size + 1:
             raise ValueError("the text is too short for this context length")
+        if config.architecture != "gpt2" and not (config.use_residual and config.use_layernorm):
+            raise ValueError("the residual and LayerNorm switches are an experiment on the GPT-2 design only")
         self.config = config
         self.train_ids = train_ids  # [n_train_tokens]
         self.val_ids = val_ids  # [n_val_tokens]
