@@ -5,7 +5,7 @@ import course_ui
 from core.course import LESSONS
 from core.figures import md_escape
 from core.lessons import load_lesson
-from core.models import folder_config
+from core.models import choice_for, config_summary, folder_config
 
 home = load_lesson("home.md")
 st.set_page_config(page_title="Glassbox GPT", page_icon="🔍", layout="wide")
@@ -19,12 +19,14 @@ def model_picker() -> None:
     course_ui.model_picker(where=st)
     name = st.session_state.model_key
     config = folder_config(name)  # a folder model: read its config.json, load it when a lesson needs it
-    if config is None or config.get("model_type") != "gpt2":
+    if config is None:
         loaded = course_ui.current_model()
         name, config = loaded.name, loaded.model.config.to_dict()
-    st.caption(f"In use: **{md_escape(name)}**: {config['n_layer']} layers, {config['n_head']} heads per layer, "
-               f"width {config['n_embd']}, context {config['n_positions']:,} tokens, "
-               f"vocabulary {config['vocab_size']:,}.")
+    size = config_summary(config)
+    shared = (f" sharing {size['kv_heads']} key/value heads" if size["kv_heads"] != size["heads"] else "")
+    st.caption(f"In use: **{md_escape(name)}**: {size['layers']} layers, {size['heads']} heads per layer{shared}, "
+               f"width {size['width']}, context {size['context']:,} tokens, vocabulary {size['vocab']:,}.")
+    course_ui.family_note(choice_for(name).family or config.get("model_type", ""), where=st)
 
 
 def prompt_box() -> None:

@@ -9,7 +9,7 @@ import streamlit as st
 from core.course import LESSONS, LessonEntry, neighbours
 from core.figures import md_escape
 from core.lessons import BadSlot, Figure, Lesson, Markdown, Question, load_lesson
-from core.models import DEFAULT_MODEL, REGISTRY, LoadedModel, ModelLoadError
+from core.models import DEFAULT_MODEL, REGISTRY, LoadedModel, ModelLoadError, family_order, picker_label
 
 LOCAL_FOLDER = "local-folder"
 PROMPT_LIMIT = 20_000  # characters; the text box refuses more
@@ -68,8 +68,10 @@ def model_picker(where=st.sidebar) -> None:
     init_state()
     state = st.session_state
     trained = state.get("trained_models", {})  # folder -> label: models this session trained in lesson 7
-    keys = [choice.key for choice in REGISTRY] + list(trained) + [LOCAL_FOLDER]
-    labels = ({choice.key: choice.label for choice in REGISTRY} | trained
+    order = family_order()
+    by_family = sorted(REGISTRY, key=lambda choice: (choice.from_hub, order.index(choice.family)))  # course models first
+    keys = [choice.key for choice in by_family] + list(trained) + [LOCAL_FOLDER]
+    labels = ({choice.key: picker_label(choice) for choice in REGISTRY} | trained
               | {LOCAL_FOLDER: "A model folder on this computer…"})
     # the picker shows the model in use, or the folder choice while the student types a path
     state.model_box = state.model_key if state.model_key in keys and not state.get("choosing_folder") \
@@ -77,10 +79,19 @@ def model_picker(where=st.sidebar) -> None:
     where.selectbox("Model", keys, key="model_box", format_func=labels.get, on_change=_switch_model)
     if state.model_box == LOCAL_FOLDER:
         state.setdefault("local_folder", state.model_key if state.model_key not in keys else "")
-        where.text_input("Folder with a GPT-2 model (config.json, weights, tokenizer)", key="local_folder",
+        where.text_input("Folder with a model (config.json, weights, tokenizer)", key="local_folder",
                          on_change=_switch_model)
     if state.model_message:
         where.warning(md_escape(state.model_message))  # it may hold a folder path the student typed
+
+
+def family_note(family: str, where=st) -> None:
+    """One line under the picker: the family's name and what it changes from GPT-2."""
+    from core.families import FAMILIES
+
+    found = FAMILIES.get(family)
+    if found is not None:
+        where.caption(f"{found.name} ({found.year}): {found.differs}.")
 
 
 def current_model() -> LoadedModel:

@@ -30,6 +30,8 @@ from dataclasses import dataclass
 
 import torch
 
+from core.families import FAMILIES, supported_families_sentence
+
 
 @dataclass(frozen=True)
 class Architecture:
@@ -348,42 +350,18 @@ def convert_llama(model) -> ModelWeights:
                         inv_freq, rotary_scale, _tied(model))
 
 
-@dataclass(frozen=True)
-class Family:
-    converter: object  # model -> ModelWeights
-    name: str  # what a student reads
-    year: int
-    differs: str  # one line: what this family changes from GPT-2
-
-
-FAMILIES: dict[str, Family] = {
-    "gpt2": Family(convert_gpt2, "GPT-2", 2019, "the course's reference design"),
-    "openai-gpt": Family(convert_openai_gpt, "GPT (openai-gpt)", 2018,
-                         "the norm after each addition (post-LN), no final norm"),
-    "gpt_neo": Family(convert_gpt_neo, "GPT-Neo", 2021,
-                      "every other layer sees only the last few tokens (local attention); scores not scaled"),
-    "gptj": Family(convert_gptj, "GPT-J", 2021,
-                   "rotary positions on part of each head; attention and MLP side by side"),
-    "gpt_neox": Family(convert_gpt_neox, "GPT-NeoX / Pythia", 2022,
-                       "rotary positions on part of each head; attention and MLP side by side"),
-    "llama": Family(convert_llama, "Llama", 2023, "RMSNorm, rotary positions, a gated (SwiGLU) MLP, grouped-query attention"),
-    "qwen2": Family(convert_llama, "Qwen2", 2024, "as Llama, with biases on queries, keys and values"),
-    "mistral": Family(convert_llama, "Mistral", 2023, "as Llama, with a sliding attention window"),
-}
-
-
-def supported_families_sentence() -> str:
-    names = sorted({family.name for family in FAMILIES.values()})
-    return "the course reads " + ", ".join(names[:-1]) + " and " + names[-1] + " models"
+CONVERTERS = {"gpt2": convert_gpt2, "openai-gpt": convert_openai_gpt, "gpt_neo": convert_gpt_neo, "gptj": convert_gptj,
+              "gpt_neox": convert_gpt_neox, "llama": convert_llama, "qwen2": convert_llama, "mistral": convert_llama}
+assert set(CONVERTERS) == set(FAMILIES)
 
 
 def convert(model) -> ModelWeights:
     """The model's weights in the canonical layout (views of its parameters, never copies that
     could drift, never written)."""
-    family = FAMILIES.get(model.config.model_type)
-    if family is None:
+    converter = CONVERTERS.get(model.config.model_type)
+    if converter is None:
         raise UnsupportedModel(f"it is a {model.config.model_type} model; {supported_families_sentence()}")
-    return family.converter(model)
+    return converter(model)
 
 
 _converted: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()

@@ -100,3 +100,34 @@ def prediction_change(before: Trace, after: Trace, top: int = 10, chosen_id: int
     chosen = ids[0] if chosen_id is None else chosen_id
     return PredictionChange(ids, [float(p_before[i]) for i in ids], [float(p_after[i]) for i in ids], chosen,
                             float(torch.log(p_before[chosen])), float(torch.log(p_after[chosen])))
+
+
+# --- grouped-query attention and the key/value cache ------------------------------------------------
+def kv_cache_bytes_per_token(layers: int, kv_heads: int, d_head: int, bytes_per_number: int) -> int:
+    """What generating remembers for every token of the context: a key and a value vector of
+    d_head numbers, for each key/value head of each layer."""
+    return 2 * layers * kv_heads * d_head * bytes_per_number
+
+
+@dataclass(frozen=True)
+class CacheRow:
+    model: str
+    family: str
+    layers: int
+    heads: int
+    kv_heads: int
+    d_head: int
+    bytes_per_token: int  # in 16-bit numbers, as models are usually served
+    context: int
+
+    @property
+    def full_context_bytes(self) -> int:
+        return self.bytes_per_token * self.context
+
+
+def kv_cache_rows(models: list[dict], bytes_per_number: int = 2) -> list[CacheRow]:
+    """The key/value cache per token of each model, from its config's sizes (rows of
+    `core.models.reference_models()` or `core.models.config_summary`-like dicts)."""
+    return [CacheRow(m["name"], m["family"], m["layers"], m["heads"], m["kv_heads"], m["d_head"],
+                     kv_cache_bytes_per_token(m["layers"], m["kv_heads"], m["d_head"], bytes_per_number), m["context"])
+            for m in models]

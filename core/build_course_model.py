@@ -37,8 +37,9 @@ MODERN_CONFIG = TrainConfig(n_layer=4, n_head=4, n_embd=128, block_size=128, bat
 THREADS = 2
 
 
-def build(out_dir: Path, config: TrainConfig, log_every: int = 100, tokenizer_from: Path | None = None) -> dict:
-    torch.set_num_threads(THREADS)
+def build(out_dir: Path, config: TrainConfig, log_every: int = 100, tokenizer_from: Path | None = None,
+          threads: int = THREADS) -> dict:
+    torch.set_num_threads(threads)
     torch.manual_seed(config.seed)
     began = time.perf_counter()
     train_texts = [story.text for story in generate_stories(TRAIN_STORIES, TRAIN_SEED)]
@@ -73,13 +74,14 @@ def build(out_dir: Path, config: TrainConfig, log_every: int = 100, tokenizer_fr
     tokenizer.save_pretrained(out_dir)
     record = {
         "command": "python -m core.build_course_model" + (f" --architecture {config.architecture}"
-                                                            if config.architecture != "gpt2" else ""),
+                                                            if config.architecture != "gpt2" else "")
+                   + (f" --threads {threads}" if threads != THREADS else ""),
         "config": asdict(config),
         "corpus": {"train_stories": TRAIN_STORIES, "train_seed": TRAIN_SEED, "val_stories": VAL_STORIES,
                    "val_seed": VAL_SEED, "train_tokens": len(train_ids), "val_tokens": len(val_ids)},
         "vocab_size": len(tokenizer),
         "parameters": parameter_count(trainer.model),
-        "torch_threads": THREADS,
+        "torch_threads": threads,
         "wall_seconds": round(wall_seconds, 1),
         "history": history,
     }
@@ -93,11 +95,13 @@ def main() -> None:
     parser.add_argument("--architecture", choices=("gpt2", "llama"), default="gpt2")
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--steps", type=int, default=None)
+    parser.add_argument("--threads", type=int, default=THREADS,
+                        help="torch threads (the float sums, and so the weights, depend on it)")
     args = parser.parse_args()
     base = MODERN_CONFIG if args.architecture == "llama" else COURSE_CONFIG
     config = TrainConfig(**{**asdict(base), "max_steps": args.steps or base.max_steps})
     out = args.out or (MODERN_MODEL_DIR if args.architecture == "llama" else MODEL_DIR)
-    build(out, config, tokenizer_from=MODEL_DIR if args.architecture == "llama" else None)
+    build(out, config, tokenizer_from=MODEL_DIR if args.architecture == "llama" else None, threads=args.threads)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from __future__ import annotations
 import streamlit as st
 
 from core.glassbox import Interventions, Trace, run_trace
-from core.models import SMALL_MODEL_PARAMETERS, LoadedModel, estimated_parameters, load_model
+from core.models import SMALL_MODEL_PARAMETERS, LoadedModel, load_model
 from core.tokenization import bpe_merges, gpt2_tokenizer, prompt_tokens
 
 MAX_TRACE_TOKENS = 128  # the glass box shows at most this many tokens (the last ones)
@@ -43,7 +43,8 @@ def cached_trace(model_key: str, prompt: str, ablated_heads: frozenset = frozens
     for a prompt with no tokens. A trace at 128 tokens holds 8 MB for the course model, 145 MB
     for GPT-2 small and 343 MB for gpt2-medium, so bigger models keep fewer traces: a class on
     one Cloud app (2.7 GB at most) must not run out of memory."""
-    size = estimated_parameters(cached_model(model_key).model.config)
+    model = cached_model(model_key).model
+    size = sum(p.numel() for p in model.parameters())
     cache = _small_model_trace if size <= SMALL_MODEL_PARAMETERS else _gpt2_size_trace if size <= 200_000_000 \
         else _large_model_trace
     return cache(model_key, prompt, ablated_heads, ablated_neurons, use_positions)
@@ -80,6 +81,13 @@ def cached_reorder_experiment(model_key: str, token_ids: tuple[int, ...], order:
     return reorder_experiment(cached_model(model_key).model, list(token_ids), list(order))
 
 
+@st.cache_data(max_entries=32, show_spinner=False)
+def cached_shift_change(model_key: str, token_ids: tuple[int, ...], shift: int) -> float:
+    from core.positions import shift_invariance
+
+    return shift_invariance(cached_model(model_key).model, list(token_ids), shift)
+
+
 @st.cache_resource(max_entries=300, show_spinner=False)
 def cached_figure(key: tuple, _build):
     """A Plotly figure built once per key and shared read-only (Streamlit copies it to draw it).
@@ -105,7 +113,7 @@ def cached_step_seconds(config, vocab_size: int) -> float:
 
 @st.cache_data(max_entries=16, show_spinner=False)
 def cached_frozen_step(model_key: str, token_ids: tuple[int, ...], learning_rate: float):
-    from core.live_training import frozen_step
+    from core.backprop_step import frozen_step
 
     return frozen_step(cached_model(model_key).model, list(token_ids), learning_rate)
 

@@ -304,17 +304,18 @@ def vector_rows(rows: dict[str, object], title: str, x_title: str = "entry of th
     return figure
 
 
-def activation_curve_figure(curve_x, curve_y, points_x, points_y, point_labels: list[str], title: str) -> go.Figure:
+def activation_curve_figure(curve_x, curve_y, points_x, points_y, point_labels: list[str], title: str,
+                            activation: str = "GELU", pre_name: str = "c_fc output") -> go.Figure:
     """The activation function as a line, with the prompt's real (pre, post) pairs as points on it."""
     figure = go.Figure([
-        go.Scatter(x=[float(v) for v in curve_x], y=[float(v) for v in curve_y], mode="lines", name="GELU(x)",
+        go.Scatter(x=[float(v) for v in curve_x], y=[float(v) for v in curve_y], mode="lines", name=f"{activation}(x)",
                    line=dict(color="#6b7280"), hoverinfo="skip"),
         go.Scatter(x=[float(v) for v in points_x], y=[float(v) for v in points_y], mode="markers",
                    name="your prompt", marker=dict(size=6, color="#dc2626", opacity=0.6), text=point_labels,
                    hovertemplate="%{text}<br>before %{x:.3f} → after %{y:.3f}<extra></extra>"),
     ])
     figure.update_layout(title=title, height=380, margin=dict(l=10, r=10, t=40, b=10),
-                         xaxis_title="pre-activation (c_fc output)", yaxis_title="post-activation")
+                         xaxis_title=f"pre-activation ({pre_name})", yaxis_title="post-activation")
     return figure
 
 

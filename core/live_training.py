@@ -28,7 +28,6 @@ from core.tokenization import encode_corpus, train_byte_level_bpe
 from core.training import Trainer, TrainConfig, layer_groups, new_model, parameter_count
 
 MAX_UPLOAD_BYTES = 3_000_000  # the student's own text: UTF-8, at most this many bytes
-MIN_TEXT_CHARACTERS = 2_000  # and at least this many characters
 BYTE_VOCABULARY = 257  # "characters": the 256 byte symbols and the end-of-text token, no merges
 ABANDON_AFTER = 20.0  # seconds without the page asking: the tab is gone, the run stops
 STORY_COUNT, STORY_SEED = 3000, 1  # the bundled story corpus for the lesson (not the course model's seed)
@@ -59,9 +58,6 @@ def read_text_upload(data: bytes) -> str:
         text = data.decode("utf-8")
     except UnicodeDecodeError as error:
         raise TextRejected(f"This is not UTF-8 text (byte {error.start} cannot be read).") from error
-    if len(text) < MIN_TEXT_CHARACTERS:
-        raise TextRejected(f"The text has {len(text):,} characters; the lesson needs at least "
-                           f"{MIN_TEXT_CHARACTERS:,} to train and validate on.")
     return text
 
 
@@ -188,7 +184,31 @@ def training_data(source: str, text: str, vocab_size: int) -> PreparedData:
         return prepare_data(story_documents(), vocab_size)
     if source == "copy":
         return prepare_data(copy_task_documents(), vocab_size, start_at_documents=True)
-    return prepare_data(text_documents(text), vocab_size)
+    return replace(prepare_data(text_documents(text), vocab_size), characters=len(text))  # as the student counts
+
+
+def tokens_needed(config: TrainConfig) -> int:
+    """Tokens that the training part and the validation part of the data each need for a run of
+    `config`: a context window of `block_size` tokens, the token it predicts last, and one more
+    place to start from (the condition `Trainer` applies)."""
+    return config.block_size + 2
+
+
+def too_short(data: PreparedData, config: TrainConfig) -> str | None:
+    """None if a run of `config` can train and validate on `data`; else one sentence for the page:
+    how long the text is, how long it must be, and why."""
+    need = tokens_needed(config)
+    have = min(len(data.train_ids), len(data.val_ids))
+    if have >= need:
+        return None
+    # tokens grow with the text: scale the characters to the part that falls shortest
+    about = -(-data.characters * need // max(1, have))
+    about = -(-about // 100) * 100
+    return (f"Your text has {data.characters:,} characters, which this tokenizer makes into "
+            f"{len(data.train_ids):,} training and {len(data.val_ids):,} validation tokens (the last tenth is kept "
+            f"for validation), but a context length of {config.block_size} needs at least {need:,} of each, a full "
+            f"window of text to train on and another to validate on, so the text must be about {about:,} "
+            f"characters or longer.")
 
 
 def uniform_loss(vocab_size: int) -> float:

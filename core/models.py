@@ -30,7 +30,7 @@ class ModelChoice:
     label: str  # what the student reads
     source: str  # a folder path or a hub id, passed to from_pretrained
     from_hub: bool
-    family: str = ""  # a key of core.architectures.FAMILIES ("" for a folder not yet read)
+    family: str = ""  # a key of core.families.FAMILIES ("" for a folder not yet read)
     parameters: int = 0  # known size of a hub model, so a too-big one is refused before any download
 
 
@@ -55,14 +55,14 @@ DEFAULT_MODEL = REGISTRY[0]
 
 def family_order() -> list[str]:
     """The families in the order the picker groups them: the course models' first, then by year."""
-    from core.architectures import FAMILIES
+    from core.families import FAMILIES
 
     return sorted(FAMILIES, key=lambda name: (FAMILIES[name].year, name))
 
 
 def picker_label(choice: ModelChoice) -> str:
     """The model's label with its family in front, so the picker reads as groups."""
-    from core.architectures import FAMILIES
+    from core.families import FAMILIES
 
     family = FAMILIES.get(choice.family)
     return f"{family.name} · {choice.label}" if family else choice.label
@@ -89,6 +89,31 @@ def folder_config(key_or_source: str) -> dict | None:
         return None
 
 
+def config_summary(config: dict) -> dict[str, int]:
+    """Layers, heads, key/value heads, width, context and vocabulary from a config.json of any
+    family (each family names them its own way), without importing transformers."""
+    def first(*names: str) -> int:
+        return next((int(config[name]) for name in names if config.get(name) is not None), 0)
+    heads = first("n_head", "num_heads", "num_attention_heads")
+    return {"layers": first("n_layer", "num_layers", "num_hidden_layers"), "heads": heads,
+            "kv_heads": first("num_key_value_heads") or heads, "width": first("n_embd", "hidden_size"),
+            "context": first("n_positions", "max_position_embeddings", "n_ctx"), "vocab": first("vocab_size")}
+
+
+def reference_models() -> list[dict]:
+    """Published sizes of well-known models (models/reference_configs.json), for comparisons that
+    must work offline."""
+    import json
+
+    return json.loads((MODELS_DIR / "reference_configs.json").read_text(encoding="utf-8"))["models"]
+
+
+def model_row(name: str, family: str, arch) -> dict:
+    """A loaded model's sizes in the rows' format of `reference_models()`."""
+    return {"name": name, "family": family, "layers": arch.n_layer, "heads": arch.n_head, "kv_heads": arch.n_kv_head,
+            "d_model": arch.d_model, "d_head": arch.d_head, "context": arch.n_ctx, "vocab": arch.vocab}
+
+
 class ModelLoadError(Exception):
     """A model could not be loaded; the message is one sentence a student can read."""
 
@@ -113,6 +138,11 @@ class LoadedModel:
     @property
     def family(self) -> str:
         return self.model.config.model_type
+
+    @property
+    def parameter_count(self) -> int:
+        """Distinct parameters (a tied embedding and unembedding counted once)."""
+        return sum(p.numel() for p in {id(p): p for p in self.model.parameters()}.values())
 
 
 def choice_for(key_or_source: str) -> ModelChoice:
@@ -221,7 +251,8 @@ def _check_tokenizer(source: str, is_folder: bool, tokenizer, vocab_size: int) -
 
 def load_model(key_or_source: str) -> LoadedModel:
     """Load a registry model, a hub id or a local folder, in eval mode with eager attention."""
-    from core.architectures import FAMILIES, UnsupportedModel, supported_families_sentence, weights_of
+    from core.architectures import UnsupportedModel, weights_of
+    from core.families import FAMILIES, supported_families_sentence
     from core.hf import MODEL_BUILD_LOCK, AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     choice = choice_for(key_or_source)

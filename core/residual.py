@@ -194,6 +194,21 @@ def activation_curve(activation: str, low: float, high: float, points: int = 200
     return x, activate(x, activation)  # [points], [points]
 
 
+def activation_of(values: torch.Tensor, activation: str) -> torch.Tensor:
+    """The activation function alone on real pre-activations (for a gated MLP the gate's, before
+    the up factor), by the forward's own function."""
+    return activate(values, activation)
+
+
+def gate_parts(trace: Trace, layer: int, neuron: int, activation: str) -> dict[str, list[float]]:
+    """A gated (SwiGLU) neuron at every position of the prompt: its gate before and after the
+    activation, its up value, and their product, which is what the neuron writes with."""
+    gate = trace["mlp_pre", layer][:, neuron]  # [pos]
+    up = trace["mlp_pre_linear", layer][:, neuron]  # [pos]
+    return {"gate (x·W_gate)": gate.tolist(), "act(gate)": activate(gate, activation).tolist(),
+            "up (x·W_in)": up.tolist(), "act(gate) × up": trace["mlp_post", layer][:, neuron].tolist()}
+
+
 @torch.no_grad()
 def neuron_logit_contributions(trace: Trace, model, layer: int, token_id: int, position: int = -1) -> torch.Tensor:
     """Each neuron of a layer's MLP: its direct contribution to the logit of `token_id` at

@@ -3,9 +3,10 @@ import pandas as pd
 import streamlit as st
 
 import course_ui
-from core import attention, figures
+from core import attention, diagrams, figures
 from core.cached import cached_trace
 from core.glassbox import concatenate_heads
+from core.models import model_row, reference_models
 
 OVERVIEW_TOKENS = 32  # the all-layers overview draws the last tokens only
 
@@ -18,6 +19,7 @@ if trace is not None:
     labels = figures.token_labels(trace.token_strings)
     path = f"blocks.{layer}.attn"
     d_head = trace[f"{path}.q"].shape[-1]
+    kv_head = trace.arch.kv_head_of(head)
 
 
 needs_trace = course_ui.needs_trace(trace)
@@ -26,18 +28,25 @@ needs_trace = course_ui.needs_trace(trace)
 @needs_trace
 def head_picker() -> None:
     course_ui.layer_head_picker(trace, "attn")
+    arch = trace.arch
+    shared = f"; head {head} reads key/value head {kv_head} of {arch.n_kv_head}" if arch.group_size > 1 else ""
+    window = arch.window[layer]
+    local = f" Layer {layer} is local: a query sees only its last {window} keys." if window else ""
     st.caption(f"{trace.n_layer} layers × {trace.n_head} heads; each head's vectors have "
-               f"d_head = {d_head} entries; scores are divided by {float(trace[f'{path}.scale']):.3f}.")
+               f"d_head = {d_head} entries{shared}; scores are divided by {float(trace[f'{path}.scale']):.3f}.{local}")
 
 
 @needs_trace
 def qkv() -> None:
+    q, k = trace.scored_qk(layer, head)  # [pos, d_head] each: rotated where the model is rotary
+    turned = " turned by position" if trace.arch.rotary_dim else ""
+    vectors = {"q": (q, f"Q{turned} (layer {layer}, head {head})"),
+               "k": (k, f"K{turned} (layer {layer}, key/value head {kv_head})"),
+               "v": (trace["v", layer][kv_head], f"V (layer {layer}, key/value head {kv_head})")}
     columns = st.columns(3)
-    for column, name in zip(columns, ("q", "k", "v")):
-        values = trace[f"{path}.{name}"][head]  # [pos, d_head]
-        course_ui.chart(f"qkv-{name}", (layer, head), lambda values=values, name=name: figures.heatmap(
-            values, list(range(d_head)), labels, f"{name.upper()} (layer {layer}, head {head})", "entry", "position",
-            show_values=False), where=column)
+    for column, (name, (values, title)) in zip(columns, vectors.items()):
+        course_ui.chart(f"qkv-{name}", (layer, head), lambda values=values, title=title: figures.heatmap(
+            values, list(range(d_head)), labels, title, "entry", "position", show_values=False), where=column)
 
 
 @needs_trace
@@ -69,7 +78,7 @@ def head_output() -> None:
         show_values=False), where=columns[1])
     course_ui.chart("attn-out", (layer,), lambda: figures.heatmap(
         trace[f"{path}.out"], list(range(trace[f'{path}.out'].shape[1])), labels,
-        "× c_proj + bias → residual stream", "entry", "position", show_values=False), where=columns[2])
+        "× W_O + b_O → residual stream", "entry", "position", show_values=False), where=columns[2])
 
 
 @needs_trace
@@ -139,9 +148,22 @@ def ablation() -> None:
     course_ui.prediction_change_view(loaded, trace, after, key="attn-ablation")
 
 
+def head_groups() -> None:
+    course_ui.chart("head-groups", (), lambda: diagrams.head_groups_figure(loaded.arch, figures.plotly_text(loaded.name)))
+
+
+def kv_cache() -> None:
+    rows = attention.kv_cache_rows([model_row(loaded.name, loaded.family, loaded.arch)] + reference_models())
+    st.dataframe(pd.DataFrame([{
+        "model": row.model, "layers": row.layers, "query heads": row.heads, "key/value heads": row.kv_heads,
+        "d_head": row.d_head, "cache per token (16-bit)": f"{row.bytes_per_token / 1024:,.1f} KB",
+        "full context": f"{row.context:,} tokens = {row.full_context_bytes / 2**30:,.2f} GB",
+    } for row in rows]), hide_index=True)
+
+
 course_ui.render_lesson(lesson, {
     "head-picker": head_picker, "qkv": qkv, "scores": scores, "pattern": pattern, "head-output": head_output,
     "by-hand": by_hand, "all-heads": all_heads, "overview": overview, "sankey": sankey, "head-roles": head_roles,
-    "ablation": ablation,
+    "ablation": ablation, "head-groups": head_groups, "kv-cache": kv_cache,
 }, key=course_ui.lesson_key(4))
 course_ui.lesson_navigation(4)

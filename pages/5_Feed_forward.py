@@ -4,8 +4,8 @@ import pandas as pd
 import streamlit as st
 
 import course_ui
-from core import figures, residual
-from core.cached import cached_neurons_pushing_token, cached_trace
+from core import diagrams, figures, residual
+from core.cached import cached_model, cached_neurons_pushing_token, cached_trace
 
 SHOWN_NEURONS = 20  # the heatmaps show this many of the layer's most active neurons
 CURVE_NEURONS = 64  # the GELU plot draws the prompt's points for this many neurons
@@ -27,6 +27,11 @@ if trace is not None:
     position = st.session_state.ff_position
 
 
+def activation_name() -> str:
+    return {"gelu_new": "GELU", "gelu": "GELU", "gelu_fast": "GELU", "gelu_pytorch_tanh": "GELU", "silu": "SiLU",
+            "swish": "SiLU", "relu": "ReLU"}.get(loaded.arch.activation, loaded.arch.activation)
+
+
 def token_name(token_id: int) -> str:
     return figures.token_name(loaded.tokenizer, token_id)
 
@@ -42,30 +47,85 @@ def layer_picker() -> None:
 
 @needs_trace
 def layer_norm() -> None:
-    step = residual.layer_norm_step(trace, loaded.model, layer, position, "ln2")
+    if loaded.arch.post_norm:
+        st.info(f"{loaded.name} puts its norms after each addition (post-LN), so no norm stands in front of the MLP; "
+                "pick a pre-LN model in the sidebar to see this step.")
+        return
+    step = residual.norm_step(trace, loaded.model, layer, position, "ln2")
     columns = st.columns(4)
-    columns[0].metric("mean before", f"{step.mean:.4f}")
-    columns[1].metric("variance before", f"{step.var:.4f}")
-    columns[2].metric("mean after normalising", f"{float(step.normalized.mean()):.4f}")
-    columns[3].metric("variance after normalising", f"{float(step.normalized.var(unbiased=False)):.4f}")
-    course_ui.chart("layer-norm", (layer, position), lambda: figures.vector_rows({
-        "x: the residual stream entering the MLP's LayerNorm": step.before,
-        "(x − mean) / √(variance + ε)": step.normalized,
-        "γ (learned scale)": step.gamma,
-        "β (learned shift)": step.beta,
-        "γ ⊙ normalised + β: what the MLP reads": step.after,
-    }, f"LayerNorm before the MLP of layer {layer}, at {labels[position]}"))
+    if step.kind == "layernorm":
+        columns[0].metric("mean before", f"{step.mean:.4f}")
+        columns[1].metric("variance before", f"{step.var:.4f}")
+        columns[2].metric("mean after normalising", f"{float(step.normalized.mean()):.4f}")
+        columns[3].metric("variance after normalising", f"{float(step.normalized.var(unbiased=False)):.4f}")
+        rows = {"x: the residual stream entering the MLP's LayerNorm": step.before,
+                "(x − mean) / √(variance + ε)": step.normalized, "γ (learned scale)": step.gamma,
+                "β (learned shift)": step.beta, "γ ⊙ normalised + β: what the MLP reads": step.after}
+    else:
+        columns[0].metric("mean before (not removed)", f"{float(step.before.mean()):.4f}")
+        columns[1].metric("root mean square before", f"{step.scale:.4f}")
+        columns[2].metric("root mean square after", f"{float(step.normalized.pow(2).mean().sqrt()):.4f}")
+        rows = {"x: the residual stream entering the MLP's RMSNorm": step.before,
+                "x / √(mean(x²) + ε)": step.normalized, "γ (learned scale)": step.gamma,
+                "γ ⊙ normalised: what the MLP reads": step.after}
+    name = "LayerNorm" if step.kind == "layernorm" else "RMSNorm"
+    course_ui.chart("layer-norm", (layer, position), lambda: figures.vector_rows(
+        rows, f"{name} before the MLP of layer {layer}, at {labels[position]}"))
+
+
+@needs_trace
+def rms_vs_layer_norm() -> None:
+    vector = trace[residual.norm_input_name(trace, layer, "ln2")][position]  # [d_model]
+    layer_scale, by_layer_norm = residual.layer_norm_of(vector, loaded.arch.eps)
+    rms_scale, by_rms_norm = residual.rms_norm_of(vector, loaded.arch.eps)
+    columns = st.columns(3)
+    columns[0].metric("mean of x", f"{float(vector.mean()):.4f}")
+    columns[1].metric("LayerNorm divides by √(var + ε)", f"{layer_scale:.4f}")
+    columns[2].metric("RMSNorm divides by √(mean(x²) + ε)", f"{rms_scale:.4f}")
+    course_ui.chart("rms-vs-layer-norm", (layer, position), lambda: figures.vector_rows({
+        "x (the same vector)": vector, "LayerNorm: (x − mean) / √(var + ε)": by_layer_norm,
+        "RMSNorm: x / √(mean(x²) + ε)": by_rms_norm, "difference": by_rms_norm - by_layer_norm,
+    }, f"The vector entering layer {layer}'s MLP norm at {labels[position]}, both ways (before γ)"))
+
+
+def block_wiring() -> None:
+    course_ui.chart("block-wiring", (), lambda: diagrams.block_wirings_figure(loaded.arch, figures.plotly_text(loaded.name)))
+
+
+@needs_trace
+def swiglu() -> None:
+    from core.models import ModelLoadError
+
+    model = loaded
+    if not loaded.arch.gated:
+        try:
+            model = cached_model("glassbox-stories-llama")
+        except ModelLoadError as error:
+            st.warning(str(error))
+            return
+        st.caption(f"{figures.md_escape(loaded.name)}'s MLP is not gated; this figure uses the Llama-design course model "
+                   "on your prompt.")
+    gated_trace = trace if model is loaded else cached_trace(model.name, prompt)
+    gated_layer = min(layer, gated_trace.n_layer - 1)
+    neuron = residual.most_active_neurons(gated_trace, gated_layer, 1)[0]
+    parts = residual.gate_parts(gated_trace, gated_layer, neuron, model.arch.activation)
+    course_ui.chart("swiglu", (model.name, gated_layer, neuron), lambda: figures.grouped_bars(
+        figures.token_labels(gated_trace.token_strings), parts,
+        f"{figures.plotly_text(model.name)}, layer {gated_layer}, neuron {neuron}: gate × up at each token", "token"))
 
 
 @needs_trace
 def mlp_pre() -> None:
+    activation = activation_name()
+    pre_title, post_title = ((f"Gate x·W_gate, before {activation}", f"{activation}(gate) × up: the neurons' output")
+                             if loaded.arch.gated else (f"Before {activation} (x·W_in + b_in)", f"After {activation}"))
     left, right = st.columns(2)
     neuron_labels = [str(n) for n in active]
     course_ui.chart("mlp-pre", (layer,), lambda: figures.heatmap(
-        trace[f"{path}.pre"][:, active], neuron_labels, labels, "Before GELU (c_fc output)", "neuron", "position",
+        trace[f"{path}.pre"][:, active], neuron_labels, labels, pre_title, "neuron", "position",
         show_values=False), where=left)
     course_ui.chart("mlp-post", (layer,), lambda: figures.heatmap(
-        trace[f"{path}.post"][:, active], neuron_labels, labels, "After GELU", "neuron", "position",
+        trace[f"{path}.post"][:, active], neuron_labels, labels, post_title, "neuron", "position",
         show_values=False), where=right)
     st.caption(f"The {len(active)} neurons of layer {layer} with the largest activation anywhere in your prompt, "
                f"most active first (out of {d_mlp}).")
@@ -75,13 +135,15 @@ def mlp_pre() -> None:
 def gelu_curve() -> None:
     def build():
         neurons = residual.most_active_neurons(trace, layer, CURVE_NEURONS)
-        pre, post = trace[f"{path}.pre"][:, neurons], trace[f"{path}.post"][:, neurons]  # [pos, neurons]
+        pre = trace[f"{path}.pre"][:, neurons]  # [pos, neurons]
         low, high = min(-4.0, float(pre.min())), max(4.0, float(pre.max()))
-        curve_x, curve_y = residual.activation_curve(loaded.model.config.activation_function, low, high)
+        curve_x, curve_y = residual.activation_curve(loaded.arch.activation, low, high)
+        post = residual.activation_of(pre, loaded.arch.activation)  # [pos, neurons] the activation alone (no up factor)
         point_labels = [f"{labels[p]} · neuron {n}" for p in range(trace.n_tokens) for n in neurons]
         return figures.activation_curve_figure(curve_x, curve_y, pre.flatten(), post.flatten(), point_labels,
-                                               f"GELU with your prompt's values (layer {layer}, "
-                                               f"{len(neurons)} most active neurons)")
+                                               f"{activation_name()} with your prompt's values (layer {layer}, "
+                                               f"{len(neurons)} most active neurons)", activation_name(),
+                                               "gate x·W_gate" if loaded.arch.gated else "x·W_in + b_in")
     course_ui.chart("gelu", (layer,), build)
 
 
@@ -89,7 +151,7 @@ def gelu_curve() -> None:
 def mlp_out() -> None:
     out = trace[f"{path}.out"]  # [pos, d_model]
     course_ui.chart("mlp-out", (layer,), lambda: figures.heatmap(
-        out, list(range(out.shape[1])), labels, "× c_proj + bias: the MLP's output, added to the residual stream",
+        out, list(range(out.shape[1])), labels, "× W_out + b_out: the MLP's output, added to the residual stream",
         "entry", "position", show_values=False))
 
 
@@ -149,6 +211,7 @@ def ablation() -> None:
 course_ui.render_lesson(lesson, {
     "layer-picker": layer_picker, "layer-norm": layer_norm, "mlp-pre-post": mlp_pre, "gelu": gelu_curve,
     "mlp-out": mlp_out, "neuron": neuron, "residual-norms": residual_norms,
-    "logit-contributions": logit_contributions, "ablation": ablation,
+    "logit-contributions": logit_contributions, "ablation": ablation, "rms-vs-layer-norm": rms_vs_layer_norm,
+    "block-wiring": block_wiring, "swiglu": swiglu,
 }, key=course_ui.lesson_key(5))
 course_ui.lesson_navigation(5)

@@ -38,6 +38,7 @@ state.setdefault("t_preset", "1-minute")
 for knob, value in asdict(PRESETS["1-minute"]).items():
     state.setdefault(f"t_{knob}", value)
 run: TrainingRun | None = state.get("t_run")
+_this_run: dict = {}  # what this run of the page has worked out already (the data and its problem)
 
 
 def apply_preset() -> None:
@@ -52,7 +53,15 @@ def chosen_config() -> TrainConfig:
 
 
 def chosen_data():
-    """The prepared data for the chosen source and tokenizer, or None (with a message)."""
+    """The prepared data for the chosen source and tokenizer (None if the text cannot be read), and
+    the one sentence that says why no run can start on it (None if one can). Worked out once per
+    page run, so that the sentence is shown once."""
+    if "data" not in _this_run:
+        _this_run["data"], _this_run["problem"] = _prepare_data()
+    return _this_run["data"], _this_run["problem"]
+
+
+def _prepare_data():
     vocab = live_training.BYTE_VOCABULARY if state.t_tokenizer == "bytes" else int(state.t_vocab)
     text = ""
     if state.t_source == "text":
@@ -61,17 +70,22 @@ def chosen_data():
         try:
             text = live_training.read_text_upload(raw)
         except TextRejected as error:
-            st.warning(str(error))
-            return None
-    return cached_training_data(state.t_source, text, vocab)
+            return None, str(error)
+    data = cached_training_data(state.t_source, text, vocab)
+    return data, live_training.too_short(data, chosen_config())
 
 
 def data_choice() -> None:
     st.radio("Train on", list(SOURCES), key="t_source", format_func=SOURCES.get, horizontal=True,
              disabled=run is not None and run.is_active)
     if state.t_source == "text":
+        need = live_training.tokens_needed(chosen_config())
         st.file_uploader("A UTF-8 text file (up to 3 MB)", type=["txt", "md"], key="t_upload")
-        st.text_area("…or paste text here (at least 2,000 characters)", key="t_text", height=120)
+        st.text_area(f"…or paste text here (long enough for {need:,} training and {need:,} validation tokens "
+                     "at this context length)", key="t_text", height=120)
+    problem = chosen_data()[1]
+    if problem:
+        st.warning(problem)
 
 
 def tokenizer_choice() -> None:
@@ -79,7 +93,7 @@ def tokenizer_choice() -> None:
     left.radio("Tokenizer", ["bytes", "bpe"], key="t_tokenizer", horizontal=True,
                format_func={"bytes": "Characters (one per byte)", "bpe": "Byte-level BPE"}.get)
     right.slider("BPE vocabulary size", 260, 2048, step=4, key="t_vocab", disabled=state.t_tokenizer == "bytes")
-    data = chosen_data()
+    data = chosen_data()[0]
     if data is not None:
         columns = st.columns(4)
         columns[0].metric("Vocabulary", f"{data.vocab_size:,}")
@@ -99,11 +113,11 @@ def settings() -> None:
         left, right = st.columns(2)
         left.checkbox("Residual connections", key="t_use_residual")
         right.checkbox("LayerNorm", key="t_use_layernorm")
-    config, data = chosen_config(), chosen_data()
+    config, (data, problem) = chosen_config(), chosen_data()
     if config.n_embd % config.n_head:
         st.warning(f"The width ({config.n_embd}) must be a multiple of the number of heads ({config.n_head}).")
         return
-    if data is None:
+    if data is None or problem:  # no run can start on this data (the page says why once, under the data)
         return
     seconds = cached_step_seconds(config, data.vocab_size)
     columns = st.columns(3)
@@ -114,10 +128,11 @@ def settings() -> None:
                            "does any wait for the machine (see below).")
 
 
-def start_run() -> None:
-    config, data = chosen_config(), chosen_data()
-    if data is None or config.n_embd % config.n_head:
-        return
+def start_run() -> bool:
+    """Start a run with the chosen settings; False (with a message on the page) if none can start."""
+    config, (data, problem) = chosen_config(), chosen_data()
+    if data is None or problem or config.n_embd % config.n_head:
+        return False  # the page already says why, next to the text or the settings
     probe, prompt = PROBES.get(state.t_source, (None, None))
     if probe is None:
         val_text = data.tokenizer.decode(data.val_ids[:200].tolist())
@@ -128,21 +143,24 @@ def start_run() -> None:
                               snapshot_every=max(20, config.max_steps // 10),
                               is_page_open=course_ui.session_alive_check(),
                               copy_test_lines=live_training.copy_test_lines() if state.t_source == "copy" else None)
-    except ValueError as error:  # e.g. a text shorter than the context length
+    except ValueError as error:  # e.g. copy lines too short for the context length
         st.warning(f"This run cannot start: {error}.")
-        return
+        return False
     if run is not None and run.view().steps:
         state.t_previous = run.view()  # kept for comparison in the loss chart
     new_run.start()
     state.t_run = new_run
+    return True
 
 
 def controls() -> None:
     columns = st.columns(5)
     active = run is not None and run.is_active
-    if columns[0].button("Start", type="primary", disabled=active, key="t_start"):
-        start_run()
-        st.rerun()
+    cannot = chosen_data()[1] is not None
+    if columns[0].button("Start", type="primary", disabled=active or cannot, key="t_start",
+                         help="No run can start on this data: the message under “Train on” says why." if cannot
+                         else None) and start_run():
+        st.rerun()  # a run that cannot start leaves its message on the page
     if columns[1].button("Pause", disabled=not (run and run.status == "running"), key="t_pause"):
         run.pause()
         st.rerun()

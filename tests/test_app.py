@@ -424,9 +424,48 @@ def test_training_page_starts_a_run_shows_it_learning_and_stops_it():
 def test_training_page_refuses_bad_text_with_a_message():
     app = run_page(LESSONS[6].page)
     app.radio(key="t_source").set_value("text").run()
+    assert [w.value for w in app.warning] == ["The text is empty."]  # once, not once per figure
     app.text_area(key="t_text").set_value("far too short").run()
     assert not app.exception, [e.value for e in app.exception]
-    assert any("at least" in w.value for w in app.warning)
+    assert [w.value.split(",")[0] for w in app.warning] == ["Your text has 13 characters"]
+
+
+def english(characters: int) -> str:
+    from core.corpus import generate_stories
+
+    return " ".join(story.text for story in generate_stories(40, 5))[:characters]
+
+
+@pytest.mark.parametrize("preset, tokenizer, short, enough", [
+    ("1-minute", "bpe", 1_500, 2_500), ("5-minute", "bpe", 3_000, None), ("5-minute", "bytes", 1_000, None)])
+def test_training_page_says_once_and_for_good_why_a_text_is_too_short(preset, tokenizer, short, enough):
+    """Issue 13 A: English text longer than the old stated minimum did nothing on Start, silently.
+    (That the page's minimum is the trainer's for every preset and tokenizer: test_live_training.py.)"""
+    from core.live_training import PRESETS, tokens_needed
+
+    app = run_page(LESSONS[6].page)
+    app.radio(key="t_source").set_value("text").run()  # first: no timing of steps on the stories
+    app.radio(key="t_tokenizer").set_value(tokenizer).run()
+    app.selectbox(key="t_preset").select(preset).run()
+    need = tokens_needed(PRESETS[preset])
+    assert f"long enough for {need:,} training and {need:,} validation tokens" in app.text_area(key="t_text").label
+    app.text_area(key="t_text").input(english(short)).run()
+    warnings = [w.value for w in app.warning]
+    assert len(warnings) == 1 and warnings[0].startswith(f"Your text has {short:,} characters"), warnings
+    assert f"at least {need:,} of each" in warnings[0]
+    assert app.button(key="t_start").disabled  # Start cannot do nothing silently any more
+    app.run()  # the sentence stays (it was wiped by an immediate rerun)
+    assert [w.value for w in app.warning] == warnings and "t_run" not in app.session_state
+    if enough is None:
+        return
+    app.text_area(key="t_text").input(english(enough)).run()
+    assert not app.warning and not app.button(key="t_start").disabled
+    app.button(key="t_start").click().run()
+    assert not app.exception, [e.value for e in app.exception]
+    run = app.session_state["t_run"]
+    assert run.config.block_size == PRESETS[preset].block_size
+    run.stop()
+    run.wait(timeout=30)
 
 
 def test_training_page_says_when_a_run_waits_for_the_machine():

@@ -7,7 +7,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from core.architectures import FAMILIES, UnsupportedModel, weights_of
+from core.architectures import UnsupportedModel, weights_of
+from core.families import FAMILIES
 from core.glassbox import Interventions, head_outputs, run_trace
 from tests.tiny_models import VARIANTS, tiny_model
 

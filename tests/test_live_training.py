@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from core import live_training
+from core.corpus import generate_stories
 from core.live_training import PRESETS, TextRejected, TrainingRun
 from core.training import Trainer
 from tests.conftest import random_gpt2
@@ -40,7 +41,6 @@ def finished_run(data, config=TINY, timeout: float = 120, **options) -> Training
 @pytest.mark.parametrize("data, reason", [
     (b"", "empty"), (b"   \n", "empty"), (b"\x89PNG\r\n\x1a\n\x00\x00\x00IHDR" * 300, "binary"),
     ("é".encode("latin-1") * 3000, "not UTF-8"), (b"a" * (live_training.MAX_UPLOAD_BYTES + 1), "MB"),
-    (b"too short", "at least"),
 ])
 def test_bad_uploads_are_refused_with_a_message(data, reason):
     with pytest.raises(TextRejected, match=reason):
@@ -50,6 +50,58 @@ def test_bad_uploads_are_refused_with_a_message(data, reason):
 def test_a_good_upload_is_read():
     text = "Ein kleiner Text über Bäume. 🌳 " * 100
     assert live_training.read_text_upload(text.encode("utf-8")) == text
+
+
+def story_text(characters: int, separator: str) -> str:
+    """The first `characters` characters of English stories, as one paragraph or as many."""
+    return separator.join(story.text for story in generate_stories(40, 5))[:characters]
+
+
+@pytest.mark.parametrize("separator", [" ", "\n\n"], ids=["one-paragraph", "paragraphs"])
+@pytest.mark.parametrize("vocab", [live_training.BYTE_VOCABULARY, 512], ids=["characters", "bpe"])
+@pytest.mark.parametrize("preset", list(PRESETS))
+def test_the_text_minimum_the_page_applies_is_the_trainers(preset, vocab, separator):
+    """Issue 13 A: a text the page accepts always starts a run, and one it refuses never could."""
+    config = PRESETS[preset]
+    verdicts = []
+    for characters in (300, 600, 1000, 1500, 2000, 2500, 3000, 4000, 6000, 9000):
+        text = story_text(characters, separator)
+        data = live_training.training_data("text", text, vocab)
+        problem = live_training.too_short(data, config)
+        try:
+            TrainingRun(config, data, probe_text="Once upon a time", sample_prompt="Once")
+            starts = True
+        except ValueError:
+            starts = False
+        assert starts == (problem is None), (characters, problem)
+        if problem:  # one sentence: how long the text is, how long it must be, and why
+            need = live_training.tokens_needed(config)
+            assert problem.count(". ") == 0 and problem.endswith(".")
+            assert f"{len(text):,} characters" in problem and f"at least {need:,} of each" in problem
+            assert f"context length of {config.block_size}" in problem and "validat" in problem
+        verdicts.append(starts)
+    assert verdicts[0] is False and verdicts[-1] is True  # both sides of the minimum were tried
+
+
+def test_tokens_needed_is_exactly_the_trainers_condition():
+    need = live_training.tokens_needed(TINY)
+    ids = torch.arange(need) % 50  # [need]
+    Trainer(TINY, ids, ids, 64, eos_token_id=0)  # accepted
+    for train, val in ((ids[:-1], ids), (ids, ids[:-1])):
+        with pytest.raises(ValueError):
+            Trainer(TINY, train, val, 64, eos_token_id=0)
+
+
+def test_the_issues_texts_are_refused_with_the_reason():
+    """A run of the 1-minute preset on 5,000 a's with a BPE (2 training tokens) or on too little English."""
+    config = PRESETS["1-minute"]
+    a_5000 = live_training.training_data("text", "a" * 5000, 512)
+    assert len(a_5000.train_ids) < live_training.tokens_needed(config)
+    assert "Your text has 5,000 characters" in live_training.too_short(a_5000, config)
+    short = live_training.training_data("text", story_text(1500, " "), 512)
+    assert "Your text has 1,500 characters" in live_training.too_short(short, config)
+    with pytest.raises(ValueError):
+        TrainingRun(config, short, probe_text="Once upon a time", sample_prompt="Once")
 
 
 def test_prepared_data_and_tokenizer_choices(copy_data):

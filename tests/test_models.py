@@ -141,7 +141,7 @@ def test_gpt_j_is_listed_and_refused_with_the_memory_it_would_need(monkeypatch):
 
 
 def test_the_picker_groups_models_by_family():
-    from core.architectures import FAMILIES
+    from core.families import FAMILIES
 
     labels = [models.picker_label(choice) for choice in models.REGISTRY]
     assert all(label.split(" · ")[0] in {f.name for f in FAMILIES.values()} for label in labels)

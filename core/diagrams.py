@@ -1,0 +1,121 @@
+"""Figures that draw a model's design from its `Architecture`: how a block is wired, which query
+heads share a key/value head, and how rotary position embedding turns a real query.
+
+Each is drawn from the loaded model's own switches and numbers, never from a hand-made
+picture, so a post-LN model, a parallel block and grouped-query attention look different
+because they are.
+"""
+from __future__ import annotations
+
+import math
+
+import plotly.graph_objects as go
+
+from core.architectures import Architecture
+
+INK, MUTED, ACCENT, STREAM = "#111827", "#9ca3af", "#dc2626", "#2563eb"
+
+# A block's three wirings, as (label, steps) with each step (box text, x offset of the box).
+# Read bottom to top, as in the circuits diagrams: the stream rises on the left.
+BLOCK_WIRINGS = {
+    "pre-LN": ("Pre-LN (GPT-2, GPT-Neo, Llama)", [("norm 1", 1), ("attention", 1), ("+", 0), ("norm 2", 1), ("MLP", 1),
+                                                  ("+", 0)]),
+    "post-LN": ("Post-LN: Add & Norm (GPT, 2018)", [("attention", 1), ("+", 0), ("norm 1", 0), ("MLP", 1), ("+", 0),
+                                                     ("norm 2", 0)]),
+    "parallel": ("Parallel (GPT-J, GPT-NeoX)", [("norm(s)", 1), ("attention  |  MLP", 1), ("+ both", 0)]),
+}
+
+
+def wiring_of(arch: Architecture) -> str:
+    return "post-LN" if arch.post_norm else "parallel" if arch.parallel else "pre-LN"
+
+
+def block_wirings_figure(arch: Architecture, model_name: str) -> go.Figure:
+    """The three ways a block can be wired, side by side, the loaded model's in colour: the
+    residual stream is the vertical line; a box off the line reads the stream and adds back."""
+    figure = go.Figure()
+    mine = wiring_of(arch)
+    for column, (key, (title, steps)) in enumerate(BLOCK_WIRINGS.items()):
+        colour = ACCENT if key == mine else MUTED
+        x0 = column * 3.2
+        height = len(steps) + 1
+        figure.add_shape(type="line", x0=x0, x1=x0, y0=0, y1=height, line=dict(color=STREAM if key == mine else MUTED,
+                                                                             width=4))
+        figure.add_annotation(x=x0 + 0.9, y=height + 0.55, text=f"<b>{title}</b>" if key == mine else title,
+                              showarrow=False, font=dict(color=INK if key == mine else MUTED, size=12))
+        for row, (text, offset) in enumerate(steps, start=1):
+            x = x0 + 1.2 * offset
+            if text.startswith("+"):
+                figure.add_annotation(x=x0, y=row, text="⊕", showarrow=False, font=dict(size=20, color=colour))
+                if len(text) > 1:
+                    figure.add_annotation(x=x0 + 0.9, y=row, text="both added", showarrow=False,
+                                          font=dict(size=11, color=colour))
+                continue
+            figure.add_shape(type="rect", x0=x - 0.55, x1=x + 0.55 + (0.6 if "|" in text else 0), y0=row - 0.3,
+                             y1=row + 0.3, line=dict(color=colour), fillcolor="white")
+            figure.add_annotation(x=x + (0.3 if "|" in text else 0), y=row, text=text, showarrow=False,
+                                  font=dict(size=11, color=colour))
+            if offset:
+                figure.add_shape(type="line", x0=x0, x1=x - 0.55, y0=row - 0.3, y1=row, line=dict(color=colour, dash="dot"))
+    figure.add_annotation(x=0, y=-0.5, text="stream in ↑ (bottom), out at the top", showarrow=False, xanchor="left",
+                          font=dict(size=11, color=MUTED))
+    figure.update_xaxes(visible=False, range=[-0.8, 9.6])
+    figure.update_yaxes(visible=False, range=[-0.9, 8.2])
+    figure.update_layout(title=f"How a block is wired: {model_name} is the one in colour", height=360,
+                         margin=dict(l=10, r=10, t=40, b=10), plot_bgcolor="white")
+    return figure
+
+
+def head_groups_figure(arch: Architecture, model_name: str) -> go.Figure:
+    """Query heads (top row) joined to the key/value head each reads (bottom row)."""
+    figure = go.Figure()
+    top, bottom = 1.0, 0.0
+
+    def spread(count: int, index: int) -> float:
+        return (index + 0.5) / count
+
+    for head in range(arch.n_head):
+        kv = arch.kv_head_of(head)
+        figure.add_trace(go.Scatter(x=[spread(arch.n_head, head), spread(arch.n_kv_head, kv)], y=[top, bottom],
+                                    mode="lines", line=dict(color=MUTED, width=1.5), hoverinfo="skip", showlegend=False))
+    figure.add_trace(go.Scatter(
+        x=[spread(arch.n_head, h) for h in range(arch.n_head)], y=[top] * arch.n_head, mode="markers+text",
+        marker=dict(size=22, color=STREAM), text=[f"q{h}" for h in range(arch.n_head)], textposition="top center",
+        name="query heads", hovertemplate="query head %{text}<extra></extra>"))
+    figure.add_trace(go.Scatter(
+        x=[spread(arch.n_kv_head, g) for g in range(arch.n_kv_head)], y=[bottom] * arch.n_kv_head,
+        mode="markers+text", marker=dict(size=26, color=ACCENT, symbol="square"),
+        text=[f"k,v {g}" for g in range(arch.n_kv_head)], textposition="bottom center", name="key/value heads",
+        hovertemplate="key/value head %{text}<extra></extra>"))
+    shared = ("every query head has its own keys and values" if arch.group_size == 1
+              else f"each key/value head serves {arch.group_size} query heads")
+    figure.update_xaxes(visible=False, range=[-0.05, 1.05])
+    figure.update_yaxes(visible=False, range=[-0.6, 1.6])
+    figure.update_layout(title=f"{model_name}: {arch.n_head} query heads, {arch.n_kv_head} key/value heads ({shared})",
+                         height=260, margin=dict(l=10, r=10, t=40, b=10), plot_bgcolor="white",
+                         legend=dict(orientation="h", y=-0.05))
+    return figure
+
+
+def rotary_pairs_figure(pairs, model_name: str, token: str) -> go.Figure:
+    """Each pair of a real query's dims as an arrow from the origin, at each position it is put
+    at: the arrow keeps its length and only turns, faster for the first pairs."""
+    from plotly.subplots import make_subplots
+
+    figure = make_subplots(rows=1, cols=len(pairs), subplot_titles=[
+        f"pair {p.pair} (dims {p.dims[0]}, {p.dims[1]}): {p.angle_per_position:.3g} rad per position" for p in pairs])
+    colours = ["#6b7280", STREAM, ACCENT, "#16a34a", "#9333ea"]
+    for column, pair in enumerate(pairs, start=1):
+        reach = max(math.hypot(*pair.before), 1e-6) * 1.15
+        for index, (place, (a, b)) in enumerate(pair.turned.items()):
+            figure.add_trace(go.Scatter(x=[0, a], y=[0, b], mode="lines+markers", marker=dict(size=[0, 9]),
+                                        line=dict(color=colours[index % len(colours)], width=3),
+                                        name=f"at position {place}", legendgroup=str(place), showlegend=column == 1,
+                                        hovertemplate=f"position {place}<br>(%{{x:.3f}}, %{{y:.3f}})<extra></extra>"),
+                             row=1, col=column)
+        figure.update_xaxes(range=[-reach, reach], zeroline=True, row=1, col=column, title_text="first dim")
+        figure.update_yaxes(range=[-reach, reach], zeroline=True, row=1, col=column, scaleanchor=f"x{column}",
+                            title_text="second dim" if column == 1 else None)
+    figure.update_layout(title=f"{model_name}: the query of {token}, one pair of dims at a time, turned by its position",
+                         height=360, margin=dict(l=10, r=10, t=70, b=10))
+    return figure
