@@ -26,7 +26,7 @@ def worked_query_row(trace: Trace, layer: int, head: int, query: int) -> list[Qu
     """Attention of one query position over every key, step by step from Q and K."""
     q_all, k = trace.scored_qk(layer, head)  # [pos, d_head] each
     q = q_all[query]  # [d_head]
-    scale = float(trace[f"blocks.{layer}.attn.scale"])
+    scale = float(trace["attn_scale", layer])
     dots = [float(q @ k[j]) for j in range(trace.n_tokens)]
     scaled = [d / scale for d in dots]
     visible = scaled[:query + 1]
@@ -52,7 +52,7 @@ def head_scores(trace: Trace) -> dict[str, torch.Tensor]:
     scores = {name: torch.zeros(trace.n_layer, trace.n_head)
               for name in ("previous-token", "first-token", "same-token")}
     for layer in range(trace.n_layer):
-        pattern = trace[f"blocks.{layer}.attn.pattern"]  # [head, query, key]
+        pattern = trace["pattern", layer]  # [head, query, key]
         if n > 1:
             queries = torch.arange(1, n)
             scores["previous-token"][layer] = pattern[:, queries, queries - 1].mean(dim=-1)
@@ -74,7 +74,7 @@ def attention_links(trace: Trace, layer: int, head: int, min_weight: float = 0.0
                     last_tokens: int = 24) -> list[tuple[int, int, float]]:
     """(source key, destination query, weight) for the head's attention among the last tokens,
     dropping weights below `min_weight` so the picture stays readable."""
-    pattern = trace[f"blocks.{layer}.attn.pattern"][head]  # [query, key]
+    pattern = trace["pattern", layer][head]  # [query, key]
     first = max(0, trace.n_tokens - last_tokens)
     return [(key, query, float(pattern[query, key]))
             for query in range(first, trace.n_tokens) for key in range(first, query + 1)

@@ -78,7 +78,7 @@ def name_mover_scores(model, tokenizer, stories) -> torch.Tensor:
             if kind != "name" or not earlier:
                 continue
             for layer in range(trace.n_layer):
-                pattern = trace[f"blocks.{layer}.attn.pattern"]  # [head, query, key]
+                pattern = trace["pattern", layer]  # [head, query, key]
                 total[layer] += pattern[:, query, earlier].sum(dim=-1)  # [head]
             count += 1
     return total / max(count, 1)

@@ -75,7 +75,8 @@ NO_INTERVENTIONS = Interventions()
 SHORT_NAMES = {
     "resid_pre": "resid_pre", "resid_mid": "resid_mid", "resid_post": "resid_post",
     "q": "attn.q", "k": "attn.k", "v": "attn.v", "q_rot": "attn.q_rot", "k_rot": "attn.k_rot",
-    "scores": "attn.scores", "scores_masked": "attn.scores_masked", "pattern": "attn.pattern", "z": "attn.z",
+    "scores": "attn.scores", "scores_scaled": "attn.scores_scaled", "scores_masked": "attn.scores_masked",
+    "attn_scale": "attn.scale", "pattern": "attn.pattern", "z": "attn.z",
     "attn_out": "attn.out", "mlp_pre": "mlp.pre", "mlp_pre_linear": "mlp.pre_linear", "mlp_post": "mlp.post",
     "mlp_out": "mlp.out", "ln1": "ln1.out", "ln2": "ln2.out", "ln1_scale": "ln1.scale", "ln2_scale": "ln2.scale",
 }

@@ -112,7 +112,7 @@ def residual_norms(trace: Trace, position: int = -1) -> list[tuple[str, float]]:
 def most_active_neurons(trace: Trace, layer: int, count: int = 20) -> list[int]:
     """The neurons of a layer with the largest activation (after the activation function; the
     gate × up product in a gated MLP) anywhere in the prompt."""
-    post = trace[f"blocks.{layer}.mlp.post"]  # [pos, d_mlp]
+    post = trace["mlp_post", layer]  # [pos, d_mlp]
     return post.max(dim=0).values.topk(min(count, post.shape[1])).indices.tolist()
 
 
@@ -217,7 +217,7 @@ def neuron_logit_contributions(trace: Trace, model, layer: int, token_id: int, p
     (in a pre-LN or parallel model; post-LN norms come between)."""
     write = weights_of(model).blocks[layer].W_out  # [d_mlp, d_model] each neuron's write direction
     per_unit = direct_logit(write, trace, model, token_id, position)  # [d_mlp]
-    return trace[f"blocks.{layer}.mlp.post"][position] * per_unit  # [d_mlp]
+    return trace["mlp_post", layer][position] * per_unit  # [d_mlp]
 
 
 def neurons_pushing_token(trace: Trace, model, token_id: int, per_layer: int = 8) -> list[tuple[int, int]]:

@@ -17,8 +17,7 @@ trace = course_ui.lesson_trace(loaded, prompt)
 if trace is not None:
     layer, head = course_ui.layer_head_state(trace, "attn")
     labels = figures.token_labels(trace.token_strings)
-    path = f"blocks.{layer}.attn"
-    d_head = trace[f"{path}.q"].shape[-1]
+    d_head = trace["q", layer].shape[-1]
     kv_head = trace.arch.kv_head_of(head)
 
 
@@ -33,7 +32,7 @@ def head_picker() -> None:
     window = arch.window[layer]
     local = f" Layer {layer} is local: a query sees only its last {window} keys." if window else ""
     st.caption(f"{trace.n_layer} layers × {trace.n_head} heads; each head's vectors have "
-               f"d_head = {d_head} entries{shared}; scores are divided by {float(trace[f'{path}.scale']):.3f}.{local}")
+               f"d_head = {d_head} entries{shared}; scores are divided by {float(trace['attn_scale', layer]):.3f}.{local}")
 
 
 @needs_trace
@@ -55,19 +54,19 @@ def scores() -> None:
     for column, (name, title) in zip(columns, (("scores", "Q·Kᵀ"), ("scores_scaled", "÷ √d_head"),
                                                ("scores_masked", "masked"))):
         course_ui.chart(f"scores-{name}", (layer, head), lambda name=name, title=title: figures.heatmap(
-            trace[f"{path}.{name}"][head], labels, labels, title, "key", "query"), where=column)
+            trace[name, layer][head], labels, labels, title, "key", "query"), where=column)
 
 
 @needs_trace
 def pattern() -> None:
     course_ui.chart("pattern", (layer, head), lambda: figures.heatmap(
-        trace[f"{path}.pattern"][head], labels, labels, f"Attention pattern, layer {layer}, head {head}",
+        trace["pattern", layer][head], labels, labels, f"Attention pattern, layer {layer}, head {head}",
         "key (looked at)", "query (looking)", diverging=False, value_range=(0, 1)))
 
 
 @needs_trace
 def head_output() -> None:
-    z = trace[f"{path}.z"]  # [head, pos, d_head]
+    z = trace["z", layer]  # [head, pos, d_head]
     concatenated = concatenate_heads(z)  # [pos, head * d_head]
     columns = st.columns(3)
     course_ui.chart("z", (layer, head), lambda: figures.heatmap(
@@ -77,7 +76,7 @@ def head_output() -> None:
         concatenated, list(range(concatenated.shape[1])), labels, "All heads side by side", "entry", "position",
         show_values=False), where=columns[1])
     course_ui.chart("attn-out", (layer,), lambda: figures.heatmap(
-        trace[f"{path}.out"], list(range(trace[f'{path}.out'].shape[1])), labels,
+        trace["attn_out", layer], list(range(trace["attn_out", layer].shape[1])), labels,
         "× W_O + b_O → residual stream", "entry", "position", show_values=False), where=columns[2])
 
 
@@ -88,19 +87,19 @@ def by_hand() -> None:
     steps = attention.worked_query_row(trace, layer, head, query)
     table = pd.DataFrame([{
         "key": f"{s.key} {figures.visible(s.key_token)}", "q·k": round(s.dot, 4),
-        f"÷ {float(trace[f'{path}.scale']):.3f}": None if s.masked else round(s.scaled, 4),
+        f"÷ {float(trace['attn_scale', layer]):.3f}": None if s.masked else round(s.scaled, 4),
         "masked?": "yes (−∞)" if s.masked else "", "exp(score − max)": round(s.exp, 4), "weight": round(s.weight, 4),
     } for s in steps])
     st.dataframe(table, hide_index=True, height=min(600, 40 + 35 * len(steps)))
     total = sum(s.weight for s in steps)
-    largest_gap = max(abs(s.weight - float(trace[f"{path}.pattern"][head, query, s.key])) for s in steps)
+    largest_gap = max(abs(s.weight - float(trace["pattern", layer][head, query, s.key])) for s in steps)
     st.caption(f"Weights sum to {total:.6f}. The largest difference from the model's own pattern row is "
                f"{largest_gap:.1e}.")
 
 
 @needs_trace
 def all_heads() -> None:
-    patterns = [trace[f"{path}.pattern"][h] for h in range(trace.n_head)]
+    patterns = [trace["pattern", layer][h] for h in range(trace.n_head)]
     course_ui.chart("all-heads", (layer,), lambda: figures.small_multiples(
         patterns, [f"head {h}" for h in range(trace.n_head)], labels, columns=min(4, trace.n_head),
         title=f"Every head of layer {layer}"))
@@ -109,7 +108,7 @@ def all_heads() -> None:
 @needs_trace
 def overview() -> None:
     first = max(0, trace.n_tokens - OVERVIEW_TOKENS)
-    patterns = [trace[f"blocks.{l}.attn.pattern"][h, first:, first:]
+    patterns = [trace["pattern", l][h, first:, first:]
                 for l in range(trace.n_layer) for h in range(trace.n_head)]
     titles = [f"{l}.{h}" for l in range(trace.n_layer) for h in range(trace.n_head)]
     note = f" (last {OVERVIEW_TOKENS} tokens)" if first else ""

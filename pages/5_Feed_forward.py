@@ -19,8 +19,7 @@ needs_trace = course_ui.needs_trace(trace)
 if trace is not None:
     layer, _ = course_ui.layer_head_state(trace, "ff")
     labels = figures.token_labels(trace.token_strings)
-    path = f"blocks.{layer}.mlp"
-    d_mlp = trace[f"{path}.pre"].shape[1]
+    d_mlp = trace["mlp_pre", layer].shape[1]
     active = residual.most_active_neurons(trace, layer, SHOWN_NEURONS)
     if not 0 <= st.session_state.get("ff_position", -1) < trace.n_tokens:
         st.session_state.ff_position = trace.n_tokens - 1
@@ -122,10 +121,10 @@ def mlp_pre() -> None:
     left, right = st.columns(2)
     neuron_labels = [str(n) for n in active]
     course_ui.chart("mlp-pre", (layer,), lambda: figures.heatmap(
-        trace[f"{path}.pre"][:, active], neuron_labels, labels, pre_title, "neuron", "position",
+        trace["mlp_pre", layer][:, active], neuron_labels, labels, pre_title, "neuron", "position",
         show_values=False), where=left)
     course_ui.chart("mlp-post", (layer,), lambda: figures.heatmap(
-        trace[f"{path}.post"][:, active], neuron_labels, labels, post_title, "neuron", "position",
+        trace["mlp_post", layer][:, active], neuron_labels, labels, post_title, "neuron", "position",
         show_values=False), where=right)
     st.caption(f"The {len(active)} neurons of layer {layer} with the largest activation anywhere in your prompt, "
                f"most active first (out of {d_mlp}).")
@@ -135,7 +134,7 @@ def mlp_pre() -> None:
 def gelu_curve() -> None:
     def build():
         neurons = residual.most_active_neurons(trace, layer, CURVE_NEURONS)
-        pre = trace[f"{path}.pre"][:, neurons]  # [pos, neurons]
+        pre = trace["mlp_pre", layer][:, neurons]  # [pos, neurons]
         low, high = min(-4.0, float(pre.min())), max(4.0, float(pre.max()))
         curve_x, curve_y = residual.activation_curve(loaded.arch.activation, low, high)
         post = residual.activation_of(pre, loaded.arch.activation)  # [pos, neurons] the activation alone (no up factor)
@@ -149,7 +148,7 @@ def gelu_curve() -> None:
 
 @needs_trace
 def mlp_out() -> None:
-    out = trace[f"{path}.out"]  # [pos, d_model]
+    out = trace["mlp_out", layer]  # [pos, d_model]
     course_ui.chart("mlp-out", (layer,), lambda: figures.heatmap(
         out, list(range(out.shape[1])), labels, "× W_out + b_out: the MLP's output, added to the residual stream",
         "entry", "position", show_values=False))
@@ -159,7 +158,7 @@ def mlp_out() -> None:
 def neuron() -> None:
     chosen = st.selectbox("Neuron", range(d_mlp), index=active[0], key=f"ff_neuron_{layer}",
                           help="Starts at the most active neuron of the layer on your prompt.")
-    values = trace[f"{path}.post"][:, chosen].tolist()
+    values = trace["mlp_post", layer][:, chosen].tolist()
     course_ui.chart("neuron-bars", (layer, chosen), lambda: figures.bar(
         labels, values, f"Layer {layer}, neuron {chosen}: activation at each token", "token"))
     promoted, suppressed = residual.neuron_output_effects(loaded.model, layer, chosen)
