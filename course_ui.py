@@ -12,7 +12,7 @@ from core.lessons import BadSlot, Figure, Lesson, Markdown, Question, load_lesso
 from core.models import DEFAULT_MODEL, REGISTRY, LoadedModel, ModelLoadError, family_order, picker_label
 
 LOCAL_FOLDER = "local-folder"
-PROMPT_LIMIT = 20_000  # characters; the text box refuses more
+PROMPT_LIMIT = 20_000  # characters; a longer prompt is cut to this, with a message
 
 
 def home_settings() -> dict[str, str]:
@@ -110,7 +110,16 @@ def current_model() -> LoadedModel:
 
 # --- the prompt ---------------------------------------------------------------------------------
 def _store_prompt() -> None:
-    st.session_state.prompt = st.session_state.prompt_box
+    """The box's text becomes the prompt; beyond PROMPT_LIMIT characters, its first PROMPT_LIMIT, said
+    in one sentence (the browser would otherwise drop an over-long paste without a word)."""
+    state = st.session_state
+    text = state.prompt_box
+    state.prompt_message = ""
+    if len(text) > PROMPT_LIMIT:
+        state.prompt_message = (f"Prompts are limited to {PROMPT_LIMIT:,} characters: yours has {len(text):,}, so "
+                                f"the lessons use its first {PROMPT_LIMIT:,}.")
+        text = text[:PROMPT_LIMIT]
+    state.prompt = text
 
 
 def add_trained_model(folder: str, label: str) -> None:
@@ -128,8 +137,11 @@ def prompt_box(label: str = "Your prompt", height: int = 90) -> str:
     """A text box bound to the session's prompt, so it follows the student from page to page."""
     init_state()
     st.session_state.prompt_box = st.session_state.prompt
-    st.text_area(label, key="prompt_box", on_change=_store_prompt, height=height, max_chars=PROMPT_LIMIT,
-                 help="Press Ctrl+Enter (or click outside the box) to apply.")
+    # no max_chars: with it, Streamlit's box silently ignores a paste that would go over the limit
+    st.text_area(label, key="prompt_box", on_change=_store_prompt, height=height,
+                 help=f"Up to {PROMPT_LIMIT:,} characters. Press Ctrl+Enter (or click outside the box) to apply.")
+    if st.session_state.get("prompt_message"):
+        st.warning(st.session_state.prompt_message)
     return st.session_state.prompt
 
 

@@ -11,6 +11,16 @@ from core.lessons import LESSONS_DIR
 from core.models import BUNDLED_MODEL_DIR, load_model
 
 
+@pytest.fixture(autouse=True, scope="session")
+def full_error_details():
+    """AppTest reads .streamlit/config.toml, which hides error messages from students; a failing
+    test should show them."""
+    from streamlit import config
+
+    config.set_option("client.showErrorDetails", "full")
+    yield
+
+
 def lesson_text(file_name: str) -> str:
     """A lesson file's words with its line breaks folded into spaces, to find a quoted sentence in."""
     return " ".join((LESSONS_DIR / file_name).read_text(encoding="utf-8").split())

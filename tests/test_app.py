@@ -199,6 +199,42 @@ def test_settings_are_found_again_after_visiting_other_lessons():
     assert not app.exception and not app.warning, ([e.value for e in app.exception], [w.value for w in app.warning])
 
 
+def test_a_prompt_over_the_limit_is_cut_with_one_sentence():
+    """Issue 13: a 100,000-character paste was dropped by the box (max_chars) without a word."""
+    from course_ui import PROMPT_LIMIT
+
+    pasted = ("The cat sat on the mat. " * 5000)[:100_000]
+    app = run_page("Home.py")
+    app.text_area(key="prompt_box").input(pasted).run()
+    message = f"Prompts are limited to {PROMPT_LIMIT:,} characters: yours has 100,000, so the lessons use its first " \
+              f"{PROMPT_LIMIT:,}."
+    assert [w.value for w in app.warning] == [message]
+    assert app.session_state["prompt"] == pasted[:PROMPT_LIMIT] == app.text_area(key="prompt_box").value
+    app.switch_page(LESSONS[0].page).run()
+    assert [w.value for w in app.warning].count(message) == 1 and not app.exception  # (and what lesson 1 says)
+    app.text_area(key="prompt_box").input("Tom had a kite.").run()
+    assert message not in [w.value for w in app.warning] and app.session_state["prompt"] == "Tom had a kite."
+
+
+def test_a_deployed_course_shows_no_error_details_and_logs_them(capfd):
+    """Issue 13: tracebacks showed server file paths. What .streamlit/config.toml sets hides the
+    message and the traceback from the student; the server log keeps both."""
+    import tomllib
+
+    from streamlit import config
+
+    deployed = tomllib.loads((APP_DIR / ".streamlit" / "config.toml").read_text())["client"]["showErrorDetails"]
+    config.set_option("client.showErrorDetails", deployed)
+    try:
+        app = AppTest.from_string("raise OSError(\"[Errno 36] File name too long: '/srv/course/a'\")").run()
+    finally:
+        config.set_option("client.showErrorDetails", "full")
+    shown = app.exception[0].proto
+    assert "/srv/course" not in shown.message and not shown.stack_trace
+    log = "".join(capfd.readouterr())
+    assert "Traceback" in log and "/srv/course" in log  # the full details are in the server's log
+
+
 def test_example_button_sets_the_prompt():
     app = run_page("Home.py")
     app.button(key="example-0").click().run()
