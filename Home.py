@@ -2,7 +2,7 @@
 import streamlit as st
 
 import course_ui
-from core.course import LESSONS
+from core.course import COURSE, LESSONS
 from core.figures import md_escape
 from core.lessons import load_lesson
 from core.models import choice_for, config_summary, folder_config
@@ -43,7 +43,7 @@ def prompt_box() -> None:
 
 def lesson_list() -> None:
     visited = st.session_state.get("visited", set())
-    for entry in LESSONS:
+    for entry in COURSE:
         lesson = load_lesson(entry.markdown)  # read once for its title, summary and questions
         title = f"{entry.number}. {lesson.title}"
         if entry.is_built:

@@ -6,7 +6,7 @@ from typing import Callable
 
 import streamlit as st
 
-from core.course import LESSONS, LessonEntry, neighbours
+from core.course import LESSONS, LessonEntry, lesson, neighbours
 from core.figures import md_escape
 from core.lessons import BadSlot, Figure, Lesson, Markdown, Question, load_lesson
 from core.models import DEFAULT_MODEL, REGISTRY, LoadedModel, ModelLoadError, family_order, picker_label
@@ -225,17 +225,67 @@ def _nav_link(entry: LessonEntry | None, arrow: str, fallback_page: str | None, 
 
 def lesson_page(number: int) -> tuple[Lesson, LoadedModel]:
     """Start a lesson page: page config, sidebar (model picker), title. Returns the lesson and model."""
-    entry = LESSONS[number - 1]
-    lesson = load_lesson(entry.markdown)
-    st.set_page_config(page_title=f"{lesson.title} · Glassbox GPT", page_icon="🔍", layout="wide")
+    entry = lesson(number)
+    this_lesson = load_lesson(entry.markdown)
+    st.set_page_config(page_title=f"{this_lesson.title} · Glassbox GPT", page_icon="🔍", layout="wide")
     init_state()
     restore_kept_values()
     st.session_state.setdefault("visited", set()).add(number)
     model_picker()
     loaded = current_model()
     st.sidebar.caption(f"Using **{md_escape(loaded.name)}**")
-    st.title(f"Lesson {number} · {lesson.title}")
-    return lesson, loaded
+    if number > 0:
+        you_are_here(loaded, number)
+    st.title(f"Lesson {number} · {this_lesson.title}")
+    return this_lesson, loaded
+
+
+# --- the map, small, in every lesson's sidebar ---------------------------------------------------------
+LESSON_PARTS = {1: {"tokens"}, 2: {"embed"}, 3: {"position"}, 4: {"attention", "head"}, 5: {"mlp", "norm", "add"},
+                6: {"unembed"}, 7: {"tokens", "embed", "position", "norm", "attention", "mlp", "unembed"}}
+
+
+def ablated_parts() -> set[str]:
+    """The map's keys of the heads and MLPs the student switched off in lessons 4 and 5."""
+    state = st.session_state
+    heads = {f"blocks.{layer}.attn.head.{head}" for layer, head in state.get("attn_ablate", [])}
+    return heads | {f"blocks.{layer}.mlp" for layer, _ in state.get("ff_ablate", [])}
+
+
+def open_clicked_lesson(chart_key: str) -> None:
+    """on_select of a map: remember which lesson the clicked part belongs to (switched to after the run)."""
+    points = st.session_state[chart_key].selection.points
+    if points:
+        st.session_state.map_go_to = points[0]["customdata"][1]
+
+
+def go_where_the_map_was_clicked(current: int) -> None:
+    target = st.session_state.pop("map_go_to", None)
+    if target is not None and target != current:
+        st.switch_page(lesson(target).page)
+
+
+def you_are_here(loaded: LoadedModel, number: int) -> None:
+    """The small map in the sidebar: one block standing for all, this lesson's part in red, the
+    parts switched off crossed out; a click on a part opens its lesson."""
+    from core import diagrams, model_map
+
+    highlight = set(LESSON_PARTS[number])
+    if number == 3 and loaded.arch.rotary_dim:
+        highlight = {"head"}  # rotary positions live inside attention
+    from core.cached import cached_figure
+
+    state = st.session_state  # one block stands for all: a head switched off in any layer is crossed out on it
+    ablated = {f"blocks.0.attn.head.{head}" for _, head in state.get("attn_ablate", [])}
+    ablated |= {"blocks.0.mlp"} if state.get("ff_ablate") else set()
+    key = (state.model_key, "you-are-here", number, tuple(sorted(ablated)))
+    figure = cached_figure(key, lambda: diagrams.model_map_figure(
+        model_map.build_map(loaded.model, small=True), "", highlight=highlight, height=330, ablated=ablated))
+    with st.sidebar:
+        st.caption("You are here (click a part to open its lesson):")
+        st.plotly_chart(figure, key="you-are-here", on_select=lambda: open_clicked_lesson("you-are-here"),
+                        selection_mode="points", config={"displayModeBar": False})
+    go_where_the_map_was_clicked(number)
 
 
 def lesson_trace(loaded: LoadedModel, prompt: str, **interventions):
@@ -309,15 +359,18 @@ def prediction_change_view(loaded: LoadedModel, before, after, key: str) -> None
     right.metric("after", f"{change.logprob_after:.4f}", delta=f"{change.logprob_after - change.logprob_before:+.4f}")
 
 
-def chart(name: str, depends_on: tuple, build: Callable[[], object], where=None) -> None:
+def chart(name: str, depends_on: tuple, build: Callable[[], object], where=None, on_select=None) -> None:
     """Draw a Plotly figure from `build`, built once per (model, prompt, name, depends_on).
     Building Plotly figures is most of a page's rerun time; choices that do not change a figure
-    then cost nothing."""
+    then cost nothing. `on_select(key)`: called when the student clicks a point of the figure."""
     from core.cached import cached_figure
 
     state = st.session_state
     figure = cached_figure((state.model_key, state.prompt, name, depends_on), build)
-    (where or st).plotly_chart(figure, key=name)
+    if on_select is None:
+        (where or st).plotly_chart(figure, key=name)
+    else:
+        (where or st).plotly_chart(figure, key=name, on_select=lambda: on_select(name), selection_mode="points")
 
 
 def lesson_links(numbers: list[int]) -> None:

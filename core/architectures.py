@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import threading
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -107,6 +107,8 @@ class ModelWeights:
     rotary_inv_freq: torch.Tensor | None  # [rotary_dim / 2] angle per position of each rotary pair
     rotary_scale: float  # cos and sin are multiplied by this (1 but for scaled rotary variants)
     tied: bool  # W_U is W_E transposed (the same parameter)
+    parameter_storages: frozenset[int] = frozenset()  # where the model's parameters live: a tensor here
+    #                                                   is a parameter (or a view of one) if its storage is in it
 
 
 # --- small helpers shared by the converters ------------------------------------------------------
@@ -361,7 +363,8 @@ def convert(model) -> ModelWeights:
     converter = CONVERTERS.get(model.config.model_type)
     if converter is None:
         raise UnsupportedModel(f"it is a {model.config.model_type} model; {supported_families_sentence()}")
-    return converter(model)
+    storages = frozenset(p.untyped_storage().data_ptr() for p in model.parameters())
+    return replace(converter(model), parameter_storages=storages)
 
 
 _converted: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()

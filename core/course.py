@@ -43,16 +43,22 @@ LESSONS: tuple[LessonEntry, ...] = (
 )
 
 
+# The map of the whole model comes first: a newcomer sees every part before lesson 1 names them.
+MAP = LessonEntry(0, "00_model_map.md", "pages/0_The_model_map.py")
+COURSE: tuple[LessonEntry, ...] = (MAP,) + LESSONS
+
+
 def lesson(number: int) -> LessonEntry:
-    return LESSONS[number - 1]
+    return next(entry for entry in COURSE if entry.number == number)
 
 
 def neighbours(number: int) -> tuple[LessonEntry | None, LessonEntry | None]:
-    """The previous and next lessons of lesson `number` (None at either end)."""
-    previous = LESSONS[number - 2] if number > 1 else None
-    following = LESSONS[number] if number < len(LESSONS) else None
+    """The previous and next pages of lesson `number` in the course (None at either end)."""
+    index = [entry.number for entry in COURSE].index(number)
+    previous = COURSE[index - 1] if index > 0 else None
+    following = COURSE[index + 1] if index + 1 < len(COURSE) else None
     return previous, following
 
 
 def lesson_files_exist() -> bool:
-    return all((LESSONS_DIR / entry.markdown).is_file() for entry in LESSONS)
+    return all((LESSONS_DIR / entry.markdown).is_file() for entry in COURSE)

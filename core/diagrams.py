@@ -119,3 +119,74 @@ def rotary_pairs_figure(pairs, model_name: str, token: str) -> go.Figure:
     figure.update_layout(title=f"{model_name}: the query of {token}, one pair of dims at a time, turned by its position",
                          height=360, margin=dict(l=10, r=10, t=70, b=10))
     return figure
+
+
+# --- the map of the model --------------------------------------------------------------------------
+KIND_COLOURS = {"tokens": "#e5e7eb", "embed": "#dbeafe", "position": "#e0e7ff", "norm": "#fef3c7",
+                "attention": "#fee2e2", "head": "#fecaca", "mlp": "#dcfce7", "add": "#ffffff", "unembed": "#ede9fe",
+                "block": "#f3f4f6"}
+
+
+def _part_height(kind: str) -> float:
+    return {"head": 0.22, "add": 0.3}.get(kind, 0.5)
+
+
+def model_map_figure(model_map, title: str, highlight: set[str] = frozenset(), numbers: dict[str, str] | None = None,
+                     ablated: set[str] = frozenset(), height: int | None = None, show_labels: bool = True):
+    """The map drawn: boxes for parts, the residual stream as the blue line, ⊕ where a part adds
+    to it. `highlight`: part keys or kinds drawn in red (the lesson's part, the figure's part);
+    `ablated`: part keys switched off (a red ✕); `numbers`: a real number per part key, shown
+    beside it. Every part is a clickable point whose customdata is [key, lesson]."""
+    import html as html_module
+
+    numbers = numbers or {}
+    figure = go.Figure()
+    figure.add_shape(type="line", x0=0, x1=0, y0=0.3, y1=model_map.stream_top, line=dict(color=STREAM, width=5),
+                     layer="below")
+    xs, ys, texts, custom, hovers, colours = [], [], [], [], [], []
+    for part in model_map.parts:
+        lit = part.key in highlight or part.kind in highlight
+        half_w, half_h = part.width / 2, _part_height(part.kind) / 2
+        if part.kind != "add":
+            figure.add_shape(type="rect", x0=part.x - half_w, x1=part.x + half_w, y0=part.y - half_h, y1=part.y + half_h,
+                             line=dict(color=ACCENT if lit else "#6b7280", width=3 if lit else 1),
+                             fillcolor="white" if part.key == "add" else KIND_COLOURS[part.kind], layer="below")
+        if part.x != 0 and part.kind not in ("head", "add") and not (part.kind == "embed" and part.x < 0):
+            reads_at = part.y - half_h if part.kind != "norm" else part.y
+            figure.add_shape(type="line", x0=0, x1=part.x - half_w, y0=reads_at, y1=part.y, layer="below",
+                             line=dict(color="#9ca3af", width=1, dash="dot"))
+        number = numbers.get(part.key, "")
+        if part.kind == "head" and part.head is not None and model_map.group_size > 1:
+            figure.add_shape(type="rect", x0=part.x - half_w, x1=part.x + half_w, y0=part.y - half_h,
+                             y1=part.y + half_h, line=dict(width=0), layer="below",
+                             fillcolor=("#fca5a5" if (part.head // model_map.group_size) % 2 else "#fee2e2"))
+        if part.kind == "add" and number and show_labels:
+            figure.add_annotation(x=0.25, y=part.y, text=html_module.escape(number), showarrow=False,
+                                  xanchor="left", font=dict(size=10, color=MUTED))
+        xs.append(part.x)
+        ys.append(part.y)
+        texts.append(("⊕" if part.kind == "add" else html_module.escape(part.label))
+                     + ("" if part.kind in ("head", "add") or not number or not show_labels
+                        else f"  ({html_module.escape(number)})"))
+        custom.append([part.key, part.lesson])
+        hovers.append(f"<b>{html_module.escape(part.label)}</b> ({html_module.escape(part.key)})<br>"
+                      f"{html_module.escape(part.does)}<br>{html_module.escape(part.shape)}<br>"
+                      f"parameters: {part.parameters:,}" + (f"<br>on your prompt: {html_module.escape(number)}" if number else "")
+                      + f"<br>click: lesson {part.lesson}")
+        colours.append(ACCENT if part.key in ablated else (ACCENT if lit else INK))
+    figure.add_trace(go.Scatter(
+        x=xs, y=ys, mode="markers+text" if show_labels else "markers", text=texts, customdata=custom,
+        textfont=dict(size=10, color=colours), marker=dict(size=14, opacity=0.01, color=INK),
+        hovertext=hovers, hovertemplate="%{hovertext}<extra></extra>", showlegend=False))
+    crossed = [part for part in model_map.parts if part.key in ablated]
+    if crossed:
+        figure.add_trace(go.Scatter(x=[p.x for p in crossed], y=[p.y for p in crossed], mode="text", text=["✕"] * len(crossed),
+                                    textfont=dict(size=16, color=ACCENT), hoverinfo="skip", showlegend=False))
+    left = min(p.x - p.width / 2 for p in model_map.parts) - 0.3
+    right = max(p.x + p.width / 2 for p in model_map.parts) + 0.3
+    figure.update_xaxes(visible=False, range=[left, right], fixedrange=True)
+    figure.update_yaxes(visible=False, range=[-0.6, model_map.stream_top + 0.6], fixedrange=True)
+    figure.update_layout(title=title, height=height or int(60 + 46 * (model_map.stream_top + 1)),
+                         margin=dict(l=5, r=5, t=40 if title else 5, b=5), plot_bgcolor="white", dragmode=False,
+                         hoverlabel=dict(align="left"))
+    return figure

@@ -31,7 +31,6 @@ class ModelChoice:
     source: str  # a folder path or a hub id, passed to from_pretrained
     from_hub: bool
     family: str = ""  # a key of core.families.FAMILIES ("" for a folder not yet read)
-    parameters: int = 0  # known size of a hub model, so a too-big one is refused before any download
 
 
 REGISTRY: tuple[ModelChoice, ...] = (
@@ -39,16 +38,16 @@ REGISTRY: tuple[ModelChoice, ...] = (
                 from_hub=False, family="gpt2"),
     ModelChoice("glassbox-stories-llama", "Course model, Llama design (bundled, offline)", str(MODERN_MODEL_DIR),
                 from_hub=False, family="llama"),
-    ModelChoice("gpt2", "GPT-2 small (124M, hub)", "gpt2", True, "gpt2", 124_439_808),
-    ModelChoice("distilgpt2", "DistilGPT-2 (82M, hub)", "distilgpt2", True, "gpt2", 81_912_576),
-    ModelChoice("gpt2-medium", "GPT-2 medium (355M, hub)", "gpt2-medium", True, "gpt2", 354_823_168),
-    ModelChoice("openai-gpt", "GPT, 2018 (117M, hub)", "openai-community/openai-gpt", True, "openai-gpt", 116_534_784),
-    ModelChoice("gpt-neo-125m", "GPT-Neo 125M (hub)", "EleutherAI/gpt-neo-125m", True, "gpt_neo", 125_198_592),
-    ModelChoice("gpt-j-6b", "GPT-J 6B (hub)", "EleutherAI/gpt-j-6b", True, "gptj", 6_053_381_344),
-    ModelChoice("pythia-70m", "Pythia 70M (hub)", "EleutherAI/pythia-70m", True, "gpt_neox", 70_426_624),
-    ModelChoice("pythia-160m", "Pythia 160M (hub)", "EleutherAI/pythia-160m", True, "gpt_neox", 162_322_944),
-    ModelChoice("smollm2-135m", "SmolLM2 135M (hub)", "HuggingFaceTB/SmolLM2-135M", True, "llama", 134_515_008),
-    ModelChoice("qwen2.5-0.5b", "Qwen2.5 0.5B (hub)", "Qwen/Qwen2.5-0.5B", True, "qwen2", 494_032_768),
+    ModelChoice("gpt2", "GPT-2 small (124M, hub)", "gpt2", True, "gpt2"),
+    ModelChoice("distilgpt2", "DistilGPT-2 (82M, hub)", "distilgpt2", True, "gpt2"),
+    ModelChoice("gpt2-medium", "GPT-2 medium (355M, hub)", "gpt2-medium", True, "gpt2"),
+    ModelChoice("openai-gpt", "GPT, 2018 (117M, hub)", "openai-community/openai-gpt", True, "openai-gpt"),
+    ModelChoice("gpt-neo-125m", "GPT-Neo 125M (hub)", "EleutherAI/gpt-neo-125m", True, "gpt_neo"),
+    ModelChoice("gpt-j-6b", "GPT-J 6B (hub)", "EleutherAI/gpt-j-6b", True, "gptj"),
+    ModelChoice("pythia-70m", "Pythia 70M (hub)", "EleutherAI/pythia-70m", True, "gpt_neox"),
+    ModelChoice("pythia-160m", "Pythia 160M (hub)", "EleutherAI/pythia-160m", True, "gpt_neox"),
+    ModelChoice("smollm2-135m", "SmolLM2 135M (hub)", "HuggingFaceTB/SmolLM2-135M", True, "llama"),
+    ModelChoice("qwen2.5-0.5b", "Qwen2.5 0.5B (hub)", "Qwen/Qwen2.5-0.5B", True, "qwen2"),
 )
 DEFAULT_MODEL = REGISTRY[0]
 
@@ -100,18 +99,52 @@ def config_summary(config: dict) -> dict[str, int]:
             "context": first("n_positions", "max_position_embeddings", "n_ctx"), "vocab": first("vocab_size")}
 
 
-def reference_models() -> list[dict]:
-    """Published sizes of well-known models (models/reference_configs.json), for comparisons that
-    must work offline."""
+def reference_configs() -> list[dict]:
+    """The published config.json sizes of well-known models (models/reference_configs.json), so
+    comparisons work offline: [{"name", "hub_id", "config"}]."""
     import json
 
     return json.loads((MODELS_DIR / "reference_configs.json").read_text(encoding="utf-8"))["models"]
 
 
-def model_row(name: str, family: str, arch) -> dict:
-    """A loaded model's sizes in the rows' format of `reference_models()`."""
+def reference_config(hub_id: str):
+    """A transformers config built from the shipped sizes of a well-known model (None if unknown)."""
+    from core.hf import AutoConfig
+
+    for entry in reference_configs():
+        if entry["hub_id"] == hub_id:
+            fields = dict(entry["config"])
+            return AutoConfig.for_model(fields.pop("model_type"), **fields)
+    return None
+
+
+_reference_rows: list[dict] = []
+
+
+def reference_models() -> list[dict]:
+    """One row of sizes per well-known model, the parameters counted on a model built on the
+    meta device from its config (about 2 s for all, once per process)."""
+    if not _reference_rows:
+        from core.architectures import weights_of
+        from core.hf import MODEL_BUILD_LOCK, AutoModelForCausalLM
+        import torch
+
+        rows = []
+        for entry in reference_configs():
+            config = reference_config(entry["hub_id"])
+            with MODEL_BUILD_LOCK, torch.device("meta"):
+                model = AutoModelForCausalLM.from_config(config)
+            count = sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
+            rows.append(model_row(entry["name"], config.model_type, weights_of(model).arch, count))
+        _reference_rows.extend(rows)
+    return list(_reference_rows)
+
+
+def model_row(name: str, family: str, arch, parameters: int) -> dict:
+    """A model's sizes, in the rows' format of `reference_models()`."""
     return {"name": name, "family": family, "layers": arch.n_layer, "heads": arch.n_head, "kv_heads": arch.n_kv_head,
-            "d_model": arch.d_model, "d_head": arch.d_head, "context": arch.n_ctx, "vocab": arch.vocab}
+            "d_model": arch.d_model, "d_head": arch.d_head, "d_mlp": arch.d_mlp, "context": arch.n_ctx,
+            "vocab": arch.vocab, "parameters": parameters}
 
 
 class ModelLoadError(Exception):
@@ -262,8 +295,9 @@ def load_model(key_or_source: str) -> LoadedModel:
     if not is_folder:
         if _looks_like_path(source):
             raise ModelLoadError(hosted_answer if is_hosted() else f"There is no model folder at {source}.")
-        if choice.parameters:
-            _size_check(source, choice.parameters, choice.label.split(" (")[0])
+        known = reference_config(source)  # a well-known model's size is checked before anything is downloaded
+        if known is not None:
+            _size_check(source, estimated_parameters(known), choice.label.split(" (")[0])
         if not hub_reachable():
             raise ModelLoadError(f"{source} needs the Hugging Face hub, which cannot be reached from here.")
     try:

@@ -152,7 +152,8 @@ def head_groups() -> None:
 
 
 def kv_cache() -> None:
-    rows = attention.kv_cache_rows([model_row(loaded.name, loaded.family, loaded.arch)] + reference_models())
+    rows = attention.kv_cache_rows([model_row(loaded.name, loaded.family, loaded.arch, loaded.parameter_count)]
+                                     + reference_models())
     st.dataframe(pd.DataFrame([{
         "model": row.model, "layers": row.layers, "query heads": row.heads, "key/value heads": row.kv_heads,
         "d_head": row.d_head, "cache per token (16-bit)": f"{row.bytes_per_token / 1024:,.1f} KB",

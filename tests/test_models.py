@@ -135,9 +135,20 @@ def test_hosted_app_gives_one_answer_for_missing_and_not_a_model(tmp_path, monke
 
 def test_gpt_j_is_listed_and_refused_with_the_memory_it_would_need(monkeypatch):
     monkeypatch.setattr(models, "hub_reachable", lambda timeout=1.5: pytest.fail("the hub must not be asked"))
-    with pytest.raises(ModelLoadError, match=r"^GPT-J 6B has about 6,053M parameters and would need about 30 GB of memory; "
+    with pytest.raises(ModelLoadError, match=r"^GPT-J 6B has about 6,051M parameters and would need about 30 GB of memory; "
                                              r"this app allows models up to 520M parameters\.$"):
         load_model("gpt-j-6b")
+
+
+def test_reference_sizes_are_counted_from_the_shipped_configs():
+    """The size table's parameter counts are computed from each config (a model built on the meta
+    device), and agree with the published sizes of these models."""
+    rows = {row["name"]: row for row in models.reference_models()}
+    assert rows["GPT-2 small"]["parameters"] == 124_439_808 and rows["Pythia 70M"]["parameters"] == 70_426_624
+    assert rows["Llama 3.1 8B"]["kv_heads"] == 8 and 8.0e9 < rows["Llama 3.1 8B"]["parameters"] < 8.1e9
+    assert rows["Qwen2.5 0.5B"]["parameters"] == 494_032_768 and rows["SmolLM2 135M"]["parameters"] == 134_515_008
+    hub_ids = {entry["hub_id"] for entry in models.reference_configs()}
+    assert all(choice.source in hub_ids for choice in models.REGISTRY if choice.from_hub and choice.key != "distilgpt2")
 
 
 def test_the_picker_groups_models_by_family():
