@@ -36,27 +36,34 @@ def first_token_id(tokenizer, text: str) -> int:
     return tokenizer(text, add_special_tokens=False)["input_ids"][0]
 
 
-def story_probe_results(model, tokenizer, story) -> tuple[list[ProbeResult], list[tuple[int, int, str]]]:
-    """Probe results for one story, and (prediction position, answer token, kind) per probe."""
+def story_probe_positions(tokenizer, story) -> tuple[list[int], list[tuple[int, int, str]]]:
+    """A story's token ids, and (prediction position, answer token, kind) per probe: no model needed."""
     encoding = tokenizer(story.text, add_special_tokens=False, return_offsets_mapping=True)
     ids, offsets = encoding["input_ids"], encoding["offset_mapping"]
     start_to_index = {start: index for index, (start, _) in enumerate(offsets)}
-    with torch.no_grad():
-        logits = model(input_ids=torch.tensor([ids])).logits[0]  # [pos, vocab]
-    probs = torch.softmax(logits, dim=-1)  # [pos, vocab]
-    results, positions = [], []
+    positions = []
     for probe in story.probes:
         index = start_to_index.get(probe.start)
         if index is None or index == 0:
             raise ValueError(f"probe at {probe.start} does not start a token in {story.text!r}")
-        answer = ids[index]
-        row = probs[index - 1]  # the prediction made at the token before the answer  # [vocab]
+        positions.append((index - 1, ids[index], probe.kind))
+    return ids, positions
+
+
+def story_probe_results(model, tokenizer, story) -> tuple[list[ProbeResult], list[tuple[int, int, str]]]:
+    """Probe results for one story, and (prediction position, answer token, kind) per probe."""
+    ids, positions = story_probe_positions(tokenizer, story)
+    with torch.no_grad():
+        logits = model(input_ids=torch.tensor([ids])).logits[0]  # [pos, vocab]
+    probs = torch.softmax(logits, dim=-1)  # [pos, vocab]
+    results = []
+    for probe, (query, answer, _) in zip(story.probes, positions):
+        row = probs[query]  # the prediction made at the token before the answer  # [vocab]
         if probe.kind == "pronoun":
             correct = row[answer] > row[first_token_id(tokenizer, probe.wrong)]
         else:
             correct = int(row.argmax()) == answer
         results.append(ProbeResult(probe.kind, bool(correct), float(row[answer])))
-        positions.append((index - 1, answer, probe.kind))
     return results, positions
 
 
@@ -70,9 +77,8 @@ def name_mover_scores(model, tokenizer, stories) -> torch.Tensor:
     total = torch.zeros(arch.n_layer, arch.n_head)  # [layer, head]
     count = 0
     for story in stories:
-        ids = tokenizer(story.text, add_special_tokens=False)["input_ids"]
+        ids, positions = story_probe_positions(tokenizer, story)  # one forward a story: the trace's
         trace = run_trace(model, ids)
-        _, positions = story_probe_results(model, tokenizer, story)
         for query, answer, kind in positions:
             earlier = [key for key in range(query + 1) if ids[key] == answer]
             if kind != "name" or not earlier:

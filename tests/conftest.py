@@ -1,14 +1,23 @@
 """Shared fixtures: small random GPT-2 models (never the network) and the bundled model."""
 from __future__ import annotations
 
+import os
 import re
 
-import pytest
-import torch
-from transformers import GPT2Config, GPT2LMHeadModel
+# One PyTorch thread, here and in the apps the tests start: the suite's models are tiny, and on two
+# cores shared with a Streamlit server and Chromium, more threads than cores make PyTorch's workers
+# wait for each other (measured: the model card's evaluation took 11 s with one thread, 143 s with
+# two while another process kept both cores busy).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-from core.lessons import LESSONS_DIR
-from core.models import BUNDLED_MODEL_DIR, load_model
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from transformers import GPT2Config, GPT2LMHeadModel  # noqa: E402
+
+from core.lessons import LESSONS_DIR  # noqa: E402
+from core.models import BUNDLED_MODEL_DIR, load_model  # noqa: E402
+
+torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 
 @pytest.fixture(autouse=True, scope="session")
