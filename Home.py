@@ -11,6 +11,7 @@ home = load_lesson("home.md")
 st.set_page_config(page_title="Glassbox GPT", page_icon="🔍", layout="wide")
 course_ui.init_state()
 course_ui.restore_kept_values()
+course_ui.share_in_address()
 st.title(home.title)
 st.caption(home.summary)
 

@@ -19,13 +19,32 @@ def home_settings() -> dict[str, str]:
     return load_lesson("home.md").meta
 
 
+SHARED_PROMPT_LIMIT = 2_000  # characters: a longer prompt is not put in the address (links stay short)
+
+
 def init_state() -> None:
-    """Session defaults, set once. `prompt` and `model_key` outlive any one page's widgets."""
+    """Session defaults, set once. `prompt` and `model_key` outlive any one page's widgets. A new
+    session (a shared link, a reload) starts from the address's ?prompt=…&model=… if it has them."""
     state = st.session_state
+    params = st.query_params
     if "prompt" not in state:
-        state.prompt = home_settings().get("default_prompt", "")
-    state.setdefault("model_key", DEFAULT_MODEL.key)
+        shared = params.get("prompt")
+        state.prompt = shared[:PROMPT_LIMIT] if shared is not None else home_settings().get("default_prompt", "")
+    if "model_key" not in state:
+        state.model_key = params.get("model") or DEFAULT_MODEL.key
     state.setdefault("model_message", "")
+
+
+def share_in_address() -> None:
+    """Keep the prompt and the model in the page's address, so that a reload keeps them and the
+    address can be sent to someone (an instructor's link opens the lesson on that prompt)."""
+    state, params = st.session_state, st.query_params
+    prompt = state.get("prompt", "")
+    wanted = {"model": state.model_key} if state.model_key != DEFAULT_MODEL.key else {}
+    if 0 < len(prompt) <= SHARED_PROMPT_LIMIT and prompt != home_settings().get("default_prompt", ""):
+        wanted["prompt"] = prompt
+    if dict(params) != wanted:
+        params.from_dict(wanted)
 
 
 def keep_values(*keys: str) -> None:
@@ -233,11 +252,49 @@ def lesson_page(number: int) -> tuple[Lesson, LoadedModel]:
     st.session_state.setdefault("visited", set()).add(number)
     model_picker()
     loaded = current_model()
+    share_in_address()
     st.sidebar.caption(f"Using **{md_escape(loaded.name)}**")
     if number > 0:
         you_are_here(loaded, number)
+    apply_starting_choices(this_lesson, number)
     st.title(f"Lesson {number} · {this_lesson.title}")
+    suggested_prompts(this_lesson, number)
     return this_lesson, loaded
+
+
+def _value(text: str):
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            continue
+    return text
+
+
+def apply_starting_choices(this_lesson: Lesson, number: int) -> None:
+    """The lesson's front matter `starting_choices: key=value, …` (widget keys), set the first time
+    the student opens the lesson, so that each control starts where the text sends the student."""
+    state = st.session_state
+    started = state.setdefault("started_lessons", set())
+    if number in started:
+        return
+    started.add(number)
+    for pair in this_lesson.meta.get("starting_choices", "").split(","):
+        key, _, value = pair.partition("=")
+        if key.strip() and value.strip():
+            state[key.strip()] = _value(value.strip())
+
+
+def suggested_prompts(this_lesson: Lesson, number: int) -> None:
+    """The lesson's front matter `suggested_prompts: A | B | …`: one click puts a prompt in the box."""
+    prompts = [text.strip() for text in this_lesson.meta.get("suggested_prompts", "").split("|") if text.strip()]
+    if not prompts:
+        return
+    columns = st.columns([1] + [2] * len(prompts))
+    columns[0].caption("Try:")
+    for index, (column, text) in enumerate(zip(columns[1:], prompts)):
+        column.button(text if len(text) <= 48 else text[:45] + "…", key=f"suggest-{number}-{index}", help=text,
+                      on_click=set_prompt, args=(text,), width="stretch")
 
 
 # --- the map, small, in every lesson's sidebar ---------------------------------------------------------

@@ -29,6 +29,30 @@ def token_chips() -> None:
     st.html(figures.token_chips_html(tokens, show=show))
 
 
+def predict_count() -> None:
+    text = lesson.meta.get("predict_text", "").strip()
+    if not text:
+        st.caption("(The lesson names no text to guess about: add `predict_text:` to its front matter.)")
+        return
+    st.code(text, language=None, wrap_lines=True)
+    left, right = st.columns([2, 1])
+    guess = left.number_input("Your guess: how many tokens?", 1, 500, None, key="predict_guess",
+                              placeholder="type a number")
+    checked = right.button("Check", key="predict_check", disabled=guess is None)
+    if checked:
+        st.session_state.predict_checked = (text, int(guess), loaded.name)
+    if st.session_state.get("predict_checked", (None,))[0] != text or guess is None:
+        st.caption("Commit to a number first: the answer appears when you press Check.")
+        return
+    _, guessed, _ = st.session_state.predict_checked
+    pieces = prompt_tokens(model_tokenizer, text)
+    off = guessed - len(pieces)
+    verdict = "exactly right" if off == 0 else f"{abs(off)} {'too many' if off > 0 else 'too few'}"
+    st.markdown(f"**{len(pieces)} tokens** for {figures.md_escape(loaded.name)}'s tokenizer; you guessed {guessed} "
+                f"({verdict}).")
+    st.html(figures.token_chips_html(pieces, show="text"))
+
+
 def token_counts() -> None:
     characters, n_bytes = len(prompt), len(prompt.encode("utf-8"))
     columns = st.columns(4)
@@ -108,7 +132,7 @@ def byte_fallback() -> None:
     st.caption(f"As byte symbols: {figures.md_escape(to_byte_symbols(text))}")
 
 
-course_ui.render_lesson(lesson, {
+course_ui.render_lesson(lesson, {"predict-count": predict_count, 
     "token-chips": token_chips, "token-counts": token_counts, "token-table": token_table,
     "tokenizer-comparison": tokenizer_comparison, "bpe-merges": bpe_merges, "words-split": words_split,
     "byte-fallback": byte_fallback,

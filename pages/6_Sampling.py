@@ -15,7 +15,7 @@ from core.tokenization import prompt_tokens
 CANDIDATES = 10  # rows of the candidates table
 SWEEP_CANDIDATES = 6  # lines in the temperature sweep
 CUT_CANDIDATES = 30  # bars in the top-p figure
-COMPARE_TEMPERATURE = 1.5  # the third column of the side-by-side generation
+HOTTER_BY = 1.0  # the third column of the side-by-side generation: your temperature plus this (at least 1.5)
 JOURNEY_POSITIONS = 12  # the journey draws at most the last positions separately; earlier ones are merged
 SMALL_SOURCE = 0.01  # and so are positions whose flows carry less than this share of the total
 LENS_POSITIONS = 24  # the logit lens draws the last positions
@@ -86,10 +86,12 @@ def temperature() -> None:
               help="0 means greedy: always the most likely token.")
     shown = log_probs.topk(15).indices.tolist()
     at_t = stage.log_probs.exp()
+    series = {"T = 1": [float(log_probs[i].exp()) for i in shown]}
+    if strategy.temperature != 1.0:  # at T = 1 the two distributions are one
+        series[f"T = {strategy.temperature:g}"] = [float(at_t[i]) for i in shown]
     course_ui.chart("temperature-bars", (strategy.temperature,), lambda: figures.grouped_bars(
-        [plotly_name(i) for i in shown], {"T = 1": [float(log_probs[i].exp()) for i in shown],
-                                          f"T = {strategy.temperature:g}": [float(at_t[i]) for i in shown]},
-        "The 15 most likely tokens at T = 1 and at your temperature", "candidate next token"))
+        [plotly_name(i) for i in shown], series, "The 15 most likely tokens at T = 1 and at your temperature"
+        if len(series) > 1 else "The 15 most likely tokens at T = 1 (your temperature)", "candidate next token"))
     left, right = st.columns(2)
     left.metric("Entropy at T = 1", f"{sampling.entropy_bits(log_probs):.3f} bits")
     right.metric(f"Entropy at T = {strategy.temperature:g}", f"{sampling.entropy_bits(stage.log_probs):.3f} bits")
@@ -156,7 +158,8 @@ def strategy_label(choice: Strategy) -> str:
 @needs_trace
 def generate() -> None:
     st.slider("Tokens to generate", 1, 50, key="s_n_tokens")
-    compared = (Strategy(0.0, 0, 1.0), strategy, Strategy(COMPARE_TEMPERATURE, strategy.top_k, strategy.top_p))
+    hotter = max(1.5, strategy.temperature + HOTTER_BY)  # always hotter than the student's own column
+    compared = (Strategy(0.0, 0, 1.0), strategy, Strategy(hotter, strategy.top_k, strategy.top_p))
     request = (loaded.name, tuple(trace.token_ids), int(state.s_n_tokens), compared, int(state.s_seed))
     if st.button("Generate", type="primary", key="s_generate"):
         bar = st.progress(0.0, text="Generating…")

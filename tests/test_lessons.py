@@ -98,5 +98,8 @@ def test_every_built_page_has_a_builder_for_every_slot_in_its_lesson(entry):
 
 
 def test_neighbours():
-    assert neighbours(1) == (None, LESSONS[1])
+    from core.course import MAP
+
+    assert neighbours(0) == (None, LESSONS[0])  # the map of the model comes before lesson 1
+    assert neighbours(1) == (MAP, LESSONS[1])
     assert neighbours(7) == (LESSONS[5], None)

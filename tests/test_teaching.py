@@ -1,0 +1,74 @@
+"""What the lessons do for a student beyond the numbers: a link that opens a lesson on a prompt,
+suggested prompts and starting choices from the lesson's markdown, predict-then-check, and
+figures that say one thing once."""
+from __future__ import annotations
+
+import json
+
+from streamlit.testing.v1 import AppTest
+
+from core.course import APP_DIR, LESSONS
+from core.lessons import load_lesson
+from core.tokenization import prompt_tokens
+
+
+def open_app(**query) -> AppTest:
+    app = AppTest.from_file(str(APP_DIR / "Home.py"), default_timeout=90)
+    for key, value in query.items():
+        app.query_params[key] = value
+    app.run()
+    return app
+
+
+def test_a_shared_link_opens_with_its_prompt_and_the_address_follows_the_prompt():
+    app = open_app(prompt="The dog ran to the")
+    assert app.session_state["prompt"] == "The dog ran to the"
+    app.switch_page(LESSONS[0].page).run()
+    assert not app.exception and app.session_state["prompt"] == "The dog ran to the"
+    app.text_area(key="prompt_box").input("A new prompt").run()
+    assert app.query_params["prompt"] == "A new prompt"
+    reloaded = open_app(prompt="A new prompt")  # a reload is a new session on the same address
+    assert reloaded.session_state["prompt"] == "A new prompt"
+
+
+def test_suggested_prompts_and_starting_choices_come_from_the_lesson_markdown():
+    meta = load_lesson(LESSONS[3].markdown).meta
+    suggestions = [text.strip() for text in meta["suggested_prompts"].split("|")]
+    app = open_app()
+    app.switch_page(LESSONS[3].page).run()
+    assert (app.session_state["attn_layer"], app.session_state["attn_head"]) == (0, 2)  # where the text sends them
+    app.button(key="suggest-4-1").click().run()
+    assert app.session_state["prompt"] == suggestions[1]
+    app.selectbox(key="attn_head").select(1).run()
+    app.switch_page(LESSONS[4].page).run()
+    app.switch_page(LESSONS[3].page).run()
+    assert app.session_state["attn_head"] == 1  # starting choices apply once, not over the student's own
+
+
+def test_predict_then_check_reveals_the_count_only_after_a_guess(bundled):
+    text = load_lesson(LESSONS[0].markdown).meta["predict_text"]
+    count = len(prompt_tokens(bundled.tokenizer, text))
+    app = open_app()
+    app.switch_page(LESSONS[0].page).run()
+    assert not any(f"**{count} tokens**" in m.value for m in app.markdown)
+    assert app.button(key="predict_check").disabled
+    app.number_input(key="predict_guess").set_value(count + 3).run()
+    app.button(key="predict_check").click().run()
+    said = [m.value for m in app.markdown if "tokens** for" in m.value]
+    assert said and said[0].startswith(f"**{count} tokens**") and "you guessed {} (3 too many)".format(count + 3) in said[0]
+
+
+def test_the_temperature_chart_shows_one_series_at_t_1_and_the_hotter_column_is_hotter():
+    app = open_app()
+    app.switch_page(LESSONS[5].page).run()
+    bars = [json.loads(c.proto.spec) for c in app.get("plotly_chart")]
+    temperature = next(spec for spec in bars if "your temperature" in json.dumps(spec.get("layout", {}).get("title", "")))
+    assert [trace["name"] for trace in temperature["data"]] == ["T = 1"]
+    app.slider(key="s_temperature").set_value(2.0).run()
+    bars = [json.loads(c.proto.spec) for c in app.get("plotly_chart")]
+    temperature = next(spec for spec in bars if "your temperature" in json.dumps(spec.get("layout", {}).get("title", "")))
+    assert [trace["name"] for trace in temperature["data"]] == ["T = 1", "T = 2"]
+    app.button(key="s_generate").click().run()
+    labels = [m.value for m in app.markdown if m.value.startswith("**T = ")]
+    temperatures = [float(label.split("T = ")[1].split(",")[0]) for label in labels]
+    assert temperatures[-1] > 2.0  # the side-by-side's third column is hotter than the student's
