@@ -91,7 +91,10 @@ def assert_healthy(app: AppTest) -> None:
 def test_page_runs_with_the_default_prompt(page):
     app = run_page(page)
     assert_healthy(app)
-    assert app.session_state["prompt"]  # the default prompt came from lessons/home.md
+    default = load_lesson("home.md").meta["default_prompt"]
+    assert default and app.session_state["prompt"] == default  # a new student starts from lessons/home.md's
+    boxes = [box for box in app.text_area if box.key == "prompt_box"]
+    assert all(box.value == default for box in boxes)  # and sees it in the prompt box where the page has one
 
 
 @pytest.mark.parametrize("name", HOSTILE_PROMPTS)
@@ -414,9 +417,20 @@ def test_sampling_page_controls_generation_and_journey(bundled):
     assert difference == pytest.approx(logit, abs=1e-3)
 
 
-def test_training_page_starts_a_run_shows_it_learning_and_stops_it():
+def wait_for(condition, timeout: float = 60.0) -> bool:
+    """True as soon as `condition()` holds, False after `timeout` seconds (generous: a loaded machine
+    is slow, and the tests check what happens, not how fast)."""
     import time
 
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_training_page_starts_a_run_shows_it_learning_and_stops_it():
     app = run_page(LESSONS[6].page)
     assert not app.exception, [e.value for e in app.exception]
     assert any(m.label == "Parameters" for m in app.metric) and any(m.label == "Tokens per character" for m in app.metric)
@@ -429,9 +443,9 @@ def test_training_page_starts_a_run_shows_it_learning_and_stops_it():
         app.number_input(key=knob).set_value(value).run()
     app.button(key="t_start").click().run()
     assert not app.exception, [e.value for e in app.exception]
-    time.sleep(1.5)
-    app.run()
     run = app.session_state["t_run"]
+    assert wait_for(lambda: run.view().step > 0 and run.view().copy_scores)  # it trains, and the copy test scored
+    app.run()
     assert run.status == "running" and run.view().step > 0
     charts = {c.proto.id.split("-")[-1] for c in app.get("plotly_chart")}
     assert any("t_loss" in c.proto.id for c in app.get("plotly_chart"))
@@ -505,8 +519,6 @@ def test_training_page_says_once_and_for_good_why_a_text_is_too_short(preset, to
 
 
 def test_training_page_says_when_a_run_waits_for_the_machine():
-    import time
-
     from core.live_training import TRAINING_SLOTS
 
     assert TRAINING_SLOTS.acquire(-1, timeout=30)  # another student's run holds every slot
@@ -522,9 +534,7 @@ def test_training_page_says_when_a_run_waits_for_the_machine():
     finally:
         for holder in range(1, TRAINING_SLOTS.count + 1):
             TRAINING_SLOTS.release(-holder)
-    deadline = time.monotonic() + 30
-    while run.view().step == 0 and time.monotonic() < deadline:
-        time.sleep(0.1)
+    assert wait_for(lambda: run.view().step > 0)
     app.run()
     assert run.view().step > 0 and not any("Waiting for the machine" in i.value for i in app.info)
     app.button(key="t_stop").click().run()

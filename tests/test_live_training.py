@@ -25,6 +25,17 @@ def copy_data():
     return live_training.prepare_data(live_training.copy_task_documents(400), live_training.BYTE_VOCABULARY)
 
 
+def wait_for(condition, timeout: float = 60.0) -> bool:
+    """True as soon as `condition()` holds; False if it still does not after `timeout` seconds (a
+    generous bound: the tests wait on what happens, never on how fast, which a loaded machine changes)."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if condition():
+            return True
+        time.sleep(0.02)
+    return False
+
+
 def run_for(data, config=TINY, **options) -> TrainingRun:
     return TrainingRun(config, data, probe_text="ab cd | ab cd", sample_prompt="ab cd |",
                        eval_every=10, sample_every=10, snapshot_every=10, **options)
@@ -129,35 +140,35 @@ def test_a_run_trains_in_its_thread_and_records_what_the_page_draws(copy_data):
 
 def test_pause_and_resume_give_the_uninterrupted_result(copy_data):
     straight = finished_run(copy_data)
-    interrupted = run_for(copy_data)
+    slots = live_training.TrainingSlots(1)
+    interrupted = run_for(copy_data, slots=slots)
     interrupted.start()
-    while interrupted.view().step < 5:
-        time.sleep(0.01)
+    assert wait_for(lambda: interrupted.view().step >= 5)
     interrupted.pause()
-    time.sleep(0.3)
+    assert wait_for(lambda: slots.acquire(-1, timeout=0))  # the paused worker gave its slot up: it takes no step
     paused_at = interrupted.view().step
     time.sleep(0.3)
     assert interrupted.view().step == paused_at and interrupted.status == "paused"
+    slots.release(-1)
     interrupted.resume()
     interrupted.wait(timeout=120)
     assert interrupted.view().train_loss == straight.view().train_loss
 
 
-def test_stop_takes_effect_within_a_second(copy_data):
+def test_stop_ends_a_running_run(copy_data):
     run = run_for(copy_data, replace(TINY, max_steps=100_000))
     run.start()
-    time.sleep(0.5)
-    asked = time.perf_counter()
+    assert wait_for(lambda: run.view().step > 0)
     run.stop()
-    run.wait(timeout=5)
-    assert run.status == "stopped" and time.perf_counter() - asked < 1.0
+    run.wait(timeout=60)
+    assert run.status == "stopped" and not run._thread.is_alive() and run.view().step < 100_000
 
 
 def test_a_closed_page_ends_the_run(copy_data, monkeypatch):
     monkeypatch.setattr(live_training, "ABANDON_AFTER", 0.3)
     run = run_for(copy_data, replace(TINY, max_steps=100_000))
     run.start()
-    run.wait(timeout=10)  # nobody calls touch()
+    run.wait(timeout=60)  # nobody calls touch()
     assert run.status == "stopped" and "closed" in run.message
 
 
@@ -221,19 +232,26 @@ def test_frozen_step_gradient_at_the_logits_is_softmax_minus_one_hot():
 
 def test_step_time_is_measured():
     seconds = live_training.measure_step_seconds(TINY, 64)
-    assert 0 < seconds < 5
-    assert live_training.estimate_parameters(TINY, 64) > 0
-    assert math.isclose(live_training.uniform_loss(100), math.log(100))
+    assert 0 < seconds and math.isfinite(seconds)
+    assert live_training.estimate_parameters(TINY, 64) == \
+        sum(p.numel() for p in Trainer(TINY, torch.arange(99) % 64, torch.arange(99) % 64, 64, 0).model.parameters())
+
+
+@pytest.mark.parametrize("vocab", [2, 257, 512, 50257])
+def test_uniform_loss_is_the_loss_of_a_model_that_gives_every_token_the_same_probability(vocab):
+    equal_logits = torch.full((5, vocab), 3.7)  # [predictions, vocab]: any constant logit
+    targets = torch.randint(0, vocab, (5,), generator=torch.Generator().manual_seed(vocab))
+    loss = torch.nn.functional.cross_entropy(equal_logits, targets)
+    assert live_training.uniform_loss(vocab) == pytest.approx(float(loss), rel=1e-6)
 
 
 def test_the_run_ends_when_the_app_says_the_session_is_gone(copy_data):
     open_now = {"value": True}
     run = run_for(copy_data, replace(TINY, max_steps=100_000), is_page_open=lambda: open_now["value"])
     run.start()
-    time.sleep(0.5)
-    assert run.status == "running"
+    assert wait_for(lambda: run.view().step > 0) and run.status == "running"
     open_now["value"] = False
-    run.wait(timeout=5)
+    run.wait(timeout=60)
     assert run.status == "stopped" and "closed" in run.message
 
 
@@ -324,15 +342,6 @@ def test_a_copy_run_scores_the_copy_test_at_every_evaluation(copy_bpe):
 
 
 # --- many students, few cores ----------------------------------------------------------------------
-def wait_for(condition, timeout: float = 10.0) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return False
-
-
 def test_runs_beyond_the_machines_slots_wait_their_turn_and_a_paused_run_gives_its_slot_away(copy_data):
     slots = live_training.TrainingSlots(1)
     long = replace(TINY, max_steps=100_000)
@@ -351,13 +360,13 @@ def test_runs_beyond_the_machines_slots_wait_their_turn_and_a_paused_run_gives_i
     assert wait_for(lambda: first.view().waiting == 2)
     paused_at = first.view().step
     third.stop()  # a waiting run can be stopped, and leaves the queue
-    assert wait_for(lambda: third.status == "stopped", timeout=2) and third.view().step == 0
+    assert wait_for(lambda: third.status == "stopped") and third.view().step == 0
     assert wait_for(lambda: first.view().waiting == 1)
     second.stop()
     assert wait_for(lambda: first.view().step > paused_at)  # the slot came back
     first.stop()
     for run in (first, second, third):
-        run.wait(timeout=5)
+        run.wait(timeout=60)
     assert slots.runs_ahead(first.serial) == 0 and slots.acquire(999, timeout=0)  # every slot was released
 
 
