@@ -175,7 +175,8 @@ def token_labels(token_strings: list[str]) -> list[str]:
 
 def heatmap(values, x_labels: list[str], y_labels: list[str], title: str, x_title: str = "", y_title: str = "",
             diverging: bool = True, show_values: bool | None = None, height: int | None = None,
-            value_format: str = ".2f", value_range: tuple[float, float] | None = None) -> go.Figure:
+            value_format: str = ".2f", value_range: tuple[float, float] | None = None,
+            colour_title: str = "value") -> go.Figure:
     """A labelled heatmap of real values. Diverging (blue-white-red around 0) or sequential.
     NaN and -inf cells (masked scores) are left blank. `value_range` fixes a sequential scale
     (e.g. 0-1 for shares of attention), so its darkest colour means the same in every figure."""
@@ -193,8 +194,8 @@ def heatmap(values, x_labels: list[str], y_labels: list[str], title: str, x_titl
         zmin=-limit if diverging else value_range[0] if value_range else None,
         zmax=limit if diverging else value_range[1] if value_range else None,
         texttemplate=f"%{{z:{value_format}}}" if show_values else None, textfont={"size": 10},
-        hovertemplate=f"{y_title or 'row'} %{{y}}<br>{x_title or 'column'} %{{x}}<br>value %{{z:.4f}}<extra></extra>",
-        hoverongaps=False)
+        hovertemplate=f"{y_title or 'row'} %{{y}}<br>{x_title or 'column'} %{{x}}<br>{colour_title} %{{z:.4f}}<extra></extra>",
+        hoverongaps=False, colorbar=dict(title=dict(text=colour_title, side="right")))
     figure = go.Figure(trace)
     figure.update_layout(title=title, height=height or max(260, min(900, 60 + 22 * rows)),
                          margin=dict(l=10, r=10, t=40, b=10), xaxis_title=x_title, yaxis_title=y_title,
@@ -222,7 +223,7 @@ def small_multiples(patterns: list, titles: list[str], labels: list[str], column
                            vertical_spacing=title_px / height if rows > 1 else 0.1)
     for index, pattern in enumerate(patterns):
         figure.add_trace(go.Heatmap(z=pattern.detach().float().numpy(), x=labels, y=labels, colorscale="Blues", zmin=0, zmax=1,
-                                    showscale=index == 0, hovertemplate="query %{y}<br>key %{x}<br>weight %{z:.3f}"
+                                    showscale=index == 0, colorbar=dict(title=dict(text="attention weight", side="right")), hovertemplate="query %{y}<br>key %{x}<br>weight %{z:.3f}"
                                     "<extra></extra>"), row=index // columns + 1, col=index % columns + 1)
     figure.update_xaxes(showticklabels=False)
     figure.update_yaxes(showticklabels=False, autorange="reversed")

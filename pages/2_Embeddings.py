@@ -27,7 +27,7 @@ def embedding_lookup() -> None:
                f"{matrix.shape[1]} columns.")
     course_ui.chart("lookup", (), lambda: figures.heatmap(
         trace["embed.token"], list(range(matrix.shape[1])), labels, "The prompt's rows of the token embedding matrix",
-        "entry", "token", show_values=False))
+        "entry", "token", show_values=False, colour_title="entry value"))
 
 
 @needs_trace
@@ -42,7 +42,7 @@ def cosine() -> None:
     labels = figures.token_labels(trace.token_strings)
     course_ui.chart("cosine", (), lambda: figures.heatmap(
         embeddings.cosine_matrix(trace["embed.token"]), labels, labels,
-        "Cosine similarity between the prompt's token embeddings", "token", "token"))
+        "Cosine similarity between the prompt's token embeddings", "token", "token", colour_title="cosine"))
 
 
 def neighbour_table(token_id: int) -> pd.DataFrame:

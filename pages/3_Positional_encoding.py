@@ -24,10 +24,10 @@ def matrix_pair(matrix, name: str, key: str) -> None:
     left, right = st.columns(2)
     course_ui.chart(f"{key}-matrix", (), lambda: figures.heatmap(
         matrix, list(range(matrix.shape[1])), list(range(matrix.shape[0])), f"{name}: positions × entries", "entry",
-        "position", show_values=False), where=left)
+        "position", show_values=False, colour_title="entry value"), where=left)
     course_ui.chart(f"{key}-similarity", (), lambda: figures.heatmap(
         embeddings.cosine_matrix(matrix), list(range(count)), list(range(count)),
-        f"{name}: cosine similarity of positions", "position", "position", show_values=False), where=right)
+        f"{name}: cosine similarity of positions", "position", "position", show_values=False, colour_title="cosine"), where=right)
 
 
 @needs_trace
@@ -43,7 +43,7 @@ def embedding_sum() -> None:
     columns = st.columns(3)
     for column, (name, title) in zip(columns, parts):
         course_ui.chart(f"sum-{name}", (), lambda name=name, title=title: figures.heatmap(
-            trace[name], entries, labels, title, "entry", "token", show_values=False), where=column)
+            trace[name], entries, labels, title, "entry", "token", show_values=False, colour_title="entry value"), where=column)
 
 
 def learned_positions() -> None:

@@ -45,7 +45,7 @@ def qkv() -> None:
     columns = st.columns(3)
     for column, (name, (values, title)) in zip(columns, vectors.items()):
         course_ui.chart(f"qkv-{name}", (layer, head), lambda values=values, title=title: figures.heatmap(
-            values, list(range(d_head)), labels, title, "entry", "position", show_values=False), where=column)
+            values, list(range(d_head)), labels, title, "entry", "position", show_values=False, colour_title="entry value"), where=column)
 
 
 @needs_trace
@@ -54,14 +54,15 @@ def scores() -> None:
     for column, (name, title) in zip(columns, (("scores", "Q·Kᵀ"), ("scores_scaled", "÷ √d_head"),
                                                ("scores_masked", "masked"))):
         course_ui.chart(f"scores-{name}", (layer, head), lambda name=name, title=title: figures.heatmap(
-            trace[name, layer][head], labels, labels, title, "key", "query"), where=column)
+            trace[name, layer][head], labels, labels, title, "key", "query", colour_title="score"), where=column)
 
 
 @needs_trace
 def pattern() -> None:
     course_ui.chart("pattern", (layer, head), lambda: figures.heatmap(
         trace["pattern", layer][head], labels, labels, f"Attention pattern, layer {layer}, head {head}",
-        "key (looked at)", "query (looking)", diverging=False, value_range=(0, 1)))
+        "key (looked at)", "query (looking)", diverging=False, value_range=(0, 1),
+        colour_title="attention weight"))
 
 
 @needs_trace
@@ -71,13 +72,13 @@ def head_output() -> None:
     columns = st.columns(3)
     course_ui.chart("z", (layer, head), lambda: figures.heatmap(
         z[head], list(range(d_head)), labels, f"Head {head} output z = pattern · V", "entry", "position",
-        show_values=False), where=columns[0])
+        show_values=False, colour_title="entry value"), where=columns[0])
     course_ui.chart("concat", (layer,), lambda: figures.heatmap(
         concatenated, list(range(concatenated.shape[1])), labels, "All heads side by side", "entry", "position",
-        show_values=False), where=columns[1])
+        show_values=False, colour_title="entry value"), where=columns[1])
     course_ui.chart("attn-out", (layer,), lambda: figures.heatmap(
         trace["attn_out", layer], list(range(trace["attn_out", layer].shape[1])), labels,
-        "× W_O + b_O → residual stream", "entry", "position", show_values=False), where=columns[2])
+        "× W_O + b_O → residual stream", "entry", "position", show_values=False, colour_title="entry value"), where=columns[2])
 
 
 @needs_trace
@@ -131,7 +132,8 @@ def head_roles() -> None:
     columns = st.columns(3)
     for column, (role, table) in zip(columns, scores_by_role.items()):
         course_ui.chart(f"role-{role}", (), lambda role=role, table=table: figures.heatmap(
-            table, heads, layers, f"{role} score", "head", "layer", diverging=False, value_range=(0, 1)),
+            table, heads, layers, f"{role} score", "head", "layer", diverging=False, value_range=(0, 1),
+            colour_title="share of attention"),
             where=column)
         best_layer, best_head, best = attention.strongest_head(table)
         column.caption(f"Highest on your prompt: layer {best_layer}, head {best_head} ({best:.2f}).")

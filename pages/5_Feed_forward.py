@@ -122,10 +122,10 @@ def mlp_pre() -> None:
     neuron_labels = [str(n) for n in active]
     course_ui.chart("mlp-pre", (layer,), lambda: figures.heatmap(
         trace["mlp_pre", layer][:, active], neuron_labels, labels, pre_title, "neuron", "position",
-        show_values=False), where=left)
+        show_values=False, colour_title="pre-activation"), where=left)
     course_ui.chart("mlp-post", (layer,), lambda: figures.heatmap(
         trace["mlp_post", layer][:, active], neuron_labels, labels, post_title, "neuron", "position",
-        show_values=False), where=right)
+        show_values=False, colour_title="activation"), where=right)
     st.caption(f"The {len(active)} neurons of layer {layer} with the largest activation anywhere in your prompt, "
                f"most active first (out of {d_mlp}).")
 
@@ -151,7 +151,7 @@ def mlp_out() -> None:
     out = trace["mlp_out", layer]  # [pos, d_model]
     course_ui.chart("mlp-out", (layer,), lambda: figures.heatmap(
         out, list(range(out.shape[1])), labels, "× W_out + b_out: the MLP's output, added to the residual stream",
-        "entry", "position", show_values=False))
+        "entry", "position", show_values=False, colour_title="entry value"))
 
 
 @needs_trace

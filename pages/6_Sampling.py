@@ -111,7 +111,7 @@ def sweep() -> None:
     columns = [f"{t:.2g}" for t in temperatures[::4]]
     course_ui.chart("sweep-heatmap", (), lambda: figures.heatmap(
         probs[:, ::4], columns, names, "Candidates × temperature (probability)", "temperature", "candidate",
-        diverging=False, value_range=(0, 1)))
+        diverging=False, value_range=(0, 1), colour_title="probability"))
 
 
 @needs_trace
