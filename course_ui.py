@@ -405,15 +405,25 @@ def prediction_change_view(loaded: LoadedModel, before, after, key: str) -> None
     from core import figures
     from core.attention import prediction_change
 
+    import pandas as pd
+
     change = prediction_change(before, after)
+    top = figures.md_escape(figures.token_name(loaded.tokenizer, change.chosen_id))
+    if after is before:  # nothing switched off: one distribution, no change to show
+        st.caption("Nothing is switched off yet: pick some above to see the prediction change.")
+        st.metric(f"log P({top})", f"{change.logprob_before:.4f}")
+        return
     names = [figures.plotly_text(loaded.tokenizer.decode([i])) for i in change.token_ids]
     st.plotly_chart(figures.grouped_bars(names, {"before": change.before, "after": change.after},
-                                         "Next-token probabilities, before and after", "candidate next token"),
-                    key=f"{key}-bars")
-    top = figures.md_escape(figures.token_name(loaded.tokenizer, change.chosen_id))
+                                         "Next-token probabilities, before and after (log scale: small ones show too)",
+                                         "candidate next token", log_scale=True), key=f"{key}-bars")
     left, right = st.columns(2)
     left.metric(f"log P({top}) before", f"{change.logprob_before:.4f}")
     right.metric("after", f"{change.logprob_after:.4f}", delta=f"{change.logprob_after - change.logprob_before:+.4f}")
+    st.dataframe(pd.DataFrame([{"token": figures.token_name(loaded.tokenizer, i), "before": round(b, 4),
+                                "after": round(a, 4)} for i, b, a in zip(change.token_ids, change.before, change.after)]),
+                 hide_index=True)
+    return change
 
 
 def chart(name: str, depends_on: tuple, build: Callable[[], object], where=None, on_select=None) -> None:

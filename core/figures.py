@@ -97,13 +97,11 @@ def merge_steps_table(steps: list[MergeStep]) -> pd.DataFrame:
         rows.append({
             "step": number,
             "merged pair": "(start: one symbol per byte)" if step.merged is None else " + ".join(step.merged),
-            "merge rank": step.rank,
+            "merge rank": "–" if step.rank is None else f"{step.rank:,}",  # the start row merged nothing
             "pieces": " | ".join(step.pieces),
             "how many": len(step.pieces),
         })
-    table = pd.DataFrame(rows)
-    table["merge rank"] = table["merge rank"].astype("Int64")  # empty for the start row
-    return table
+    return pd.DataFrame(rows)
 
 
 def byte_fallback_table(text: str, tokenizers: dict[str, object], max_characters: int = 40) -> pd.DataFrame:
@@ -262,14 +260,16 @@ def attention_sankey(links: list[tuple[int, int, float]], token_strings: list[st
     return figure
 
 
-def grouped_bars(labels: list[str], series: dict[str, list[float]], title: str, x_title: str = "") -> go.Figure:
+def grouped_bars(labels: list[str], series: dict[str, list[float]], title: str, x_title: str = "",
+                 log_scale: bool = False) -> go.Figure:
     """Bars side by side per label, one colour per series (e.g. before / after an intervention)."""
     colours = ["#2563eb", "#f97316", "#16a34a", "#9333ea"]
     figure = go.Figure([go.Bar(name=name, x=labels, y=values, marker_color=colours[i % len(colours)],
                                hovertemplate=f"{name}: %{{y:.4f}}<extra>%{{x}}</extra>")
                         for i, (name, values) in enumerate(series.items())])
     figure.update_layout(title=title, barmode="group", height=340, margin=dict(l=10, r=10, t=40, b=10),
-                         xaxis=dict(type="category", title=x_title), yaxis_title="probability")
+                         xaxis=dict(type="category", title=x_title), yaxis_title="probability",
+                         yaxis_type="log" if log_scale else "linear")
     return figure
 
 

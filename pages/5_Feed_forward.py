@@ -205,6 +205,16 @@ def ablation() -> None:
                                  f"({token_name(predicted)}) up most directly, strongest first.")
     after = cached_trace(loaded.name, prompt, ablated_neurons=frozenset(chosen)) if chosen else trace
     course_ui.prediction_change_view(loaded, trace, after, key="ff-ablation")
+    if after is trace:
+        return
+    columns = st.columns(2)
+    logit_before, logit_after = float(trace["logits"][-1, predicted]), float(after["logits"][-1, predicted])
+    columns[0].metric(f"logit of {token_name(predicted)}: before → after", f"{logit_before:.2f} → {logit_after:.2f}",
+                      delta=f"{logit_after - logit_before:+.2f}")
+    if "ln_final.scale" in trace:  # the final norm's divisor: it shrinks when the stream does
+        sigma_before, sigma_after = float(trace["ln_final.scale"][-1]), float(after["ln_final.scale"][-1])
+        columns[1].metric("σ of the final norm at the last position", f"{sigma_before:.2f} → {sigma_after:.2f}",
+                          delta=f"{sigma_after - sigma_before:+.2f}", delta_color="off")
 
 
 course_ui.render_lesson(lesson, {
