@@ -212,11 +212,25 @@ def render_lesson(lesson: Lesson, figures: dict[str, Callable[[], None]], key: s
                            f"have. Figures on this page: {', '.join(sorted(figures))}.")
             else:
                 builder()
+                code_beside(key, part.name)
         elif isinstance(part, BadSlot):
             st.warning(f"This line of the lesson is not a figure slot this app understands: {part.line}")
         elif isinstance(part, Question):
             render_question(part, question_number, key)
             question_number += 1
+
+
+def code_beside(key: str, slot: str) -> None:
+    """The project's own code that computed this figure, read from the source as it runs."""
+    from core.code_view import figure_code
+
+    number = int(key.removeprefix("lesson")) if key.removeprefix("lesson").isdigit() else None
+    sources = figure_code(number, slot) if number is not None else []
+    if sources:
+        with st.expander("The code that computed this"):
+            for where, source in sources:
+                st.caption(f"`{where}`")
+                st.code(source, language="python")
 
 
 def lesson_navigation(number: int) -> None:

@@ -72,3 +72,28 @@ def test_the_temperature_chart_shows_one_series_at_t_1_and_the_hotter_column_is_
     labels = [m.value for m in app.markdown if m.value.startswith("**T = ")]
     temperatures = [float(label.split("T = ")[1].split(",")[0]) for label in labels]
     assert temperatures[-1] > 2.0  # the side-by-side's third column is hotter than the student's
+
+
+def test_every_figure_with_numbers_can_show_the_code_that_computed_them():
+    from core.code_view import FIGURE_CODE, figure_code
+    from core.course import COURSE
+
+    without_numbers = {(0, "size-table"), (0, "compare"), (0, "export"), (1, "byte-fallback"), (2, "norms"),
+                       (3, "learned-positions"), (4, "head-picker"), (4, "all-heads"), (4, "overview"), (4, "sankey"),
+                       (5, "layer-picker"), (6, "guess"), (6, "recap"), (7, "data"), (7, "settings"),
+                       (7, "controls"), (7, "finished")}  # pickers, links, and figures drawn from the same code as a neighbour
+    for entry in COURSE:
+        slots = {part.name for part in load_lesson(entry.markdown).parts if hasattr(part, "name") and not hasattr(part, "line")}
+        for slot in slots:
+            assert (entry.number, slot) in FIGURE_CODE or (entry.number, slot) in without_numbers, (entry.number, slot)
+    for (number, slot), functions in FIGURE_CODE.items():
+        sources = figure_code(number, slot)
+        assert len(sources) == len(functions) and all(source.lstrip().startswith(("def ", "@")) for _, source in sources)
+    app = open_app()
+    app.switch_page(LESSONS[3].page).run()
+    shown = [c.value for c in app.code if "def attention_step" in c.value]
+    import inspect
+
+    from core import glassbox
+
+    assert shown and shown[0].strip() == inspect.getsource(glassbox.attention_step).strip()  # read from the source
