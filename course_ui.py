@@ -2,7 +2,7 @@
 and the Previous / Next links. Layout and widgets only; the work is done in `core`."""
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import streamlit as st
 

@@ -221,8 +221,9 @@ def small_multiples(patterns: list, titles: list[str], labels: list[str], column
                            vertical_spacing=title_px / height if rows > 1 else 0.1)
     for index, pattern in enumerate(patterns):
         figure.add_trace(go.Heatmap(z=pattern.detach().float().numpy(), x=labels, y=labels, colorscale="Blues", zmin=0, zmax=1,
-                                    showscale=index == 0, colorbar=dict(title=dict(text="attention weight", side="right")), hovertemplate="query %{y}<br>key %{x}<br>weight %{z:.3f}"
-                                    "<extra></extra>"), row=index // columns + 1, col=index % columns + 1)
+                                    showscale=index == 0, colorbar=dict(title=dict(text="attention weight", side="right")),
+                                    hovertemplate="query %{y}<br>key %{x}<br>weight %{z:.3f}<extra></extra>"),
+                         row=index // columns + 1, col=index % columns + 1)
     figure.update_xaxes(showticklabels=False)
     figure.update_yaxes(showticklabels=False, autorange="reversed")
     figure.update_annotations(font_size=12 if columns <= 6 else 9)

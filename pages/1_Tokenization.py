@@ -85,7 +85,7 @@ def tokenizer_comparison() -> None:
         return
     st.plotly_chart(figures.tokenizer_comparison_figure({name: len(v) for name, v in views.items()}, len(prompt)),
                     width="stretch", key="comparison_chart")
-    for tab, (name, view) in zip(st.tabs(list(views)), views.items()):
+    for tab, view in zip(st.tabs(list(views)), views.values()):
         with tab:
             st.html(figures.token_chips_html(view, limit=200, show="text"))
 
@@ -132,7 +132,7 @@ def byte_fallback() -> None:
     st.caption(f"As byte symbols: {figures.md_escape(to_byte_symbols(text))}")
 
 
-course_ui.render_lesson(lesson, {"predict-count": predict_count, 
+course_ui.render_lesson(lesson, {"predict-count": predict_count,
     "token-chips": token_chips, "token-counts": token_counts, "token-table": token_table,
     "tokenizer-comparison": tokenizer_comparison, "bpe-merges": bpe_merges, "words-split": words_split,
     "byte-fallback": byte_fallback,

@@ -55,7 +55,7 @@ def test_predict_then_check_reveals_the_count_only_after_a_guess(bundled):
     app.number_input(key="predict_guess").set_value(count + 3).run()
     app.button(key="predict_check").click().run()
     said = [m.value for m in app.markdown if "tokens** for" in m.value]
-    assert said and said[0].startswith(f"**{count} tokens**") and "you guessed {} (3 too many)".format(count + 3) in said[0]
+    assert said and said[0].startswith(f"**{count} tokens**") and f"you guessed {count + 3} (3 too many)" in said[0]
 
 
 def test_the_temperature_chart_shows_one_series_at_t_1_and_the_hotter_column_is_hotter():
