@@ -163,8 +163,8 @@ def model_card(training: dict, evaluation: dict) -> str:
         title = "glassbox-stories-llama"
         design = (f"a {config['n_layer']}-layer model of the Llama design (Hugging Face `LlamaForCausalLM`:\n"
                   f"RMSNorm, rotary positions, a SwiGLU MLP, {config['n_head']} query heads sharing "
-                  f"{config['n_kv_head'] or config['n_head']} key/value heads),\nthe modern twin of `glassbox-stories`, "
-                  "trained the same way on the same stories with the same tokenizer,")
+                  f"{config['n_kv_head'] or config['n_head']} key/value heads),\nthe modern twin of `glassbox-stories` "
+                  "(the same stories, tokenizer and trainer),")
     else:
         title = "glassbox-stories"
         design = f"a {config['n_layer']}-layer GPT-2 (Hugging Face\n`GPT2LMHeadModel`)"
@@ -187,7 +187,7 @@ project's code.
   {config['learning_rate']}, warm-up {config['warmup_steps']} steps then cosine decay,
   weight decay {config['weight_decay']}, gradient clipping {config['grad_clip']}, seed {config['seed']}
 - Steps: {config['max_steps']:,} ({config['max_steps'] * config['batch_size'] * config['block_size']:,} tokens seen)
-- Wall time: {training['wall_seconds'] / 60:.1f} min on {training['torch_threads']} CPU threads (corpus, tokenizer and training together)
+- Wall time: {training['wall_seconds'] / 60:.1f} min on {training['torch_threads']} CPU thread{'s' if training['torch_threads'] != 1 else ''} (corpus, tokenizer and training together)
 - Parameters: {training['parameters']:,}
 
 ## Measurements

@@ -136,7 +136,7 @@ def test_the_comparison_shows_both_course_models():
         pytest.fail("the Llama-design course model is missing: run `python -m core.build_course_model --architecture llama`")
     app = run_page(MAP.page, map_first="glassbox-stories", map_second="glassbox-stories-llama")
     assert not app.exception
-    said = " ".join(m.value for m in app.markdown if m.value.startswith("**What differs:**"))
+    said = " ".join(m.value for m in app.markdown if m.value.startswith("**What differs:**")).replace("\\", "")
     assert "norm: LayerNorm vs RMSNorm" in said and "positions: learned, added vs rotary" in said
     assert sum(1 for d in app.dataframe if list(d.value.columns) == ["next token", "probability"]) == 2
 
