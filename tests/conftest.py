@@ -56,3 +56,38 @@ def bundled():
     if not (BUNDLED_MODEL_DIR / "config.json").is_file():
         pytest.fail(f"the bundled model is missing: run `python -m core.build_course_model` ({BUNDLED_MODEL_DIR})")
     return load_model("glassbox-stories")
+
+
+@pytest.fixture(scope="session")
+def default_runs() -> tuple[dict, dict[str, set[str]]]:
+    """Every page of the app opened once under AppTest with the default prompt, as a student does
+    it (Home first, then the page), and the figure builders each page really handed to
+    `course_ui.render_lesson`, recorded on the way: ({page: AppTest}, {page: slot names})."""
+    from streamlit.testing.v1 import AppTest
+
+    import course_ui
+    from core.course import APP_DIR, COURSE
+
+    pages = ["Home.py"] + [entry.page for entry in COURSE if entry.is_built]
+    builders: dict[str, set[str]] = {}
+    drawing = {"page": "Home.py"}
+    render_lesson = course_ui.render_lesson
+
+    def recording(lesson, figures, key):
+        builders.setdefault(drawing["page"], set()).update(figures)
+        return render_lesson(lesson, figures, key)
+
+    course_ui.render_lesson = recording  # the pages call course_ui.render_lesson at run time
+    runs = {}
+    try:
+        for page in pages:
+            drawing["page"] = "Home.py"
+            app = AppTest.from_file(str(APP_DIR / "Home.py"), default_timeout=60).run()
+            if page != "Home.py":
+                assert not app.exception, [e.value for e in app.exception]
+                drawing["page"] = page
+                app.switch_page(page).run()
+            runs[page] = app
+    finally:
+        course_ui.render_lesson = render_lesson
+    return runs, builders

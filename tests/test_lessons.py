@@ -3,10 +3,8 @@ from __future__ import annotations
 
 import re
 
-import pytest
-
-from core.course import APP_DIR, LESSONS, lesson_files_exist, neighbours
-from core.lessons import BadSlot, Figure, Markdown, Question, QuizScore, load_lesson, parse_lesson
+from core.course import COURSE, LESSONS, lesson, lesson_files_exist, neighbours
+from core.lessons import LESSONS_DIR, BadSlot, Figure, Markdown, Question, QuizScore, load_lesson, parse_lesson
 
 SAMPLE = """---
 title: A lesson
@@ -89,12 +87,50 @@ def test_built_lessons_have_questions_with_one_right_answer_each():
                 assert sum(correct for _, correct in question.options) == 1, question.prompt
 
 
-@pytest.mark.parametrize("entry", [e for e in LESSONS if e.is_built], ids=lambda e: e.markdown)
-def test_every_built_page_has_a_builder_for_every_slot_in_its_lesson(entry):
-    page = open(APP_DIR / entry.page, encoding="utf-8").read()
-    builders = set(re.findall(r'"([a-z\-]+)": [a-z_]+,', page))
-    slots = set(load_lesson(entry.markdown).figure_names)
-    assert slots and slots <= builders, slots - builders
+def test_every_slot_of_every_page_has_a_builder_on_that_page(default_runs):
+    """The real mapping each page hands to course_ui.render_lesson (recorded while it ran), not its
+    source text: every figure slot its markdown file uses must have a builder there."""
+    _, builders = default_runs
+    files = {"Home.py": "home.md"} | {entry.page: entry.markdown for entry in COURSE if entry.is_built}
+    assert set(builders) == set(files)  # every page ran and handed its figures over
+    for page, markdown in files.items():
+        slots = set(load_lesson(markdown).figure_names)
+        assert slots and slots <= builders[page], (page, slots - builders[page])
+
+
+def readme_slots() -> dict[str, set[str]]:
+    """The figure slots lessons/README.md lists for instructors, by page: the table of lesson 1,
+    and the "Home page (...): `a`, `b`" and "Lesson N (...): `a` (what it shows), ..." paragraphs."""
+    text = (LESSONS_DIR / "README.md").read_text(encoding="utf-8")
+    section = text.split("### Figure slots", 1)[1].split("\n### ", 1)[0]
+    listed: dict[str, set[str]] = {}
+    table_of = None  # the page whose table comes next
+    for paragraph in section.split("\n\n"):
+        table = re.match(r"Figures of lesson (\d+) ", paragraph)
+        if table:
+            table_of = lesson(int(table.group(1))).page
+            continue
+        if table_of and paragraph.startswith("|"):
+            listed[table_of] = set(re.findall(r"^\| `([^`]+)` \|", paragraph, flags=re.MULTILINE))
+            table_of = None
+            continue
+        heading = re.match(r"(Home page|Lesson (\d+)) \(", paragraph)
+        if heading:
+            names = paragraph
+            while re.search(r"\([^()]*\)", names):  # what each slot shows, and the lesson's name, in brackets
+                names = re.sub(r"\([^()]*\)", "", names)
+            page = "Home.py" if heading.group(2) is None else lesson(int(heading.group(2))).page
+            listed[page] = set(re.findall(r"`([^`]+)`", names))
+    return listed
+
+
+def test_the_instructors_list_of_figure_slots_is_the_pages(default_runs):
+    _, builders = default_runs
+    listed = readme_slots()
+    assert listed.keys() == builders.keys()
+    for page, names in listed.items():
+        assert names == builders[page], (page, "listed, no such figure:", names - builders[page],
+                                         "figures not listed:", builders[page] - names)
 
 
 def test_neighbours():
