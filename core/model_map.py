@@ -158,7 +158,7 @@ def _block_parts(weights: ModelWeights, layer: int, y: float, add, small: bool) 
     arch, block = weights.arch, weights.blocks[layer]
     p = f"blocks.{layer}"
     name = "RMSNorm" if arch.norm == "rmsnorm" else "LayerNorm"
-    tag = f" × {arch.n_layer}" if small else ""
+    number = f" (× {arch.n_layer} blocks)" if small else f" {layer}"  # the small map's one block stands for all
 
     def norm_part(which: str, norm, x: float, at: float) -> None:
         add(Part(f"{p}.{which}", f"{name} {which[-1]}", "norm", layer, x, at, 1.3, _shape(("γ", norm.weight)),
@@ -167,7 +167,7 @@ def _block_parts(weights: ModelWeights, layer: int, y: float, add, small: bool) 
     def attention_part(x: float, at: float) -> None:
         shared = "" if arch.group_size == 1 else f", {arch.n_kv_head} key/value heads"
         window = f", sees the last {arch.window[layer]} tokens" if arch.window[layer] else ""
-        add(Part(f"{p}.attn", f"attention {layer}{tag}", "attention", layer, x, at, 2.4,
+        add(Part(f"{p}.attn", f"attention{number}", "attention", layer, x, at, 2.4,
                  _shape(("W_Q", block.W_Q), ("W_K", block.W_K), ("W_V", block.W_V), ("W_O", block.W_O)),
                  attention_parameters(weights, layer),
                  f"{arch.n_head} heads move information between positions{shared}{window}"))
@@ -178,7 +178,7 @@ def _block_parts(weights: ModelWeights, layer: int, y: float, add, small: bool) 
 
     def mlp_part(x: float, at: float) -> None:
         gated = "gated MLP (SwiGLU)" if arch.gated else "MLP"
-        add(Part(f"{p}.mlp", f"{gated} {layer}{tag}", "mlp", layer, x, at, 2.4,
+        add(Part(f"{p}.mlp", f"{gated}{number}", "mlp", layer, x, at, 2.4,
                  _shape(("W_gate", block.W_gate), ("W_in", block.W_in), ("W_out", block.W_out)),
                  mlp_parameters(weights, layer), f"{arch.d_mlp} neurons, one position at a time"))
 

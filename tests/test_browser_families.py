@@ -1,0 +1,80 @@
+"""A real browser on both course models and on the map: every page renders on the GPT-2-design and
+the Llama-design course model, a click on the sidebar map opens the part's lesson, a shared link
+opens on its prompt, and the exported map opens on its own with no server."""
+from __future__ import annotations
+
+import urllib.parse
+
+import pytest
+
+from core.course import COURSE
+from core.model_map import build_map
+from core.models import load_model
+from tests.streamlit_server import browser_page, running_app, wait_until_idle
+from tests.test_browser import ARTIFACTS, no_errors, require_browser
+
+PAGE_PATHS = [entry.page.split("_", 1)[1].removesuffix(".py") for entry in COURSE]  # "The_model_map", "Tokenization", …
+TITLES = {path: f"Lesson {entry.number} ·" for path, entry in zip(PAGE_PATHS, COURSE)}
+
+
+@pytest.fixture(scope="module")
+def app_url():
+    require_browser()
+    with running_app() as (url, _, _):
+        yield url
+
+
+@pytest.mark.parametrize("model", ["glassbox-stories", "glassbox-stories-llama"])
+def test_every_page_renders_on_both_course_models(app_url, model):
+    with browser_page() as page:
+        for path in PAGE_PATHS:
+            page.goto(f"{app_url}/{path}?model={model}")
+            page.get_by_text(TITLES[path]).first.wait_for(timeout=60_000)
+            wait_until_idle(page)
+            no_errors(page)
+            assert page.locator('[data-testid="stSidebar"]').get_by_text(f"Using {model}").count() == 1, path
+            if path == "Attention":
+                ARTIFACTS.mkdir(exist_ok=True)
+                page.screenshot(path=str(ARTIFACTS / f"attention-{model}.png"), full_page=False)
+
+
+def test_a_click_on_the_sidebar_map_opens_the_parts_lesson(app_url):
+    small = build_map(load_model("glassbox-stories").model, small=True)
+    attention = [part.key for part in small.parts].index("blocks.0.attn")
+    with browser_page() as page:
+        page.goto(f"{app_url}/Tokenization")
+        page.get_by_text("Lesson 1 ·").first.wait_for(timeout=60_000)
+        wait_until_idle(page)
+        points = page.locator('[data-testid="stSidebar"] .js-plotly-plot .scatterlayer .trace').first.locator("path.point")
+        points.nth(attention).click(force=True)
+        page.get_by_text("Lesson 4 · Attention").first.wait_for(timeout=60_000)
+        wait_until_idle(page)
+        no_errors(page)
+
+
+def test_a_shared_link_opens_its_prompt_and_a_reload_keeps_it(app_url):
+    from playwright.sync_api import expect
+
+    prompt = "The dog ran to the park with his"
+    with browser_page() as page:
+        page.goto(f"{app_url}/Attention?prompt={urllib.parse.quote(prompt)}")
+        box = page.get_by_role("textbox", name="Your prompt")
+        expect(box).to_have_value(prompt, timeout=60_000)
+        wait_until_idle(page)
+        no_errors(page)
+        page.reload()  # a new session on the same address
+        expect(page.get_by_role("textbox", name="Your prompt")).to_have_value(prompt, timeout=60_000)
+
+
+def test_the_exported_map_opens_on_its_own(tmp_path):
+    require_browser()
+    from core.diagrams import model_map_figure
+
+    html = model_map_figure(build_map(load_model("glassbox-stories-llama").model), "map").to_html(
+        include_plotlyjs=True, full_html=True)
+    (tmp_path / "map.html").write_text(html, encoding="utf-8")
+    with browser_page() as page:
+        page.route("http*://**", lambda route: route.abort())  # no network, no server: the file alone
+        page.goto((tmp_path / "map.html").as_uri())
+        page.locator(".js-plotly-plot .scatterlayer path.point").first.wait_for(state="attached", timeout=30_000)
+        assert page.locator(".js-plotly-plot .scatterlayer path.point").count() > 20
