@@ -12,6 +12,7 @@ st.set_page_config(page_title="Glassbox GPT", page_icon="🔍", layout="wide")
 course_ui.init_state()
 course_ui.restore_kept_values()
 course_ui.share_in_address()
+course_ui.warm_up_in_background()
 st.title(home.title)
 st.caption(home.summary)
 

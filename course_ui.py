@@ -22,6 +22,29 @@ def home_settings() -> dict[str, str]:
 SHARED_PROMPT_LIMIT = 2_000  # characters: a longer prompt is not put in the address (links stay short)
 
 
+_warm_up_started = False
+
+
+def warm_up_in_background() -> None:
+    """Once per server process: import PyTorch and transformers and load the course model in a
+    thread, so that a student reading Home does not wait for them in the first lesson (about 4 s
+    on two cores). Home itself imports neither, so it stays fast."""
+    global _warm_up_started
+    import sys
+
+    if _warm_up_started or "streamlit.testing.v1" in sys.modules:  # a real server only, not an in-process AppTest
+        return
+    _warm_up_started = True
+    import threading
+
+    def work() -> None:
+        from core.cached import cached_model  # imports core.hf: transformers and torch
+
+        cached_model(DEFAULT_MODEL.key)
+
+    threading.Thread(target=work, name="glassbox-warm-up", daemon=True).start()
+
+
 def init_state() -> None:
     """Session defaults, set once. `prompt` and `model_key` outlive any one page's widgets. A new
     session (a shared link, a reload) starts from the address's ?prompt=…&model=… if it has them."""
@@ -226,11 +249,10 @@ def code_beside(key: str, slot: str) -> None:
 
     number = int(key.removeprefix("lesson")) if key.removeprefix("lesson").isdigit() else None
     sources = figure_code(number, slot) if number is not None else []
-    if sources:
-        with st.expander("The code that computed this"):
-            for where, source in sources:
-                st.caption(f"`{where}`")
-                st.code(source, language="python")
+    if sources and st.toggle("Show the code that computed this", key=f"code-{key}-{slot}"):
+        for where, source in sources:  # drawn only on request: highlighted code is heavy for the browser
+            st.caption(f"`{where}`")
+            st.code(source, language="python")
 
 
 def lesson_navigation(number: int) -> None:

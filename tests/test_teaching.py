@@ -91,6 +91,8 @@ def test_every_figure_with_numbers_can_show_the_code_that_computed_them():
         assert len(sources) == len(functions) and all(source.lstrip().startswith(("def ", "@")) for _, source in sources)
     app = open_app()
     app.switch_page(LESSONS[3].page).run()
+    assert not [c for c in app.code if "def attention_step" in c.value]  # shown on request only
+    app.toggle(key="code-lesson4-qkv").set_value(True).run()
     shown = [c.value for c in app.code if "def attention_step" in c.value]
     import inspect
 

@@ -1,0 +1,132 @@
+"""What a student feels, measured in headless Chromium: `python bench/bench_browser.py [model ...]`.
+Prints figures; asserts nothing.
+
+- cold start: the server healthy, Home drawn, and the first lesson drawn right after Home
+- every page, first and second visit: from the click in the sidebar to the script idle and
+  every Plotly chart drawn (the count of Plotly layers stops changing)
+- the main control of lessons 4-6: from the change to the script idle and the charts redrawn
+- the server's CPU seconds for a lesson on a prompt no one has used before (AppTest, in-process)
+Models: the two course models by default (any registry key or folder can be named).
+"""
+from __future__ import annotations
+
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from core.course import COURSE  # noqa: E402
+from tests.streamlit_server import browser_page, running_app, wait_until_idle  # noqa: E402
+
+PAGES = [(entry.page.split("_", 1)[1].removesuffix(".py"), f"Lesson {entry.number} ·") for entry in COURSE]
+CONTROLS = {  # lesson path -> (what the student moves, how: the n-th move)
+    "Attention": ("head picker", lambda page, n: choose(page, "Head", str((n + 1) % 4))),
+    "Feed_forward": ("layer picker", lambda page, n: choose(page, "Layer", str((n + 1) % 4))),
+    "Sampling": ("temperature slider", lambda page, n: slide(page, "Temperature T")),
+}
+
+
+def choose(page, label: str, option: str) -> None:
+    page.get_by_label(label, exact=True).first.click()
+    page.keyboard.type(option)
+    page.keyboard.press("Enter")
+
+
+def slide(page, label: str) -> None:
+    page.get_by_label(label).first.focus()
+    page.keyboard.press("ArrowRight")
+
+
+def drawn(page, timeout_s: float = 60.0) -> None:
+    """Script idle and the number of drawn Plotly layers steady for 300 ms."""
+    wait_until_idle(page, int(timeout_s * 1000))
+    last, steady_since, began = -1, time.perf_counter(), time.perf_counter()
+    while time.perf_counter() - began < timeout_s:
+        count = page.locator(".js-plotly-plot .main-svg").count()
+        if count != last:
+            last, steady_since = count, time.perf_counter()
+        elif time.perf_counter() - steady_since >= 0.3:
+            return
+        page.wait_for_timeout(50)
+
+
+def timed(work, page) -> float:
+    began = time.perf_counter()
+    work()
+    drawn(page)
+    return time.perf_counter() - began - 0.3  # the steadiness window is not the student's wait
+
+
+def visit(page, url: str, path: str, title: str) -> float:
+    def go() -> None:
+        page.locator('[data-testid="stSidebarNav"] a[href$="/' + path + '"]').first.click()
+        page.get_by_text(title).first.wait_for(timeout=60_000)
+    return timed(go, page)
+
+
+def browser_table(model: str) -> None:
+    print(f"== {model}: Chromium, one student ==")
+    began = time.perf_counter()
+    with running_app() as (url, _, healthy_after), browser_page() as page:
+        page.goto(f"{url}/?model={model}")
+        page.get_by_text("The lessons").first.wait_for(timeout=60_000)
+        drawn(page)
+        home = time.perf_counter() - began
+        first_lesson = visit(page, url, *PAGES[1])  # lesson 1: pays for the heavy imports unless warmed up
+        print(f"cold start: healthy {healthy_after:.2f} s, Home drawn {home:.2f} s, lesson 1 drawn "
+              f"{first_lesson:.2f} s after the click")
+        rows = []
+        for path, title in PAGES:
+            first = visit(page, url, path, title)
+            rows.append((path, first))
+        for index, (path, title) in enumerate(PAGES):
+            second = visit(page, url, path, title)
+            layers = page.locator(".js-plotly-plot").count()
+            rows[index] = (path, rows[index][1], second, layers)
+        print(f"{'page':22s} {'first visit':>12s} {'second':>8s} {'Plotly charts':>14s}")
+        for path, first, second, layers in rows:
+            print(f"{path:22s} {first:10.2f} s {second:6.2f} s {layers:14d}")
+        for path, (what, move) in CONTROLS.items():
+            visit(page, url, path, dict(PAGES)[path])
+            times = [timed(lambda n=n: move(page, n), page) for n in range(4)]
+            print(f"{path:22s} {what:20s} moved: median {statistics.median(times) * 1000:6.0f} ms "
+                  f"(of {len(times)})")
+
+
+def server_cpu(model: str) -> None:
+    """CPU seconds of one lesson run on a prompt no one has used before (AppTest, warm model)."""
+    from streamlit.testing.v1 import AppTest
+
+    from core.course import APP_DIR
+
+    print(f"== {model}: server CPU for a lesson on a new prompt (AppTest) ==")
+    for index, (path, _) in enumerate(PAGES):
+        page = next(e.page for e in COURSE if e.page.split("_", 1)[1].removesuffix(".py") == path)
+        app = AppTest.from_file(str(APP_DIR / "Home.py"), default_timeout=120)
+        app.session_state["model_key"] = model
+        app.run()
+        app.switch_page(page).run()  # warm: model loaded, this page's code imported
+        app.session_state["prompt"] = f"Once upon a time, there was a girl named Zoe{index}. Zoe had a red kite. One day,"
+        began = time.process_time()
+        app.run()
+        print(f"{path:22s} {(time.process_time() - began) * 1000:7.0f} ms CPU")
+
+
+def main() -> None:
+    import logging
+
+    from streamlit.logger import set_log_level
+
+    set_log_level("error")
+    logging.getLogger("streamlit.runtime.scriptrunner_utils.script_run_context").addFilter(
+        lambda record: "missing ScriptRunContext" not in record.getMessage())
+    models = sys.argv[1:] or ["glassbox-stories", "glassbox-stories-llama"]
+    for model in models:
+        browser_table(model)
+        server_cpu(model)
+
+
+if __name__ == "__main__":
+    main()
