@@ -91,3 +91,36 @@ def default_runs() -> tuple[dict, dict[str, set[str]]]:
     finally:
         course_ui.render_lesson = render_lesson
     return runs, builders
+
+
+# --- the real browser: one app server and one Chromium for every browser test of the session -----
+@pytest.fixture(scope="session")
+def app_url():
+    """`streamlit run Home.py` on a free port, for the whole session (each test opens its own browser
+    session on it). Skipped, or failed where required, without Debian's chromium."""
+    from tests.streamlit_server import require_browser, running_app
+
+    require_browser()
+    with running_app() as (url, _, _):
+        yield url
+
+
+@pytest.fixture(scope="session")
+def browser():
+    from tests.streamlit_server import CHROMIUM_FLAGS, chromium_path, require_browser
+
+    require_browser()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_FLAGS, headless=True)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def page(browser):
+    """A fresh browser context (no cookies, no Streamlit session) and page for one test."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    yield context.new_page()
+    context.close()

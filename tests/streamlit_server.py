@@ -28,6 +28,33 @@ def chromium_path() -> str | None:
     return None
 
 
+REQUIRE_BROWSER = "GLASSBOX_REQUIRE_BROWSER"  # "1": a missing browser fails the browser tests (.ci/run sets it)
+
+
+def browser_missing() -> str | None:
+    """Why the browser tests cannot run here, or None."""
+    if chromium_path() is None:
+        return "the browser tests need Debian's chromium, which is not installed: apt-get install chromium"
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "the browser tests need Playwright, which is not installed: pip install -r requirements.txt"
+    return None
+
+
+def require_browser() -> None:
+    """Skip (say why and how to install) when the browser is missing; fail instead where the run
+    requires the browser tests (GLASSBOX_REQUIRE_BROWSER=1, as .ci/run sets)."""
+    import pytest
+
+    reason = browser_missing()
+    if reason is None:
+        return
+    if os.environ.get(REQUIRE_BROWSER) == "1":
+        pytest.fail(f"{reason} ({REQUIRE_BROWSER}=1: this run requires them)")
+    pytest.skip(reason)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

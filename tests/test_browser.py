@@ -1,11 +1,12 @@
 """A real browser: headless Chromium against `streamlit run Home.py`.
 
 Without Debian's chromium these tests are skipped, with the reason and the install line;
-`.ci/run` sets GLASSBOX_REQUIRE_BROWSER=1, which turns that skip into a failure there.
+`.ci/run` sets GLASSBOX_REQUIRE_BROWSER=1, which turns that skip into a failure there. The app
+server and the browser are shared by all browser tests (`app_url`, `browser` and `page` in
+tests/conftest.py); each test is a new browser session.
 """
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
@@ -13,59 +14,11 @@ import pytest
 
 from core.models import load_model
 from core.tokenization import prompt_tokens
-from tests.streamlit_server import CHROMIUM_FLAGS, chromium_path, running_app, start_training_run, wait_until_idle
+from tests import streamlit_server
+from tests.streamlit_server import REQUIRE_BROWSER, require_browser, start_training_run, wait_until_idle
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 PROMPT = "The cat sat on the mat."
-REQUIRE_BROWSER = "GLASSBOX_REQUIRE_BROWSER"
-
-
-def browser_missing() -> str | None:
-    """Why the browser tests cannot run here, or None."""
-    if chromium_path() is None:
-        return "the browser tests need Debian's chromium, which is not installed: apt-get install chromium"
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        return "the browser tests need Playwright, which is not installed: pip install -r requirements.txt"
-    return None
-
-
-def require_browser() -> None:
-    """Skip (say why and how to install) when the browser is missing; fail instead where the run
-    requires the browser tests (GLASSBOX_REQUIRE_BROWSER=1, as .ci/run sets)."""
-    reason = browser_missing()
-    if reason is None:
-        return
-    if os.environ.get(REQUIRE_BROWSER) == "1":
-        pytest.fail(f"{reason} ({REQUIRE_BROWSER}=1: this run requires them)")
-    pytest.skip(reason)
-
-
-@pytest.fixture(scope="module")
-def app_url():
-    """One `streamlit run Home.py` for every browser test (each test is a new browser session)."""
-    require_browser()
-    with running_app() as (url, _, _):
-        yield url
-
-
-@pytest.fixture(scope="module")
-def browser():
-    require_browser()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_FLAGS, headless=True)
-        yield launched
-        launched.close()
-
-
-@pytest.fixture
-def page(browser):
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    yield context.new_page()
-    context.close()
 
 
 def no_errors(page) -> None:
@@ -75,9 +28,7 @@ def no_errors(page) -> None:
 
 
 def test_a_missing_browser_is_a_skip_that_says_how_to_install_it_and_a_failure_where_required(monkeypatch):
-    import tests.test_browser as this
-
-    monkeypatch.setattr(this, "chromium_path", lambda: None)
+    monkeypatch.setattr(streamlit_server, "chromium_path", lambda: None)
     monkeypatch.delenv(REQUIRE_BROWSER, raising=False)
     with pytest.raises(pytest.skip.Exception, match="apt-get install chromium"):
         require_browser()
