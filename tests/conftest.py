@@ -93,7 +93,7 @@ def default_runs() -> tuple[dict, dict[str, set[str]]]:
     return runs, builders
 
 
-# --- the real browser: one app server and one Chromium for every browser test of the session -----
+# --- the real browser: one app server for every browser test of the session -----------------------
 @pytest.fixture(scope="session")
 def app_url():
     """`streamlit run Home.py` on a free port, for the whole session (each test opens its own browser
@@ -105,22 +105,20 @@ def app_url():
         yield url
 
 
-@pytest.fixture(scope="session")
-def browser():
-    from tests.streamlit_server import CHROMIUM_FLAGS, chromium_path, require_browser
-
-    require_browser()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_FLAGS, headless=True)
-        yield launched
-        launched.close()
-
-
 @pytest.fixture
-def page(browser):
-    """A fresh browser context (no cookies, no Streamlit session) and page for one test."""
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    yield context.new_page()
-    context.close()
+def page(app_url):
+    """A headless Chromium page for one test (tests.streamlit_server.browser_page: its own Playwright,
+    which other tests may start too, one at a time)."""
+    from tests.streamlit_server import browser_page
+
+    with browser_page() as opened:
+        yield opened
+
+
+def pytest_collection_modifyitems(items):
+    """Under pytest-xdist (`pytest -n 2`), every browser test goes to one worker: they share one app
+    server there, instead of each worker starting its own."""
+    for item in items:
+        if {"app_url", "page"} & set(getattr(item, "fixturenames", ())) or \
+                item.path.name.startswith("test_browser"):
+            item.add_marker(pytest.mark.xdist_group("browser"))

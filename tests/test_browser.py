@@ -2,8 +2,8 @@
 
 Without Debian's chromium these tests are skipped, with the reason and the install line;
 `.ci/run` sets GLASSBOX_REQUIRE_BROWSER=1, which turns that skip into a failure there. The app
-server and the browser are shared by all browser tests (`app_url`, `browser` and `page` in
-tests/conftest.py); each test is a new browser session.
+server is shared by all browser tests (`app_url` in tests/conftest.py); each test opens its own
+browser (`page`).
 """
 from __future__ import annotations
 
