@@ -21,6 +21,24 @@ torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 
 @pytest.fixture(autouse=True, scope="session")
+def scan_for_streamlit_components_once():
+    """Each new AppTest scans the metadata of every installed package for Streamlit components
+    (streamlit.components.v2.manifest_scanner): about a second with this environment's ~600
+    packages, most of a page's run in the tests. Installed packages do not change while the tests
+    run, so the scan is made once and its result reused."""
+    try:
+        from streamlit.components.v2 import manifest_scanner
+    except ImportError:  # another Streamlit: nothing to share
+        yield
+        return
+    scan = manifest_scanner.scan_component_manifests
+    found = scan()
+    manifest_scanner.scan_component_manifests = lambda max_workers=None: list(found)
+    yield
+    manifest_scanner.scan_component_manifests = scan
+
+
+@pytest.fixture(autouse=True, scope="session")
 def full_error_details():
     """AppTest reads .streamlit/config.toml, which hides error messages from students; a failing
     test should show them."""
