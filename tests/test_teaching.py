@@ -99,3 +99,14 @@ def test_every_figure_with_numbers_can_show_the_code_that_computed_them():
     from core import glassbox
 
     assert shown and shown[0].strip() == inspect.getsource(glassbox.attention_step).strip()  # read from the source
+
+
+def test_lesson_1_describes_pre_tokens_as_gpt2s_tokenizer_makes_them():
+    from core.tokenization import gpt2_tokenizer, pretokens
+    from tests.conftest import lesson_text
+
+    text = lesson_text("01_tokenization.md")
+    assert "(`Ġthe`, `Ġ123`, `Ġ!!`)" in text and "(`don` + `'t`)" in text
+    pieces = pretokens(gpt2_tokenizer(), "I don't  have 123 !! ok\nyes")
+    assert {"Ġ123", "Ġ!!", "Ġdon", "'t"} <= set(pieces)  # digits and punctuation take the space; contractions split
+    assert "Ġ" in pieces and "Ċ" in pieces  # an extra space and a line break are pre-tokens of their own
