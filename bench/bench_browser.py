@@ -90,7 +90,7 @@ def browser_table(model: str) -> None:
             print(f"{path:22s} {first:10.2f} s {second:6.2f} s {layers:14d}")
         for path, (what, move) in CONTROLS.items():
             visit(page, url, path, dict(PAGES)[path])
-            times = [timed(lambda n=n: move(page, n), page) for n in range(4)]
+            times = [timed(lambda n=n, move=move: move(page, n), page) for n in range(4)]
             print(f"{path:22s} {what:20s} moved: median {statistics.median(times) * 1000:6.0f} ms "
                   f"(of {len(times)})")
 

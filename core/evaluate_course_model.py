@@ -168,6 +168,7 @@ def model_card(training: dict, evaluation: dict) -> str:
     else:
         title = "glassbox-stories"
         design = f"a {config['n_layer']}-layer GPT-2 (Hugging Face\n`GPT2LMHeadModel`)"
+    threads = f"{training['torch_threads']} CPU thread" + ("s" if training["torch_threads"] != 1 else "")
     kv_note = f" ({config['n_kv_head']} key/value heads)" if config.get("n_kv_head") else ""
     tokenizer_note = "\n  (the very file glassbox-stories uses)" if title != "glassbox-stories" else ""
     return f"""# {title}
@@ -187,7 +188,7 @@ project's code.
   {config['learning_rate']}, warm-up {config['warmup_steps']} steps then cosine decay,
   weight decay {config['weight_decay']}, gradient clipping {config['grad_clip']}, seed {config['seed']}
 - Steps: {config['max_steps']:,} ({config['max_steps'] * config['batch_size'] * config['block_size']:,} tokens seen)
-- Wall time: {training['wall_seconds'] / 60:.1f} min on {training['torch_threads']} CPU thread{'s' if training['torch_threads'] != 1 else ''} (corpus, tokenizer and training together)
+- Wall time: {training['wall_seconds'] / 60:.1f} min on {threads} (corpus, tokenizer and training together)
 - Parameters: {training['parameters']:,}
 
 ## Measurements

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
@@ -273,7 +273,7 @@ def journey_flows(trace: Trace, model, token_id: int, labels: list[str]) -> list
     part goes through `core.residual.direct_logit` (the final norm's divisor held at its real
     value; in a post-LN model through the later norms too, `core.residual.carried`); the flows
     sum to the real logit."""
-    from core.residual import carried, direct_logit, logit_constants
+    from core.residual import carried, logit_constants
 
     weights = weights_of(model)
 
