@@ -32,19 +32,36 @@ class TrainConfig:
     seed: int = 0
     use_residual: bool = True  # False: each block's halves replace the stream instead of adding to it
     use_layernorm: bool = True  # False: every LayerNorm (ln_1, ln_2, ln_f) is skipped
+    accumulation_steps: int = 1  # micro-batches of batch_size whose gradients make one step (effective batch ×)
+    schedule: str = "cosine"  # after warm-up: "cosine" or "linear" decay to min_lr_ratio, or "constant"
+    precision: str = "float32"  # "bfloat16": the forward and backward under CPU autocast (weights stay float32)
     architecture: str = "gpt2"  # "gpt2" (2019: LayerNorm, learned positions, GELU) or "llama" (RMSNorm,
     #                             rotary positions, SwiGLU, grouped-query attention)
     n_kv_head: int = 0  # llama: key/value heads (0: one per query head); must divide n_head
 
 
+SCHEDULES = ("cosine", "linear", "constant")
+
+
 def learning_rate_at(step: int, config: TrainConfig) -> float:
-    """Linear warm-up to the peak, then cosine decay to `min_lr_ratio` of it at `max_steps`."""
+    """Linear warm-up to the peak, then the config's schedule: cosine or linear decay to
+    `min_lr_ratio` of the peak at `max_steps`, or constant at the peak."""
     peak = config.learning_rate
     if step < config.warmup_steps:
         return peak * (step + 1) / config.warmup_steps
+    if config.schedule == "constant":
+        return peak
     progress = min(1.0, (step - config.warmup_steps) / max(1, config.max_steps - config.warmup_steps))
     floor = peak * config.min_lr_ratio
+    if config.schedule == "linear":
+        return peak - (peak - floor) * progress
     return floor + 0.5 * (peak - floor) * (1 + math.cos(math.pi * progress))
+
+
+def schedule_curve(config: TrainConfig, points: int = 200) -> tuple[list[int], list[float]]:
+    """The learning rate at evenly spaced steps of the whole run, to draw before training starts."""
+    steps = sorted({round(i * (config.max_steps - 1) / max(1, points - 1)) for i in range(points)})
+    return steps, [learning_rate_at(step, config) for step in steps]
 
 
 def gated_mlp_width(n_embd: int) -> int:
@@ -202,10 +219,15 @@ class Trainer:
         lr = learning_rate_at(self.step_count, self.config)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        inputs = self.batch(self.train_ids, self.sampler, self.train_starts)  # [batch, block_size]
-        loss = self.loss(inputs)
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        micro_steps = max(1, self.config.accumulation_steps)
+        loss, tokens = torch.zeros(()), 0
+        for _ in range(micro_steps):  # gradients add up over micro-batches: one step on micro_steps × batch_size
+            inputs = self.batch(self.train_ids, self.sampler, self.train_starts)  # [batch, block_size]
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.config.precision == "bfloat16"):
+                micro_loss = self.loss(inputs) / micro_steps  # the mean over the whole effective batch
+            micro_loss.backward()
+            loss, tokens = loss + micro_loss.detach().float(), tokens + inputs.numel()
         layer_grads = before = None
         if measure_layers:
             groups = layer_groups(self.model)
@@ -219,7 +241,7 @@ class Trainer:
         if measure_layers:
             ratios = {name: group_norm([p.detach() - old for p, old in zip(params, before[name])])
                       / max(group_norm(before[name]), 1e-12) for name, params in groups.items()}
-        return StepResult(self.step_count, loss.item(), lr, grad_norm.item(), inputs.numel(),
+        return StepResult(self.step_count, loss.item(), lr, grad_norm.item(), tokens,
                           time.perf_counter() - began, layer_grads, ratios)
 
     @torch.no_grad()
