@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
+from pathlib import Path
 
 END_OF_TEXT = "<|endoftext|>"
 
@@ -136,3 +137,19 @@ def generate_stories(count: int, seed: int) -> list[Story]:
 def join_stories(stories: list[Story]) -> str:
     """The training text: stories separated by the end-of-text marker."""
     return END_OF_TEXT.join(story.text for story in stories) + END_OF_TEXT
+
+
+SHAKESPEARE = Path(__file__).resolve().parent.parent / "data" / "tinyshakespeare.txt.gz"
+SHAKESPEARE_SHA256 = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
+
+
+def shakespeare_text() -> str:
+    """Tiny Shakespeare (40,000 lines of the plays, public domain; the char-rnn demo text),
+    shipped gzipped in data/. Its bytes are checked against the published checksum."""
+    import gzip
+    import hashlib
+
+    raw = gzip.decompress(SHAKESPEARE.read_bytes())
+    if hashlib.sha256(raw).hexdigest() != SHAKESPEARE_SHA256:
+        raise ValueError(f"{SHAKESPEARE} is not the Tiny Shakespeare text (its checksum differs)")
+    return raw.decode("utf-8")

@@ -61,3 +61,11 @@ def test_bfloat16_autocast_trains_and_keeps_float32_weights():
     losses = [trainer.step().loss for _ in range(30)]
     assert all(p.dtype == torch.float32 for p in trainer.model.parameters())
     assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5  # it learns
+
+
+def test_tiny_shakespeare_ships_with_the_project():
+    from core.corpus import shakespeare_text
+
+    text = shakespeare_text()
+    assert len(text.encode("utf-8")) == 1_115_394 and text.startswith("First Citizen:")
+    assert text.count("\n") == 40_000
