@@ -5,7 +5,6 @@ taken apart.
 from __future__ import annotations
 
 import atexit
-import copy
 import itertools
 import math
 import os
@@ -522,65 +521,3 @@ class TrainingRun:
 
 
 # --- backpropagation, one frozen step -------------------------------------------------------------
-MODULES = ("ln_1", "attn.c_attn", "attn.c_proj", "ln_2", "mlp.c_fc", "mlp.c_proj")
-
-
-@dataclass
-class WeightUpdate:
-    name: str
-    before: float
-    gradient: float
-    learning_rate: float
-    after: float
-
-
-@dataclass
-class FrozenStep:
-    loss: float
-    logit_probs: torch.Tensor  # [vocab] softmax at the shown position
-    logit_grad: torch.Tensor  # [vocab] ∂loss/∂logits at the shown position
-    position: int  # the shown position: the prediction with the largest loss
-    target: int  # the token that really follows it
-    module_grad_norms: torch.Tensor  # [layer, len(MODULES)]
-    other_grad_norms: dict[str, float]  # embeddings and the final LayerNorm
-    updates: list[WeightUpdate]
-
-
-def frozen_step(model, token_ids: list[int], learning_rate: float = 0.1, weights_shown: int = 4) -> FrozenStep:
-    """One plain gradient-descent step on a private copy of `model` (the shared model is never
-    touched): predict every next token of `token_ids`, average the cross-entropy, backpropagate,
-    and move each weight by −learning_rate × its gradient."""
-    student = copy.deepcopy(model).float()
-    student.train(False)
-    student.requires_grad_(True)
-    ids = torch.tensor([token_ids])  # [1, pos]
-    logits = student(input_ids=ids).logits  # [1, pos, vocab]
-    logits.retain_grad()
-    losses = torch.nn.functional.cross_entropy(logits[0, :-1], ids[0, 1:], reduction="none")  # [pos - 1]
-    loss = losses.mean()
-    loss.backward()
-    shown = int(losses.argmax())  # the prediction the model found hardest: its gradient is the largest
-    blocks = student.transformer.h
-    norms = torch.tensor([[float(block.get_submodule(name).weight.grad.norm()) for name in MODULES]
-                          for block in blocks])  # [layer, module]
-    gpt = student.transformer
-    others = {"token embeddings (wte)": float(gpt.wte.weight.grad.norm()),
-              "position embeddings (wpe)": float(gpt.wpe.weight.grad.norm()),
-              "final LayerNorm": float(gpt.ln_f.weight.grad.norm())}
-    weight = blocks[0].mlp.c_fc.weight  # [d_model, d_mlp]
-    largest = weight.grad.abs().flatten().topk(weights_shown).indices.tolist()
-    updates = []
-    for flat in largest:
-        row, column = divmod(flat, weight.shape[1])
-        before, gradient = float(weight.detach()[row, column]), float(weight.grad[row, column])
-        updates.append(WeightUpdate(f"blocks.0.mlp.c_fc.weight[{row}, {column}]", before, gradient, learning_rate,
-                                    before - learning_rate * gradient))
-    with torch.no_grad():
-        for parameter in student.parameters():
-            if parameter.grad is not None:
-                parameter -= learning_rate * parameter.grad
-    for update in updates:  # read back from the updated copy: the numbers are the step's own
-        row, column = map(int, update.name.split("[")[1].rstrip("]").split(", "))
-        update.after = float(weight.detach()[row, column])
-    return FrozenStep(float(loss.detach()), torch.softmax(logits[0, shown].detach(), dim=-1),
-                      logits.grad[0, shown].detach(), shown, token_ids[shown + 1], norms, others, updates)

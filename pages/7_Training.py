@@ -10,7 +10,7 @@ import course_ui
 from core import figures, live_training
 from core.cached import cached_frozen_step, cached_model, cached_step_seconds, cached_training_data
 from core.live_training import PRESETS, TextRejected, TrainingRun
-from core.models import DEFAULT_MODEL, SMALL_MODEL_PARAMETERS, estimated_parameters
+from core.models import DEFAULT_MODEL, SMALL_MODEL_PARAMETERS
 from core.training import TrainConfig, learning_rate_at
 
 SOURCES = {"stories": "Short stories (the course corpus)", "copy": "A copy task (each line written twice)",
@@ -285,8 +285,7 @@ def finished() -> None:
 
 def frozen_step() -> None:
     prompt = state.get("prompt", "") or PROBES["stories"][0]
-    picked = loaded if estimated_parameters(loaded.model.config) <= SMALL_MODEL_PARAMETERS \
-        else cached_model(DEFAULT_MODEL.key)
+    picked = loaded if loaded.parameter_count <= SMALL_MODEL_PARAMETERS else cached_model(DEFAULT_MODEL.key)
     ids = picked.tokenizer(prompt)["input_ids"][:32]
     if len(ids) < 2:
         ids = picked.tokenizer(PROBES["stories"][0])["input_ids"][:32]
@@ -308,7 +307,7 @@ def frozen_step() -> None:
                  hide_index=True)
     blocks = [f"block {b}" for b in range(step.module_grad_norms.shape[0])]
     course_ui.chart("t-frozen-norms", (picked.name, tuple(ids), rate), lambda: figures.heatmap(
-        step.module_grad_norms, list(live_training.MODULES), blocks, "Gradient norm of each weight matrix",
+        step.module_grad_norms, step.module_names, blocks, "Gradient norm of each weight matrix",
         "module", "layer", diverging=False, value_format=".3g"))
     columns = st.columns(len(step.other_grad_norms))
     for column, (label, value) in zip(columns, step.other_grad_norms.items()):

@@ -287,14 +287,17 @@ def test_feed_forward_page_contributions_sum_to_the_logit_and_ablation_moves_it(
     numbers = [float(part.rstrip(".")) for part in sums[0].split() if part.rstrip(".").lstrip("-").replace(".", "").isdigit()]
     assert len(numbers) == 2 and abs(numbers[0] - numbers[1]) < 1e-3
     metric_before = [m for m in app.metric if m.label.startswith("log P(")][0].value
-    after = [m for m in app.metric if m.label == "after"][0]
-    assert after.value == metric_before  # nothing ablated yet
+    assert not [m for m in app.metric if m.label == "after"]  # nothing ablated yet: no "change" of +0.0000
+    assert any(c.value.startswith("Nothing is switched off yet") for c in app.caption)
     box = app.multiselect(key="ff_ablate")
     box.set_value([tuple(map(int, label.split("."))) for label in box.options[:8]]).run()  # layer 0's strongest
     # (on the course model " Mia" falls from 0.999 to 0.989)
     assert not app.exception, [e.value for e in app.exception]
     after = [m for m in app.metric if m.label == "after"][0]
     assert after.value != metric_before
+    sigma = [m for m in app.metric if m.label == "σ of the final norm at the last position"][0]
+    before, now = (float(x) for x in sigma.value.split(" → "))
+    assert now < before  # the stream is shorter without the neurons that push " Mia"
 
 
 @pytest.fixture(scope="module")

@@ -212,24 +212,6 @@ def test_saved_models_are_deleted_when_the_app_ends(tmp_path):
     assert not folder.exists()
 
 
-def test_frozen_step_gradient_at_the_logits_is_softmax_minus_one_hot():
-    model = random_gpt2(n_layer=2, n_head=2, n_embd=16, vocab_size=30).requires_grad_(False)
-    before = [p.clone() for p in model.parameters()]
-    ids = [3, 7, 1, 9, 4]
-    step = live_training.frozen_step(model, ids, learning_rate=0.5)
-    logits = model(torch.tensor([ids])).logits[0]
-    losses = torch.nn.functional.cross_entropy(logits[:-1], torch.tensor(ids[1:]), reduction="none")
-    assert step.loss == pytest.approx(float(losses.mean()))
-    assert step.position == int(losses.argmax()) and step.target == ids[step.position + 1]
-    one_hot = torch.zeros(30)
-    one_hot[step.target] = 1
-    torch.testing.assert_close(step.logit_grad, (step.logit_probs - one_hot) / (len(ids) - 1))
-    assert step.module_grad_norms.shape == (2, len(live_training.MODULES)) and (step.module_grad_norms > 0).all()
-    for update in step.updates:
-        assert update.after == pytest.approx(update.before - 0.5 * update.gradient, abs=1e-6)
-    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))  # the shared model is untouched
-
-
 def test_step_time_is_measured():
     seconds = live_training.measure_step_seconds(TINY, 64)
     assert 0 < seconds and math.isfinite(seconds)
