@@ -37,7 +37,11 @@ PRESETS = {
                             warmup_steps=50, max_steps=600, weight_decay=0.1, grad_clip=1.0, seed=0),
     "5-minute": TrainConfig(n_layer=4, n_head=4, n_embd=128, block_size=128, batch_size=16, learning_rate=2e-3,
                             warmup_steps=100, max_steps=2500, weight_decay=0.1, grad_clip=1.0, seed=0),
+    # the classic character-level demo on Tiny Shakespeare, sized for two CPU cores
+    "Shakespeare": TrainConfig(n_layer=4, n_head=4, n_embd=128, block_size=128, batch_size=16, learning_rate=2e-3,
+                               warmup_steps=100, max_steps=1500, weight_decay=0.1, grad_clip=1.0, seed=0),
 }
+PRESET_DATA = {"Shakespeare": ("shakespeare", "bytes")}  # preset -> (data source, tokenizer) it trains on
 
 
 class TextRejected(ValueError):
@@ -178,9 +182,14 @@ def prepare_data(documents: list[str], vocab_size: int, start_at_documents: bool
 
 
 def training_data(source: str, text: str, vocab_size: int) -> PreparedData:
-    """The lesson's data sources: "stories", "copy", or "text" (the student's own `text`)."""
+    """The lesson's data sources: "stories", "copy", "shakespeare" (Tiny Shakespeare, its speeches
+    as documents), or "text" (the student's own `text`)."""
     if source == "stories":
         return prepare_data(story_documents(), vocab_size)
+    if source == "shakespeare":
+        from core.corpus import shakespeare_text
+
+        return prepare_data(text_documents(shakespeare_text()), vocab_size)
     if source == "copy":
         return prepare_data(copy_task_documents(), vocab_size, start_at_documents=True)
     return replace(prepare_data(text_documents(text), vocab_size), characters=len(text))  # as the student counts

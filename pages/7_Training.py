@@ -11,12 +11,15 @@ from core import figures, live_training
 from core.cached import cached_frozen_step, cached_model, cached_step_seconds, cached_training_data
 from core.live_training import PRESETS, TextRejected, TrainingRun
 from core.models import DEFAULT_MODEL, SMALL_MODEL_PARAMETERS
-from core.training import TrainConfig, learning_rate_at
+from core.training import SCHEDULES, TrainConfig, learning_rate_at, schedule_curve
 
 SOURCES = {"stories": "Short stories (the course corpus)", "copy": "A copy task (each line written twice)",
-           "text": "Your own text"}
+           "shakespeare": "Tiny Shakespeare", "text": "Your own text"}
+DESIGNS = {"gpt2": "GPT-2 (2019): LayerNorm, learned positions, GELU",
+           "llama": "Llama (today): RMSNorm, rotary positions, SwiGLU, shared key/value heads"}
 PROBES = {"stories": ("Once upon a time, there was a girl named Mia. Mia had a red ball.", "Once upon a time,"),
-          "copy": (live_training.copy_line("cat sun owl map jet fig".split()), "fox jam ink sea sky mud | fox")}
+          "copy": (live_training.copy_line("cat sun owl map jet fig".split()), "fox jam ink sea sky mud | fox"),
+          "shakespeare": ("First Citizen:\nBefore we proceed any further, hear me speak.", "ROMEO:\n")}
 SNAPSHOTS_SHOWN = 6
 KNOBS = {  # TrainConfig field: (label, min, max, step)
     "n_layer": ("Layers", 1, 8, 1), "n_head": ("Heads", 1, 8, 1), "n_embd": ("Width (d_model)", 16, 256, 16),
@@ -45,6 +48,8 @@ def apply_preset() -> None:
     if state.t_preset in PRESETS:
         for knob, value in asdict(PRESETS[state.t_preset]).items():
             state[f"t_{knob}"] = value
+    if state.t_preset in live_training.PRESET_DATA:
+        state.t_source, state.t_tokenizer = live_training.PRESET_DATA[state.t_preset]
 
 
 def chosen_config() -> TrainConfig:
@@ -111,9 +116,31 @@ def settings() -> None:
             columns[index % 4].number_input(label, low, high, step=step, key=f"t_{knob}",
                                             format="%.5f" if knob == "learning_rate" else None)
         left, right = st.columns(2)
-        left.checkbox("Residual connections", key="t_use_residual")
-        right.checkbox("LayerNorm", key="t_use_layernorm")
+        left.selectbox("Design", list(DESIGNS), key="t_architecture", format_func=DESIGNS.get)
+        right.number_input("Key/value heads (Llama design; 0 = one per head)", 0, 8, step=1, key="t_n_kv_head",
+                           disabled=state.t_architecture != "llama")
+        left, middle, right = st.columns(3)
+        left.number_input("Gradient accumulation (micro-batches per step)", 1, 16, step=1, key="t_accumulation_steps")
+        middle.selectbox("Learning-rate schedule after warm-up", list(SCHEDULES), key="t_schedule")
+        right.radio("Precision", ["float32", "bfloat16"], key="t_precision", horizontal=True)
+        left, right = st.columns(2)
+        left.checkbox("Residual connections", key="t_use_residual", disabled=state.t_architecture != "gpt2")
+        right.checkbox("LayerNorm", key="t_use_layernorm", disabled=state.t_architecture != "gpt2")
     config, (data, problem) = chosen_config(), chosen_data()
+    if config.architecture != "gpt2" and not (config.use_residual and config.use_layernorm):
+        st.warning("Switching off residual connections or LayerNorm is an experiment on the GPT-2 design; "
+                   "switch them back on, or pick the GPT-2 design.")
+        return
+    if config.n_kv_head and config.n_head % config.n_kv_head:
+        st.warning(f"The heads ({config.n_head}) must be a multiple of the key/value heads ({config.n_kv_head}).")
+        return
+    steps, rates = schedule_curve(config)
+    course_ui.chart("t-schedule", (config.learning_rate, config.warmup_steps, config.max_steps, config.schedule,
+                                   config.min_lr_ratio), lambda: figures.lines(
+        steps, {"learning rate": rates}, "The learning rate over the whole run, before it starts", "step",
+        "learning rate", height=240))
+    st.caption(f"Each step learns from {config.batch_size * config.accumulation_steps:,} examples "
+               f"({config.batch_size} per micro-batch × {config.accumulation_steps}) of {config.block_size} tokens.")
     if config.n_embd % config.n_head:
         st.warning(f"The width ({config.n_embd}) must be a multiple of the number of heads ({config.n_head}).")
         return

@@ -69,3 +69,38 @@ def test_tiny_shakespeare_ships_with_the_project():
     text = shakespeare_text()
     assert len(text.encode("utf-8")) == 1_115_394 and text.startswith("First Citizen:")
     assert text.count("\n") == 40_000
+
+
+def test_the_training_page_offers_shakespeare_both_designs_and_the_options():
+    """The Shakespeare preset trains characters of Tiny Shakespeare; a Llama-design run with
+    accumulation trains from the page, and the model it makes opens in the other lessons."""
+    from streamlit.testing.v1 import AppTest
+
+    from core.course import APP_DIR, LESSONS
+    from tests.test_live_training import wait_for
+
+    app = AppTest.from_file(str(APP_DIR / "Home.py"), default_timeout=120)
+    app.run()
+    app.switch_page(LESSONS[6].page).run()
+    app.selectbox(key="t_preset").select("Shakespeare").run()
+    assert (app.session_state["t_source"], app.session_state["t_tokenizer"]) == ("shakespeare", "bytes")
+    assert [m.value for m in app.metric if m.label == "Vocabulary"] == ["257"]  # 256 bytes + end of text
+    assert any("t-schedule" in c.proto.id for c in app.get("plotly_chart"))  # the schedule, drawn before training
+    app.selectbox(key="t_preset").select("custom").run()
+    for knob, value in {"t_n_layer": 1, "t_n_embd": 32, "t_n_head": 4, "t_block_size": 32, "t_batch_size": 4,
+                        "t_max_steps": 12, "t_warmup_steps": 2, "t_accumulation_steps": 2}.items():
+        app.number_input(key=knob).set_value(value).run()
+    app.selectbox(key="t_architecture").select("llama").run()
+    app.number_input(key="t_n_kv_head").set_value(2).run()
+    assert any(c.value.startswith("Each step learns from 8 examples (4 per micro-batch × 2)") for c in app.caption)
+    app.button(key="t_start").click().run()
+    run = app.session_state["t_run"]
+    assert wait_for(lambda: run.status == "finished", timeout=120)
+    assert run.trainer.model.config.model_type == "llama" and run.trainer.model.config.num_key_value_heads == 2
+    app.run()
+    app.button(key="t_use").click().run()
+    app.switch_page(LESSONS[3].page).run()
+    assert not app.exception, [e.value for e in app.exception]
+    from core.cached import cached_model
+
+    assert cached_model(app.session_state["model_key"]).family == "llama"
