@@ -24,6 +24,7 @@ def shift_invariance(model, ids: list[int], shift: int) -> float:
     positions shift..shift+n-1 instead of 0..n-1. Rotary positions: the scores see only the
     distance between query and key, so nothing changes (to float precision); learned positions
     are added to the tokens, so the scores change."""
+    ids = ids[-max(1, weights_of(model).arch.n_ctx - shift):]  # the moved prompt must fit the context too
     here = run_trace(model, ids)["scores", 0]  # [head, query, key]
     moved = run_trace(model, ids, interventions=Interventions(first_position=shift))["scores", 0]
     return float((here - moved).abs().max())

@@ -94,8 +94,10 @@ def rotary() -> None:
 def shift_test() -> None:
     from core.models import ModelLoadError
 
-    ids = trace.token_ids[-SHIFT_TOKENS:]
-    shift = st.slider("Move the whole prompt along by (positions)", 1, 128 - SHIFT_TOKENS, 10, key="pos_shift")
+    room = min(loaded.context_length, 128)
+    ids = trace.token_ids[-min(SHIFT_TOKENS, room // 2):]  # leaves room to move them along within the context
+    shift = st.slider("Move the whole prompt along by (positions)", 1, room - len(ids), min(10, room - len(ids)),
+                      key="pos_shift")
     rows = []
     for key in ("glassbox-stories", "glassbox-stories-llama", loaded.name):
         if key in [row["model"] for row in rows]:

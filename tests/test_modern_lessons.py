@@ -110,6 +110,14 @@ def test_the_numbers_lessons_3_and_5_quote_about_designs():
     assert int(gptj_head) == gptj["d_head"] and int(gptj_rot) == 64
 
 
+def test_a_shift_beyond_the_context_keeps_the_prompts_that_fit():
+    """A 48-token context and a long prompt moved by 40: both traces hold the same last 8 tokens
+    (lesson 3 crashed here on a 5,000-character prompt)."""
+    model = tiny_model("gpt2")  # context 32
+    assert positions.shift_invariance(model, list(range(1, 60)), shift=20) > 0
+    assert positions.shift_invariance(tiny_model("llama-gqa2"), list(range(1, 60)), shift=20) < 1e-4
+
+
 def test_shift_changes_learned_scores_and_not_rotary_ones_on_the_course_models(bundled):
     from core.models import MODERN_MODEL_DIR, load_model
 
