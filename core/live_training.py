@@ -21,6 +21,7 @@ from collections.abc import Callable
 import torch
 
 from core.corpus import END_OF_TEXT, generate_stories
+from core.architectures import weights_of
 from core.glassbox import run_trace
 from core.sampling import Strategy, generate
 from core.tokenization import encode_corpus, train_byte_level_bpe
@@ -122,7 +123,7 @@ def copy_task_score(model, tokenizer, lines: list[str]) -> CopyScore | None:
     correct = total = 0
     attention_sum = None  # [layer, head]
     for line in lines:
-        ids = tokenizer(line)["input_ids"][: model.config.n_positions]
+        ids = tokenizer(line)["input_ids"][: weights_of(model).arch.n_ctx]
         distance = copy_distance(ids)
         if distance is None:
             continue

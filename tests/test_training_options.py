@@ -104,3 +104,14 @@ def test_the_training_page_offers_shakespeare_both_designs_and_the_options():
     from core.cached import cached_model
 
     assert cached_model(app.session_state["model_key"]).family == "llama"
+
+
+def test_the_copy_test_scores_a_llama_design_model():
+    """copy_task_score read GPT-2's n_positions and crashed on a Llama-design run's evaluation."""
+    from core import live_training
+
+    data = live_training.training_data("copy", "", 300)
+    config = replace(BASE, architecture="llama", n_kv_head=1, block_size=32)
+    trainer = Trainer(config, data.train_ids, data.val_ids, data.vocab_size, 0, start_at_documents=True)
+    score = live_training.copy_task_score(trainer.model, data.tokenizer, live_training.copy_test_lines(5))
+    assert score is not None and 0.0 <= score.accuracy <= 1.0
