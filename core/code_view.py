@@ -9,6 +9,7 @@ import inspect
 # (lesson number, figure slot) -> the functions that computed it, as "module.function"
 FIGURE_CODE: dict[tuple[int, str], tuple[str, ...]] = {
     (0, "map"): ("core.model_map.build_map", "core.model_map.head_entropies"),
+    (0, "inside"): ("core.model_map.inside_of",),
     (0, "costs"): ("core.model_map.model_costs", "core.model_map.head_parameters"),
     (1, "predict-count"): ("core.tokenization.prompt_tokens",),
     (1, "token-chips"): ("core.tokenization.prompt_tokens",),

@@ -231,6 +231,43 @@ def design_differences(first, second) -> list[str]:
     return out
 
 
+def inside_of(model, key: str) -> list[tuple[str, str, int, str]]:
+    """A head or an MLP opened up: (piece, shape, parameters, what it does), from its weights."""
+    weights = weights_of(model)
+    arch, storages = weights.arch, weights.parameter_storages
+    parts = key.split(".")
+    block = weights.blocks[int(parts[1])]
+
+    def row(name: str, tensor, does: str) -> tuple[str, str, int, str]:
+        return name, " × ".join(str(d) for d in tensor.shape), _counted([tensor], storages), does
+
+    if parts[2] == "attn" and len(parts) == 5:
+        head = int(parts[4])
+        kv = arch.kv_head_of(head)
+        shared = "" if arch.group_size == 1 else f" (shared with {arch.group_size - 1} other query heads)"
+        rows = [row(f"W_Q[{head}]", block.W_Q[head], "turns the stream into this head's query"),
+                row(f"W_K[{kv}]", block.W_K[kv], "turns each earlier token into a key" + shared),
+                row(f"W_V[{kv}]", block.W_V[kv], "turns each earlier token into a value" + shared)]
+        if arch.rotary_dim:
+            rows.append(("rotary turn", f"{arch.rotary_dim} of {arch.d_head} dims", 0,
+                         "turns query and key by their positions (no weights)"))
+        rows.append(("softmax(q·k / scale)", "[query, key]", 0, "the attention pattern (no weights)"))
+        rows.append(row(f"W_O[{head}]", block.W_O[head], "writes the head's output back to the stream's width"))
+        return rows
+    if parts[2] == "mlp":
+        rows = []
+        if block.W_gate is not None:
+            rows.append(row("W_gate", block.W_gate, f"the gate, through {arch.activation}"))
+        rows.append(row("W_in" + (" (up)" if block.W_gate is not None else ""), block.W_in,
+                        "widens the vector to the neurons" if block.W_gate is None else "the up projection"))
+        rows.append(("activation", f"{arch.d_mlp} neurons", 0,
+                     f"{arch.activation}(gate) × up" if block.W_gate is not None else arch.activation))
+        rows.append(row("W_out" + (" (down)" if block.W_gate is not None else ""), block.W_out,
+                        "brings the neurons back to the stream's width"))
+        return rows
+    raise KeyError(key)
+
+
 # --- what each part costs ------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Costs:

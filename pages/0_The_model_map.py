@@ -30,6 +30,16 @@ def map_figure() -> None:
                    "folded into one box.")
 
 
+def inside() -> None:
+    openable = [part for part in the_map.parts if part.kind in ("head", "mlp")]
+    key = st.selectbox("Open a part", [part.key for part in openable], key="map_inside",
+                       format_func=lambda k: next(f"{p.label} (block {p.layer})" if p.kind == "head" else p.label
+                                                  for p in openable if p.key == k))
+    st.dataframe(pd.DataFrame([{"piece": piece, "shape": shape, "parameters": count, "what it does": does}
+                               for piece, shape, count, does in model_map.inside_of(loaded.model, key)]),
+                 hide_index=True)
+
+
 def costs() -> None:
     rows = [{"part": part.label if part.layer is None or part.kind in ("attention", "mlp", "block")
              else f"{part.label} (block {part.layer})", "shapes": part.shape, "parameters": part.parameters}
@@ -49,12 +59,19 @@ def costs() -> None:
 
 
 def size_table() -> None:
-    rows = [model_row(loaded.name, loaded.family, loaded.arch, loaded.parameter_count)] + reference_models()
+    rows = []
+    for key in dict.fromkeys(["glassbox-stories", "glassbox-stories-llama", loaded.name]):  # the course models first
+        try:
+            model = cached_model(key)
+        except ModelLoadError:
+            continue
+        rows.append(model_row(key, model.family, model.arch, model.parameter_count))
+    rows += reference_models()
     table = pd.DataFrame([{
-        "": "◀ in use" if index == 0 else "", "model": row["name"], "design": FAMILIES[row["family"]].name,
+        "": "◀ in use" if row["name"] == loaded.name else "", "model": row["name"], "design": FAMILIES[row["family"]].name,
         "layers": row["layers"], "width": row["d_model"], "heads": row["heads"], "key/value heads": row["kv_heads"],
         "context": row["context"], "parameters": f"{row['parameters'] / 1e6:,.1f}M",
-        "memory, 16-bit": f"{row['parameters'] * 2 / 2**30:,.2f} GB"} for index, row in enumerate(rows)])
+        "memory, 16-bit": f"{row['parameters'] * 2 / 2**30:,.2f} GB"} for row in rows])
     st.dataframe(table, hide_index=True)
 
 
@@ -96,6 +113,6 @@ def export() -> None:
 
 
 course_ui.go_where_the_map_was_clicked(0)
-course_ui.render_lesson(lesson, {"map": map_figure, "costs": costs, "size-table": size_table, "compare": compare,
+course_ui.render_lesson(lesson, {"map": map_figure, "inside": inside, "costs": costs, "size-table": size_table, "compare": compare,
                                  "export": export}, key=course_ui.lesson_key(0))
 course_ui.lesson_navigation(0)

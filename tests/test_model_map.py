@@ -148,3 +148,23 @@ def test_the_exported_map_is_a_standalone_page():
 
     assert re.findall(r"<script[^>]*\bsrc=", page) == []  # plotly.js is inside the page: nothing to fetch
     assert "plotly-graph-div" in page and len(page) > 1_000_000
+
+
+@pytest.mark.parametrize("variant", ["gpt2", "llama-gqa2", "gptj-rotary-quarter"])
+def test_a_head_and_an_mlp_open_up_into_their_weights(variant):
+    model = tiny_model(variant)
+    weights = weights_of(model)
+    drawn = model_map.build_map(model)
+    for part in drawn.parts:
+        if part.kind == "head" and part.layer == 1:
+            pieces = model_map.inside_of(model, part.key)
+            assert [p[0][:3] for p in pieces if p[2]][:3] == ["W_Q", "W_K", "W_V"]
+            own = sum(p[2] for p in pieces if p[0].startswith(("W_Q", "W_O")))
+            assert own == 2 * weights.arch.d_model * weights.arch.d_head
+        if part.kind == "mlp" and part.layer == 0:
+            pieces = model_map.inside_of(model, part.key)
+            weights_only = sum(p[2] for p in pieces)
+            biases = sum(t.numel() for t in (weights.blocks[0].b_in, weights.blocks[0].b_out, weights.blocks[0].b_gate)
+                         if t is not None and t.untyped_storage().data_ptr() in weights.parameter_storages)
+            assert weights_only + biases == part.parameters  # the matrices and the biases are the whole MLP
+            assert any(p[0] == "W_gate" for p in pieces) == weights.arch.gated
