@@ -93,7 +93,7 @@ def shakespeare() -> None:
         run.touch()
         time.sleep(0.2)
     view = run.view()
-    text = data.tokenizer.decode(generate(run.trainer.model, data.tokenizer("ROMEO:\n")["input_ids"], 200,
+    text = data.tokenizer.decode(generate(run.trainer.model, data.tokenizer("ROMEO:\n")["input_ids"], 120,
                                           Strategy(0.8, 0, 1.0), seed=0).new_ids)
     print(f"Shakespeare preset: {view.status}, {view.step} steps in {time.perf_counter() - began:.0f} s; validation "
           f"loss {view.validation[0][1]:.2f} -> {view.validation[-1][1]:.2f} (uniform ln 257 = 5.55)")
@@ -102,6 +102,9 @@ def shakespeare() -> None:
 
 def main() -> None:
     torch.set_num_threads(2)
+    if sys.argv[1:] == ["shakespeare"]:
+        shakespeare()
+        return
     data = live_training.prepare_data(live_training.story_documents(), 512)
     print("== precision: bfloat16 autocast vs float32 (1-minute preset, 300 steps) ==")
     precision(data)

@@ -199,6 +199,7 @@ def generate(model, prompt_ids: list[int], n_tokens: int, strategy: Strategy, se
     """Generate `n_tokens` one at a time, reusing the keys and values of earlier positions (the
     model's KV cache), so each step computes one new position. The prompt is cut from the left
     so that prompt + continuation fit the model's context."""
+    n_tokens = min(n_tokens, weights_of(model).arch.n_ctx - 1)  # at least one prompt token must fit
     room = weights_of(model).arch.n_ctx - n_tokens
     dropped = max(0, len(prompt_ids) - room)
     ids = prompt_ids[dropped:]

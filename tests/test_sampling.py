@@ -231,3 +231,12 @@ def test_the_sweep_axis_spans_exactly_the_swept_temperatures():
     low, high = figure.layout.xaxis.range
     assert (10 ** low, 10 ** high) == (pytest.approx(min(temperatures)), pytest.approx(max(temperatures)))
     assert list(figure.layout.xaxis.tickvals) == [0.05, 0.1, 0.2, 0.5, 1, 2, 5]
+
+
+def test_generating_more_tokens_than_the_context_holds_is_cut_to_fit():
+    from core.sampling import Strategy, generate
+    from tests.tiny_models import tiny_model
+
+    model = tiny_model("llama-gqa2")  # context 32
+    result = generate(model, [1, 2, 3], 100, Strategy(0.0, 0, 1.0), seed=0)
+    assert len(result.new_ids) == 31 and len(result.prompt_ids) == 1
