@@ -67,17 +67,23 @@ def plain_tokens_per_second(config, data) -> float:
     return STEPS * config.batch_size * config.block_size / (time.perf_counter() - began)
 
 
-def whole_run(config, data) -> None:
-    run = TrainingRun(config, data, "Once upon a time, there was a girl named Mia.", "Once upon a time,",
-                      eval_every=max(10, config.max_steps // 40), sample_every=max(20, config.max_steps // 10),
-                      snapshot_every=max(20, config.max_steps // 10))
+def run_to_the_end(run: TrainingRun) -> float:
+    """Start a run, keep it alive as an open page would, and return its wall time in seconds."""
     began = time.perf_counter()
     run.start()
     while run.is_active:
         run.touch()
         time.sleep(0.2)
+    return time.perf_counter() - began
+
+
+def whole_run(config, data) -> None:
+    run = TrainingRun(config, data, "Once upon a time, there was a girl named Mia.", "Once upon a time,",
+                      eval_every=max(10, config.max_steps // 40), sample_every=max(20, config.max_steps // 10),
+                      snapshot_every=max(20, config.max_steps // 10))
+    seconds = run_to_the_end(run)
     view = run.view()
-    print(f"1-minute preset, whole run: {view.status}, {view.step} steps in {time.perf_counter() - began:.1f} s; "
+    print(f"1-minute preset, whole run: {view.status}, {view.step} steps in {seconds:.1f} s; "
           f"validation loss {view.validation[0][1]:.2f} -> {view.validation[-1][1]:.2f} "
           f"(uniform guess ln {data.vocab_size} = {live_training.uniform_loss(data.vocab_size):.2f})")
     print(f"  sample at step {view.samples[-1][0]}: {view.samples[-1][1]!r}")

@@ -21,6 +21,7 @@ from core import live_training  # noqa: E402
 from core.live_training import PRESETS, TrainingRun  # noqa: E402
 from core.sampling import Strategy, generate  # noqa: E402
 from core.training import Trainer  # noqa: E402
+from bench.bench_training import run_to_the_end  # noqa: E402
 
 
 def seconds_per_step(trainer: Trainer, steps: int = 20) -> float:
@@ -87,15 +88,11 @@ def shakespeare() -> None:
     config = PRESETS["Shakespeare"]
     run = TrainingRun(config, data, "First Citizen:\nBefore we proceed any further, hear me speak.", "ROMEO:\n",
                       eval_every=100, sample_every=500, snapshot_every=500)
-    began = time.perf_counter()
-    run.start()
-    while run.is_active:
-        run.touch()
-        time.sleep(0.2)
+    seconds = run_to_the_end(run)
     view = run.view()
     text = data.tokenizer.decode(generate(run.trainer.model, data.tokenizer("ROMEO:\n")["input_ids"], 120,
                                           Strategy(0.8, 0, 1.0), seed=0).new_ids)
-    print(f"Shakespeare preset: {view.status}, {view.step} steps in {time.perf_counter() - began:.0f} s; validation "
+    print(f"Shakespeare preset: {view.status}, {view.step} steps in {seconds:.0f} s; validation "
           f"loss {view.validation[0][1]:.2f} -> {view.validation[-1][1]:.2f} (uniform ln 257 = 5.55)")
     print(f"  sample (T = 0.8, seed 0) after 'ROMEO:\\n': {text!r}")
 
