@@ -290,9 +290,9 @@ def lesson_page(number: int) -> tuple[Lesson, LoadedModel]:
     loaded = current_model()
     share_in_address()
     st.sidebar.caption(f"Using **{md_escape(loaded.name)}**")
+    apply_starting_choices(this_lesson, number)
     if number > 0:
         you_are_here(loaded, number)
-    apply_starting_choices(this_lesson, number)
     st.title(f"Lesson {number} · {this_lesson.title}")
     suggested_prompts(this_lesson, number)
     return this_lesson, loaded
@@ -366,12 +366,14 @@ def you_are_here(loaded: LoadedModel, number: int) -> None:
     highlight = set(LESSON_PARTS[number])
     if number == 3 and loaded.arch.rotary_dim:
         highlight = {"head"}  # rotary positions live inside attention
+    if number == 4:  # the figures show one head: light that one (the one block stands for the chosen layer)
+        highlight = {"attention", f"blocks.0.attn.head.{st.session_state.get('attn_head', 0)}"}
     from core.cached import cached_figure
 
     state = st.session_state  # one block stands for all: a head switched off in any layer is crossed out on it
     ablated = {f"blocks.0.attn.head.{head}" for _, head in state.get("attn_ablate", [])}
     ablated |= {"blocks.0.mlp"} if state.get("ff_ablate") else set()
-    key = (state.model_key, "you-are-here", number, tuple(sorted(ablated)))
+    key = (state.model_key, "you-are-here", number, tuple(sorted(ablated)), tuple(sorted(highlight)))
     figure = cached_figure(key, lambda: diagrams.model_map_figure(
         model_map.build_map(loaded.model, small=True), "", highlight=highlight, height=330, ablated=ablated))
     with st.sidebar:

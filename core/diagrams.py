@@ -150,7 +150,7 @@ def model_map_figure(model_map, title: str, highlight: set[str] = frozenset(), n
         if part.kind != "add":
             figure.add_shape(type="rect", x0=part.x - half_w, x1=part.x + half_w, y0=part.y - half_h, y1=part.y + half_h,
                              line=dict(color=ACCENT if lit else "#6b7280", width=3 if lit else 1),
-                             fillcolor="white" if part.key == "add" else KIND_COLOURS[part.kind], layer="below")
+                             fillcolor="#fca5a5" if lit and part.kind == "head" else KIND_COLOURS[part.kind], layer="below")
         if part.x != 0 and part.kind not in ("head", "add") and not (part.kind == "embed" and part.x < 0):
             reads_at = part.y - half_h if part.kind != "norm" else part.y
             figure.add_shape(type="line", x0=0, x1=part.x - half_w, y0=reads_at, y1=part.y, layer="below",

@@ -168,3 +168,15 @@ def test_a_head_and_an_mlp_open_up_into_their_weights(variant):
                          if t is not None and t.untyped_storage().data_ptr() in weights.parameter_storages)
             assert weights_only + biases == part.parameters  # the matrices and the biases are the whole MLP
             assert any(p[0] == "W_gate" for p in pieces) == weights.arch.gated
+
+
+def test_the_sidebar_map_lights_the_head_lesson_4_shows():
+    app = run_page(LESSONS[3].page)  # lesson 4 starts on layer 0, head 2 (its markdown's starting choices)
+    small = model_map.build_map(tiny_model("gpt2"), small=True)  # same layout as the course model's: 4 heads
+    head_2 = next(p for p in small.parts if p.key == "blocks.0.attn.head.2")
+    lit = [s for s in sidebar_map(app)["layout"]["shapes"] if s.get("fillcolor") == "#fca5a5"]
+    assert len(lit) == 1 and lit[0]["x0"] == pytest.approx(head_2.x - head_2.width / 2)
+    app.selectbox(key="attn_head").select(1).run()
+    lit = [s for s in sidebar_map(app)["layout"]["shapes"] if s.get("fillcolor") == "#fca5a5"]
+    head_1 = next(p for p in small.parts if p.key == "blocks.0.attn.head.1")
+    assert len(lit) == 1 and lit[0]["x0"] == pytest.approx(head_1.x - head_1.width / 2)
