@@ -10,6 +10,7 @@ from streamlit.testing.v1 import AppTest
 from core.course import APP_DIR, COURSE, LESSONS
 from core.figures import md_escape
 from core.lessons import load_lesson
+from tests.test_live_training import wait_for  # one condition wait for every training test
 
 PAGES = ["Home.py"] + [entry.page for entry in LESSONS if entry.is_built]
 SCRIPT = "<script>alert(1)</script>"
@@ -418,19 +419,6 @@ def test_sampling_page_controls_generation_and_journey(bundled):
     journey = [c.value for c in app.caption if c.value.startswith("Raises − lowers")][0]
     difference, logit = numbers_in(journey)
     assert difference == pytest.approx(logit, abs=1e-3)
-
-
-def wait_for(condition, timeout: float = 60.0) -> bool:
-    """True as soon as `condition()` holds, False after `timeout` seconds (generous: a loaded machine
-    is slow, and the tests check what happens, not how fast)."""
-    import time
-
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def test_training_page_starts_a_run_shows_it_learning_and_stops_it():
