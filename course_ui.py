@@ -56,6 +56,24 @@ def init_state() -> None:
     if "model_key" not in state:
         state.model_key = params.get("model") or DEFAULT_MODEL.key
     state.setdefault("model_message", "")
+    if "t_run_token" not in state:
+        state.t_run_token = params.get("run")
+        find_training_run()
+
+
+def find_training_run():
+    """This session's training run (lesson 7), found again after a reload by the token the address
+    keeps; the session attaches to it, so the run lives while this page does. None if there is none."""
+    state = st.session_state
+    if state.get("t_run") is None and state.get("t_run_token"):
+        from core.training_run import RUNS  # only with a token in the address: its run has loaded torch already
+
+        state.t_run = RUNS.find(state.t_run_token)
+        if state.t_run is None:
+            state.t_run_token = None  # ended and forgotten: the address stops naming it
+        else:
+            state.t_run.attach(session_alive_check())
+    return state.get("t_run")
 
 
 def share_in_address() -> None:
@@ -64,6 +82,8 @@ def share_in_address() -> None:
     state, params = st.session_state, st.query_params
     prompt = state.get("prompt", "")
     wanted = {"model": state.model_key} if state.model_key != DEFAULT_MODEL.key else {}
+    if state.get("t_run_token"):
+        wanted["run"] = state.t_run_token  # lesson 7's run, found again after a reload (not part of a shared link)
     if 0 < len(prompt) <= SHARED_PROMPT_LIMIT and prompt != home_settings().get("default_prompt", ""):
         wanted["prompt"] = prompt
     if dict(params) != wanted:

@@ -25,8 +25,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch  # noqa: E402
 
-from core import live_training  # noqa: E402
-from core.live_training import PRESETS, TrainingRun  # noqa: E402
+from core import corpus, live_training, training_run  # noqa: E402
+from core.copy_task import copy_task_score, copy_test_lines  # noqa: E402
+from core.live_training import PRESETS  # noqa: E402
+from core.training_run import TrainingRun  # noqa: E402
 from core.training import Trainer, new_model  # noqa: E402
 
 STEPS = 30
@@ -95,14 +97,14 @@ def copy_task(vocab_size: int, start_at_documents: bool = True, every: int = 50)
     in the app; the time is this process's main thread."""
     data = live_training.training_data("copy", "", vocab_size)
     config = PRESETS["1-minute"]
-    eos = data.tokenizer.convert_tokens_to_ids(live_training.END_OF_TEXT)
+    eos = data.tokenizer.convert_tokens_to_ids(corpus.END_OF_TEXT)
     trainer = Trainer(config, data.train_ids, data.val_ids, data.vocab_size, eos, start_at_documents)
-    lines = live_training.copy_test_lines(100)
+    lines = copy_test_lines(100)
     began, history = time.perf_counter(), []
     while trainer.step_count < config.max_steps:
         trainer.step()
         if trainer.step_count % every == 0:
-            history.append((trainer.step_count, live_training.copy_task_score(trainer.model, data.tokenizer, lines)))
+            history.append((trainer.step_count, copy_task_score(trainer.model, data.tokenizer, lines)))
     seconds = time.perf_counter() - began
     final = history[-1][1]
     first = next((step for step, score in history if score.accuracy >= 0.9), None)
@@ -123,7 +125,7 @@ def many_students(data, students: int = 4, steps: int = 60) -> None:
 
     config = replace(PRESETS["1-minute"], max_steps=steps)
     tokens = students * steps * config.batch_size * config.block_size
-    for slots in (live_training.TrainingSlots(students), live_training.TrainingSlots(live_training.TRAINING_SLOTS.count)):
+    for slots in (training_run.TrainingSlots(students), training_run.TrainingSlots(training_run.TRAINING_SLOTS.count)):
         runs = [TrainingRun(config, data, "Once upon a time", "Once", eval_every=10 * steps, sample_every=10 * steps,
                             snapshot_every=10 * steps, is_page_open=lambda: True, slots=slots)
                 for _ in range(students)]

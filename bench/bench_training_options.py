@@ -17,8 +17,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch  # noqa: E402
 
-from core import live_training  # noqa: E402
-from core.live_training import PRESETS, TrainingRun  # noqa: E402
+from core import copy_task, live_training  # noqa: E402
+from core.live_training import PRESETS  # noqa: E402
+from core.training_run import TrainingRun  # noqa: E402
 from core.sampling import Strategy, generate  # noqa: E402
 from core.training import Trainer  # noqa: E402
 from bench.bench_training import run_to_the_end  # noqa: E402
@@ -70,12 +71,12 @@ def copy_anywhere(architecture: str, every: int = 100) -> None:
     data = live_training.training_data("copy", "", 512)
     config = replace(PRESETS["1-minute"], architecture=architecture, n_kv_head=2 if architecture == "llama" else 0)
     trainer = Trainer(config, data.train_ids, data.val_ids, data.vocab_size, 0, start_at_documents=False)
-    lines = live_training.copy_test_lines(100)
+    lines = copy_task.copy_test_lines(100)
     history, began = [], time.perf_counter()
     while trainer.step_count < config.max_steps:
         trainer.step()
         if trainer.step_count % every == 0:
-            history.append((trainer.step_count, live_training.copy_task_score(trainer.model, data.tokenizer, lines)))
+            history.append((trainer.step_count, copy_task.copy_task_score(trainer.model, data.tokenizer, lines)))
     final = history[-1][1]
     print(f"copy task, examples starting anywhere, {architecture:5s}: {config.max_steps} steps in "
           f"{time.perf_counter() - began:.0f} s; accuracy by step "

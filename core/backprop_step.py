@@ -7,6 +7,10 @@ from dataclasses import dataclass
 
 import torch
 
+from core.models import SMALL_MODEL_PARAMETERS
+
+EXAMPLE_TOKENS = 32  # the frozen step learns from the first tokens of the student's prompt
+
 
 @dataclass
 class WeightUpdate:
@@ -97,3 +101,17 @@ def frozen_step(model, token_ids: list[int], learning_rate: float = 0.1, weights
 
 def block_module_weight_is_matrix(block: torch.nn.Module, name: str) -> bool:
     return block.get_submodule(name).weight.dim() == 2
+
+
+def model_for_frozen_step(loaded, load_course_model):
+    """The model the frozen step works on: the one in use when it is small enough to copy and take a
+    gradient of on every request (the course models, a student's trained model); else the course
+    model, from `load_course_model()` (GPT-2 small: a copy of its weights and their gradients, about 1 GB per step)."""
+    return loaded if loaded.parameter_count <= SMALL_MODEL_PARAMETERS else load_course_model()
+
+
+def frozen_step_example(tokenizer, prompt: str, fallback: str) -> list[int]:
+    """The example of the frozen step: the first EXAMPLE_TOKENS tokens of the prompt, or of `fallback`
+    when the prompt has fewer than two (one token predicts nothing)."""
+    ids = tokenizer(prompt)["input_ids"][:EXAMPLE_TOKENS]
+    return ids if len(ids) >= 2 else tokenizer(fallback)["input_ids"][:EXAMPLE_TOKENS]

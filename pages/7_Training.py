@@ -1,5 +1,5 @@
-"""Lesson 7: Training. Layout and widgets; the run is core.live_training.TrainingRun (one per
-session, in its own thread), the figures are in core.figures."""
+"""Lesson 7: Training. Layout and widgets; the run is core.training_run.TrainingRun (one per
+session, in its own thread, found again after a reload), the figures are in core.figures."""
 import html
 from dataclasses import asdict
 
@@ -8,9 +8,12 @@ import streamlit as st
 
 import course_ui
 from core import figures, live_training
+from core.backprop_step import frozen_step_example, model_for_frozen_step
 from core.cached import cached_frozen_step, cached_model, cached_step_seconds, cached_training_data
-from core.live_training import PRESETS, TextRejected, TrainingRun
-from core.models import DEFAULT_MODEL, SMALL_MODEL_PARAMETERS
+from core.copy_task import copy_line, copy_test_lines
+from core.live_training import PRESETS, TextRejected
+from core.models import DEFAULT_MODEL
+from core.training_run import RUNS, TrainingRun
 from core.training import SCHEDULES, TrainConfig, learning_rate_at, schedule_curve
 
 SOURCES = {"stories": "Short stories (the course corpus)", "copy": "A copy task (each line written twice)",
@@ -18,7 +21,7 @@ SOURCES = {"stories": "Short stories (the course corpus)", "copy": "A copy task 
 DESIGNS = {"gpt2": "GPT-2 (2019): LayerNorm, learned positions, GELU",
            "llama": "Llama (today): RMSNorm, rotary positions, SwiGLU, shared key/value heads"}
 PROBES = {"stories": ("Once upon a time, there was a girl named Mia. Mia had a red ball.", "Once upon a time,"),
-          "copy": (live_training.copy_line("cat sun owl map jet fig".split()), "fox jam ink sea sky mud | fox"),
+          "copy": (copy_line("cat sun owl map jet fig".split()), "fox jam ink sea sky mud | fox"),
           "shakespeare": ("First Citizen:\nBefore we proceed any further, hear me speak.", "ROMEO:\n")}
 SNAPSHOTS_SHOWN = 6
 KNOBS = {  # TrainConfig field: (label, min, max, step)
@@ -40,7 +43,7 @@ state.setdefault("t_vocab", 512)
 state.setdefault("t_preset", "1-minute")
 for knob, value in asdict(PRESETS["1-minute"]).items():
     state.setdefault(f"t_{knob}", value)
-run: TrainingRun | None = state.get("t_run")
+run: TrainingRun | None = course_ui.find_training_run()
 _this_run: dict = {}  # what this run of the page has worked out already (the data and its problem)
 
 
@@ -166,17 +169,15 @@ def start_run() -> bool:
         probe, prompt = val_text[:80], val_text[:30]
     try:
         new_run = TrainingRun(config, data, probe_text=probe, sample_prompt=prompt,
-                              eval_every=max(10, config.max_steps // 40), sample_every=max(20, config.max_steps // 10),
-                              snapshot_every=max(20, config.max_steps // 10),
-                              is_page_open=course_ui.session_alive_check(),
-                              copy_test_lines=live_training.copy_test_lines() if state.t_source == "copy" else None)
+                              copy_test_lines=copy_test_lines() if state.t_source == "copy" else None)
     except ValueError as error:  # e.g. copy lines too short for the context length
         st.warning(f"This run cannot start: {error}.")
         return False
     if run is not None and run.view().steps:
         state.t_previous = run.view()  # kept for comparison in the loss chart
+    new_run.attach(course_ui.session_alive_check())
     new_run.start()
-    state.t_run = new_run
+    state.t_run, state.t_run_token = new_run, RUNS.add(new_run)
     return True
 
 
@@ -200,7 +201,7 @@ def controls() -> None:
         st.rerun()
     if columns[4].button("Reset", disabled=run is None, key="t_reset"):
         run.stop()
-        state.t_run = None
+        state.t_run = state.t_run_token = None
         st.rerun()
 
 
@@ -312,10 +313,8 @@ def finished() -> None:
 
 def frozen_step() -> None:
     prompt = state.get("prompt", "") or PROBES["stories"][0]
-    picked = loaded if loaded.parameter_count <= SMALL_MODEL_PARAMETERS else cached_model(DEFAULT_MODEL.key)
-    ids = picked.tokenizer(prompt)["input_ids"][:32]
-    if len(ids) < 2:
-        ids = picked.tokenizer(PROBES["stories"][0])["input_ids"][:32]
+    picked = model_for_frozen_step(loaded, lambda: cached_model(DEFAULT_MODEL.key))
+    ids = frozen_step_example(picked.tokenizer, prompt, fallback=PROBES["stories"][0])
     rate = st.select_slider("Learning rate for this step", [0.001, 0.01, 0.1, 0.5, 1.0], value=0.1, key="t_frozen_lr")
     step = cached_frozen_step(picked.name, tuple(ids), rate)
     name = lambda i: figures.token_name(picked.tokenizer, i)  # noqa: E731

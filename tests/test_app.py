@@ -447,13 +447,24 @@ def test_training_page_starts_a_run_shows_it_learning_and_stops_it():
     assert run.status == "paused"
     app.button(key="t_resume").click().run()
     assert run.status == "running"
+    token = app.query_params["run"]  # the address names the run, so that a reload finds it again
+    reloaded = AppTest.from_file(str(APP_DIR / "Home.py"), default_timeout=90)  # a reload: a new session, same address
+    reloaded.query_params["run"] = token
+    reloaded.run()
+    assert not reloaded.exception and reloaded.session_state["t_run"] is run and reloaded.query_params["run"] == token
+    reloaded.switch_page(LESSONS[6].page).run()
+    assert not reloaded.exception and any("t_loss" in c.proto.id for c in reloaded.get("plotly_chart"))
+    stranger = AppTest.from_file(str(APP_DIR / "Home.py"), default_timeout=90)
+    stranger.query_params["run"] = "a-guessed-token"
+    stranger.run()
+    assert not stranger.exception and stranger.session_state["t_run"] is None and "run" not in stranger.query_params
     app.button(key="t_stop").click().run()
     assert run.status == "stopped"
     assert not app.exception, [e.value for e in app.exception]
     assert any(b.proto.label.startswith("Download the model") for b in app.get("download_button"))
     app.button(key="t_use").click().run()  # the model the student trained, in every lesson's picker
     assert not app.exception, [e.value for e in app.exception]
-    folder = str(run.folder)
+    folder = str(run.save())
     assert app.session_state["model_key"] == folder
     app.switch_page(LESSONS[3].page).run()
     assert not app.exception, [e.value for e in app.exception]
@@ -510,7 +521,7 @@ def test_training_page_says_once_and_for_good_why_a_text_is_too_short(preset, to
 
 
 def test_training_page_says_when_a_run_waits_for_the_machine():
-    from core.live_training import TRAINING_SLOTS
+    from core.training_run import TRAINING_SLOTS
 
     assert TRAINING_SLOTS.acquire(-1, timeout=30)  # another student's run holds every slot
     try:

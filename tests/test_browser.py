@@ -110,6 +110,11 @@ def test_start_a_training_run_see_the_loss_chart_update_and_stop_it(app_url, pag
     page.wait_for_function(f"() => ({LOSS_POINTS})() > {first}", timeout=60_000)  # the chart redraws with new steps
     no_errors(page)
     page.screenshot(path=str(ARTIFACTS / "training.png"), full_page=False)
+    assert "run=" in page.url  # the address names the run...
+    before_reload = loss_points(page)
+    page.reload()  # ...so a reload (a new session) finds it again, still training, with its loss so far
+    page.wait_for_function(f"() => ({LOSS_POINTS})() > {before_reload}", timeout=60_000)
+    assert page.get_by_role("button", name="Stop", exact=True).is_enabled()
     page.get_by_role("button", name="Stop", exact=True).click()
     stopped = page.get_by_text(re.compile(r"^stopped: step [\d,]+ of")).first
     stopped.wait_for(timeout=60_000)

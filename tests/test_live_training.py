@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from core import live_training
+from core import copy_task, corpus, live_training, training_run
 from core.corpus import generate_stories
-from core.live_training import PRESETS, TextRejected, TrainingRun
+from core.live_training import PRESETS, TextRejected
+from core.training_run import RUNS, Cadence, TrainingRun
 from core.training import Trainer
 from tests.conftest import random_gpt2
 
@@ -22,7 +23,7 @@ TINY = replace(PRESETS["1-minute"], n_layer=1, n_head=2, n_embd=32, block_size=3
 
 @pytest.fixture(scope="module")
 def copy_data():
-    return live_training.prepare_data(live_training.copy_task_documents(400), live_training.BYTE_VOCABULARY)
+    return live_training.prepare_data(copy_task.copy_task_documents(400), live_training.BYTE_VOCABULARY)
 
 
 def wait_for(condition, timeout: float = 60.0) -> bool:
@@ -37,8 +38,8 @@ def wait_for(condition, timeout: float = 60.0) -> bool:
 
 
 def run_for(data, config=TINY, **options) -> TrainingRun:
-    return TrainingRun(config, data, probe_text="ab cd | ab cd", sample_prompt="ab cd |",
-                       eval_every=10, sample_every=10, snapshot_every=10, **options)
+    return TrainingRun(config, data, probe_text="ab cd | ab cd", sample_prompt="ab cd |", cadence=Cadence(10, 10, 10),
+                       **options)
 
 
 def finished_run(data, config=TINY, timeout: float = 120, **options) -> TrainingRun:
@@ -118,7 +119,7 @@ def test_the_issues_texts_are_refused_with_the_reason():
 def test_prepared_data_and_tokenizer_choices(copy_data):
     assert copy_data.vocab_size == live_training.BYTE_VOCABULARY
     assert copy_data.tokens_per_character == pytest.approx(1.0, abs=0.05)  # bytes: one token per ASCII character
-    bpe = live_training.prepare_data(live_training.copy_task_documents(400), 300)
+    bpe = live_training.prepare_data(copy_task.copy_task_documents(400), 300)
     assert 257 < bpe.vocab_size <= 300 and bpe.tokens_per_character < copy_data.tokens_per_character
     assert len(copy_data.val_ids) < len(copy_data.train_ids) / 5
 
@@ -140,7 +141,7 @@ def test_a_run_trains_in_its_thread_and_records_what_the_page_draws(copy_data):
 
 def test_pause_and_resume_give_the_uninterrupted_result(copy_data):
     straight = finished_run(copy_data)
-    slots = live_training.TrainingSlots(1)
+    slots = training_run.TrainingSlots(1)
     interrupted = run_for(copy_data, slots=slots)
     interrupted.start()
     assert wait_for(lambda: interrupted.view().step >= 5)
@@ -164,9 +165,8 @@ def test_stop_ends_a_running_run(copy_data):
     assert run.status == "stopped" and not run._thread.is_alive() and run.view().step < 100_000
 
 
-def test_a_closed_page_ends_the_run(copy_data, monkeypatch):
-    monkeypatch.setattr(live_training, "ABANDON_AFTER", 0.3)
-    run = run_for(copy_data, replace(TINY, max_steps=100_000))
+def test_a_closed_page_ends_the_run(copy_data):
+    run = run_for(copy_data, replace(TINY, max_steps=100_000), abandon_after=0.3)
     run.start()
     run.wait(timeout=60)  # nobody calls touch()
     assert run.status == "stopped" and "closed" in run.message
@@ -190,7 +190,8 @@ def test_the_saved_model_loads_in_the_other_lessons(copy_data):
 
     names = zipfile.ZipFile(io.BytesIO(run.zip_bytes())).namelist()
     assert {"config.json", "model.safetensors", "tokenizer.json"} <= set(names)
-    assert not list(run.folder.parent.glob(run.folder.name + "-zip*"))  # the archive file is not left behind
+    folder = run.save()
+    assert not list(folder.parent.glob(folder.name + "-zip*"))  # the archive file is not left behind
 
 
 def test_saved_models_are_deleted_when_the_app_ends(tmp_path):
@@ -199,11 +200,11 @@ def test_saved_models_are_deleted_when_the_app_ends(tmp_path):
 
     script = (
         "from dataclasses import replace\n"
-        "from core import live_training\n"
-        "data = live_training.prepare_data(live_training.copy_task_documents(200), live_training.BYTE_VOCABULARY)\n"
+        "from core import copy_task, live_training, training_run\n"
+        "data = live_training.prepare_data(copy_task.copy_task_documents(200), live_training.BYTE_VOCABULARY)\n"
         "config = replace(live_training.PRESETS['1-minute'], n_layer=1, n_head=2, n_embd=32, block_size=32,"
         " batch_size=4, max_steps=2)\n"
-        "run = live_training.TrainingRun(config, data, probe_text='ab | ab', sample_prompt='ab |')\n"
+        "run = training_run.TrainingRun(config, data, probe_text='ab | ab', sample_prompt='ab |')\n"
         "print(run.save())\n")
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
                           cwd=str(Path(__file__).resolve().parent.parent), env={**os.environ, "TMPDIR": str(tmp_path)})
@@ -229,12 +230,37 @@ def test_uniform_loss_is_the_loss_of_a_model_that_gives_every_token_the_same_pro
 
 def test_the_run_ends_when_the_app_says_the_session_is_gone(copy_data):
     open_now = {"value": True}
-    run = run_for(copy_data, replace(TINY, max_steps=100_000), is_page_open=lambda: open_now["value"])
+    run = run_for(copy_data, replace(TINY, max_steps=100_000), abandon_after=0.3)
+    run.attach(lambda: open_now["value"])
     run.start()
     assert wait_for(lambda: run.view().step > 0) and run.status == "running"
     open_now["value"] = False
     run.wait(timeout=60)
     assert run.status == "stopped" and "closed" in run.message
+
+
+def test_a_reloaded_page_finds_its_run_again_and_the_run_ends_only_when_every_page_is_gone(copy_data):
+    """A reload is a new session: the old one's check turns False at once. Within the grace period
+    the new session finds the run by the token in its address and attaches; the run trains on past
+    the grace, and stops once the new session is gone too."""
+    first_page, reloaded_page = {"open": True}, {"open": True}
+    run = run_for(copy_data, replace(TINY, max_steps=100_000), abandon_after=1.0)
+    run.attach(lambda: first_page["open"])
+    token = RUNS.add(run)
+    run.start()
+    assert wait_for(lambda: run.view().step > 0)
+    first_page["open"] = False  # the reload: the old session is gone
+    found = RUNS.find(token)
+    assert found is run and RUNS.find("not-a-token") is None and RUNS.find(None) is None
+    found.attach(lambda: reloaded_page["open"])
+    time.sleep(1.5)  # past the grace period: the run lives because the reloaded page is open
+    assert run.status == "running"
+    step_then = run.view().step
+    assert wait_for(lambda: run.view().step > step_then)
+    reloaded_page["open"] = False
+    run.wait(timeout=60)
+    assert run.status == "stopped" and "closed" in run.message
+    assert RUNS.find(token) is None  # ended, and no page shows it: forgotten
 
 
 def test_runs_of_two_students_at_once_do_not_touch_each_other(copy_data):
@@ -260,23 +286,23 @@ def copy_bpe():
 
 
 def test_every_copy_line_is_two_copies_the_same_distance_apart(copy_bpe):
-    line = live_training.copy_test_lines(1)[0]
+    line = copy_task.copy_test_lines(1)[0]
     first_half = line.split(" |")[0]
-    assert line == f"{first_half} | {first_half}" and len(set(first_half.split())) == live_training.COPY_LINE_WORDS
+    assert line == f"{first_half} | {first_half}" and len(set(first_half.split())) == copy_task.COPY_LINE_WORDS
     byte_ids = list(line.encode())  # characters: the second copy starts len("xxx " * 6 + "| ") bytes later
-    assert live_training.copy_distance(byte_ids) == len(first_half) + len(" | ")
-    for test_line in live_training.copy_test_lines():  # the BPE holds every word as one token: 6 words and " |"
+    assert copy_task.copy_distance(byte_ids) == len(first_half) + len(" | ")
+    for test_line in copy_task.copy_test_lines():  # the BPE holds every word as one token: 6 words and " |"
         ids = copy_bpe.tokenizer(test_line)["input_ids"]
-        assert len(ids) == 13 and live_training.copy_distance(ids) == 7
-    assert live_training.copy_distance([5, 6, 7, 8, 9]) is None
+        assert len(ids) == 13 and copy_task.copy_distance(ids) == 7
+    assert copy_task.copy_distance([5, 6, 7, 8, 9]) is None
 
 
 def test_copy_examples_begin_at_a_line_start(copy_bpe):
-    eos = copy_bpe.tokenizer.convert_tokens_to_ids(live_training.END_OF_TEXT)
+    eos = copy_bpe.tokenizer.convert_tokens_to_ids(corpus.END_OF_TEXT)
     trainer = Trainer(COPY_TINY, copy_bpe.train_ids, copy_bpe.val_ids, copy_bpe.vocab_size, eos, start_at_documents=True)
     batch = trainer.batch(copy_bpe.train_ids, torch.Generator().manual_seed(0), trainer.train_starts)
     for row in batch.tolist():  # each row is a whole line: 13 tokens, then the end-of-text token
-        assert row[13] == eos and eos not in row[:13] and live_training.copy_distance(row[:13]) == 7
+        assert row[13] == eos and eos not in row[:13] and copy_task.copy_distance(row[:13]) == 7
     anywhere = Trainer(COPY_TINY, copy_bpe.train_ids, copy_bpe.val_ids, copy_bpe.vocab_size, eos)
     rows = anywhere.batch(copy_bpe.train_ids, torch.Generator().manual_seed(0)).tolist()
     assert any(row[13] != eos for row in rows)  # without the option a window starts anywhere
@@ -284,8 +310,8 @@ def test_copy_examples_begin_at_a_line_start(copy_bpe):
 
 def test_the_copy_score_equals_a_direct_computation(copy_bpe):
     model = random_gpt2(n_layer=2, n_head=2, n_embd=32, n_positions=16, vocab_size=copy_bpe.vocab_size, seed=3)
-    lines = live_training.copy_test_lines(5)
-    score = live_training.copy_task_score(model, copy_bpe.tokenizer, lines)
+    lines = copy_task.copy_test_lines(5)
+    score = copy_task.copy_task_score(model, copy_bpe.tokenizer, lines)
     correct, on_copy = 0, torch.zeros(2, 2)  # [layer, head]
     for line in lines:
         ids = copy_bpe.tokenizer(line)["input_ids"]
@@ -302,20 +328,20 @@ def test_the_copy_score_equals_a_direct_computation(copy_bpe):
 
 
 def test_the_copy_task_grows_a_head_that_looks_back_to_the_earlier_copy(copy_bpe):
-    eos = copy_bpe.tokenizer.convert_tokens_to_ids(live_training.END_OF_TEXT)
+    eos = copy_bpe.tokenizer.convert_tokens_to_ids(corpus.END_OF_TEXT)
     trainer = Trainer(COPY_TINY, copy_bpe.train_ids, copy_bpe.val_ids, copy_bpe.vocab_size, eos, start_at_documents=True)
-    lines = live_training.copy_test_lines()
-    assert live_training.copy_task_score(trainer.model, copy_bpe.tokenizer, lines).accuracy < 0.1  # untrained: chance
+    lines = copy_task.copy_test_lines()
+    assert copy_task.copy_task_score(trainer.model, copy_bpe.tokenizer, lines).accuracy < 0.1  # untrained: chance
     for _ in range(COPY_TINY.max_steps):
         trainer.step()
-    final = live_training.copy_task_score(trainer.model, copy_bpe.tokenizer, lines)
+    final = copy_task.copy_task_score(trainer.model, copy_bpe.tokenizer, lines)
     assert final.accuracy >= 0.9 and final.attention >= 0.8
 
 
 def test_a_copy_run_scores_the_copy_test_at_every_evaluation(copy_bpe):
     run = TrainingRun(replace(COPY_TINY, max_steps=30), copy_bpe, probe_text="cat sun owl | cat sun owl",
-                      sample_prompt="fox jam | fox", eval_every=10, sample_every=10, snapshot_every=10,
-                      copy_test_lines=live_training.copy_test_lines(3))
+                      sample_prompt="fox jam | fox", cadence=Cadence(10, 10, 10),
+                      copy_test_lines=copy_task.copy_test_lines(3))
     run.start()
     run.wait(timeout=60)
     scores = run.view().copy_scores
@@ -325,7 +351,7 @@ def test_a_copy_run_scores_the_copy_test_at_every_evaluation(copy_bpe):
 
 # --- many students, few cores ----------------------------------------------------------------------
 def test_runs_beyond_the_machines_slots_wait_their_turn_and_a_paused_run_gives_its_slot_away(copy_data):
-    slots = live_training.TrainingSlots(1)
+    slots = training_run.TrainingSlots(1)
     long = replace(TINY, max_steps=100_000)
     first, second, third = (run_for(copy_data, long, slots=slots) for _ in range(3))
     first.start()
@@ -362,4 +388,4 @@ def test_available_cores_follow_a_containers_cpu_quota(tmp_path, files, cap):
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text(text)
     allowed = len(os.sched_getaffinity(0))
-    assert live_training.available_cores(tmp_path) == (allowed if cap is None else min(allowed, cap))
+    assert training_run.available_cores(tmp_path) == (allowed if cap is None else min(allowed, cap))

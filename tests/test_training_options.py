@@ -8,6 +8,7 @@ from dataclasses import replace
 import pytest
 import torch
 
+from core import copy_task
 from core.training import SCHEDULES, Trainer, TrainConfig, learning_rate_at, schedule_curve
 
 BASE = TrainConfig(n_layer=1, n_head=2, n_embd=32, block_size=16, batch_size=4, learning_rate=1e-2, warmup_steps=2,
@@ -113,5 +114,5 @@ def test_the_copy_test_scores_a_llama_design_model():
     data = live_training.training_data("copy", "", 300)
     config = replace(BASE, architecture="llama", n_kv_head=1, block_size=32)
     trainer = Trainer(config, data.train_ids, data.val_ids, data.vocab_size, 0, start_at_documents=True)
-    score = live_training.copy_task_score(trainer.model, data.tokenizer, live_training.copy_test_lines(5))
+    score = copy_task.copy_task_score(trainer.model, data.tokenizer, copy_task.copy_test_lines(5))
     assert score is not None and 0.0 <= score.accuracy <= 1.0
