@@ -3,7 +3,9 @@
 - throughput (tokens per second) of each preset on the stories (512-token BPE): the lesson's
   trainer, measuring every layer's gradient norm and update ratio as the live views need,
   against a plain PyTorch loop (Hugging Face forward, backward, clipping, AdamW) on the same
-  model and batches. Target (issue 5): trainer time / plain time ≤ 1.25.
+  model and batches, for the GPT-2 design and the Llama design. Goal (issue 17): trainer time /
+  plain time ≤ 1.05.
+- bfloat16 against float32, and the Shakespeare preset end to end (bench_training_options.py's).
 - the whole "1-minute" preset as the lesson runs it (validation, samples and attention snapshots
   included): wall time, validation loss against the uniform guess, the last sample.
 - the copy task under the same preset (BPE and characters; examples from a line's start, and
@@ -19,6 +21,7 @@ import re
 import statistics
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -28,7 +31,7 @@ import torch  # noqa: E402
 from core import corpus, live_training, training_run  # noqa: E402
 from core.copy_task import copy_task_score, copy_test_lines  # noqa: E402
 from core.live_training import PRESETS  # noqa: E402
-from core.training_run import TrainingRun  # noqa: E402
+from core.training_run import Cadence, TrainingRun  # noqa: E402
 from core.training import Trainer, new_model  # noqa: E402
 
 STEPS = 30
@@ -80,9 +83,7 @@ def run_to_the_end(run: TrainingRun) -> float:
 
 
 def whole_run(config, data) -> None:
-    run = TrainingRun(config, data, "Once upon a time, there was a girl named Mia.", "Once upon a time,",
-                      eval_every=max(10, config.max_steps // 40), sample_every=max(20, config.max_steps // 10),
-                      snapshot_every=max(20, config.max_steps // 10))
+    run = TrainingRun(config, data, "Once upon a time, there was a girl named Mia.", "Once upon a time,")  # the page's cadence
     seconds = run_to_the_end(run)
     view = run.view()
     print(f"1-minute preset, whole run: {view.status}, {view.step} steps in {seconds:.1f} s; "
@@ -121,14 +122,13 @@ def many_students(data, students: int = 4, steps: int = 60) -> None:
     """`students` runs of the "1-minute" preset started together: all training at once, against
     the app's queue (TRAINING_SLOTS). Wall time until all are done, and the mean time a student
     waits for a finished run."""
-    from dataclasses import replace
-
     config = replace(PRESETS["1-minute"], max_steps=steps)
     tokens = students * steps * config.batch_size * config.block_size
     for slots in (training_run.TrainingSlots(students), training_run.TrainingSlots(training_run.TRAINING_SLOTS.count)):
-        runs = [TrainingRun(config, data, "Once upon a time", "Once", eval_every=10 * steps, sample_every=10 * steps,
-                            snapshot_every=10 * steps, is_page_open=lambda: True, slots=slots)
+        runs = [TrainingRun(config, data, "Once upon a time", "Once", Cadence(*[10 * steps] * 3), slots=slots)
                 for _ in range(students)]
+        for run in runs:
+            run.attach(lambda: True)  # every student's page stays open
         began, done = time.perf_counter(), {}
         for run in runs:
             run.start()
@@ -179,10 +179,19 @@ def main() -> None:
     copy_task(live_training.BYTE_VOCABULARY)
     copy_task(512, start_at_documents=False)
     print(f"== throughput, median of 3 x {STEPS} steps, stories with a {data.vocab_size}-token BPE, 2 threads ==")
-    for name, config in PRESETS.items():
-        ours = statistics.median(trainer_tokens_per_second(config, data) for _ in range(3))
-        plain = statistics.median(plain_tokens_per_second(config, data) for _ in range(3))
-        print(f"{name:9s} trainer {ours:8,.0f} tok/s   plain loop {plain:8,.0f} tok/s   time ratio {plain / ours:5.2f}")
+    for name, preset in PRESETS.items():
+        for architecture in ("gpt2", "llama"):
+            config = replace(preset, architecture=architecture)
+            ours = statistics.median(trainer_tokens_per_second(config, data) for _ in range(3))
+            plain = statistics.median(plain_tokens_per_second(config, data) for _ in range(3))
+            print(f"{name:11s} {architecture:5s} trainer {ours:8,.0f} tok/s   plain loop {plain:8,.0f} tok/s   "
+                  f"time ratio {plain / ours:5.2f}")
+    from bench.bench_training_options import precision, shakespeare
+
+    print("== bfloat16 against float32 (1-minute preset, 300 steps) ==")
+    precision(data)
+    print("== the Shakespeare preset, end to end ==")
+    shakespeare()
     in_the_app()
 
 

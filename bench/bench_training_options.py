@@ -19,7 +19,7 @@ import torch  # noqa: E402
 
 from core import copy_task, live_training  # noqa: E402
 from core.live_training import PRESETS  # noqa: E402
-from core.training_run import TrainingRun  # noqa: E402
+from core.training_run import Cadence, TrainingRun  # noqa: E402
 from core.sampling import Strategy, generate  # noqa: E402
 from core.training import Trainer  # noqa: E402
 from bench.bench_training import run_to_the_end  # noqa: E402
@@ -88,7 +88,7 @@ def shakespeare() -> None:
     data = live_training.training_data("shakespeare", "", live_training.BYTE_VOCABULARY)
     config = PRESETS["Shakespeare"]
     run = TrainingRun(config, data, "First Citizen:\nBefore we proceed any further, hear me speak.", "ROMEO:\n",
-                      eval_every=100, sample_every=500, snapshot_every=500)
+                      cadence=Cadence(eval_every=100, sample_every=500, snapshot_every=500))
     seconds = run_to_the_end(run)
     view = run.view()
     text = data.tokenizer.decode(generate(run.trainer.model, data.tokenizer("ROMEO:\n")["input_ids"], 120,

@@ -389,3 +389,16 @@ def test_available_cores_follow_a_containers_cpu_quota(tmp_path, files, cap):
         (tmp_path / name).write_text(text)
     allowed = len(os.sched_getaffinity(0))
     assert training_run.available_cores(tmp_path) == (allowed if cap is None else min(allowed, cap))
+
+
+def test_the_lesson_quotes_the_vocabularies_the_page_builds(copy_bpe, copy_data):
+    """Lesson 7's numbers on the tokenizers are the page's: characters are 257 tokens (the bytes and
+    end of text), and the copy task's BPE, asked for 512, stops where the text has no more merges."""
+    import re
+
+    from core.course import APP_DIR, LESSONS
+
+    text = " ".join((APP_DIR / "lessons" / LESSONS[6].markdown).read_text(encoding="utf-8").split())
+    assert f"a vocabulary of {copy_data.vocab_size}," in text and copy_data.vocab_size == live_training.BYTE_VOCABULARY
+    asked, stops = re.search(r"asked for (\d+) tokens, it stops at (\d+)", text).groups()
+    assert int(asked) == 512 and int(stops) == copy_bpe.vocab_size < 512
