@@ -1,4 +1,7 @@
-"""Glassbox GPT: the course's home page. Run with `streamlit run Home.py`."""
+"""Glassbox GPT: `streamlit run Home.py`. The entry point names every page for the sidebar, each
+lesson by the title its markdown gives (an instructor's new title shows there too), and runs the
+one the student opened; the home page itself is `home()`. Light on purpose: no torch, no
+transformers, so that Home paints while the lessons' imports warm up in the background."""
 import streamlit as st
 
 import course_ui
@@ -7,14 +10,7 @@ from core.figures import md_escape
 from core.lessons import load_lesson
 from core.models import choice_for, config_summary, folder_config
 
-home = load_lesson("home.md")
-st.set_page_config(page_title="Glassbox GPT", page_icon="🔍", layout="wide")
-course_ui.init_state()
-course_ui.restore_kept_values()
-course_ui.share_in_address()
-course_ui.warm_up_in_background()
-st.title(home.title)
-st.caption(home.summary)
+home_lesson = load_lesson("home.md")
 
 
 def model_picker() -> None:
@@ -33,7 +29,7 @@ def model_picker() -> None:
 
 def prompt_box() -> None:
     course_ui.prompt_box()
-    examples = [text.strip() for text in home.meta.get("examples", "").split("|") if text.strip()]
+    examples = [text.strip() for text in home_lesson.meta.get("examples", "").split("|") if text.strip()]
     if examples:
         st.caption("Or start from an example:")
         for index, (column, example) in enumerate(zip(st.columns(len(examples)), examples)):
@@ -57,5 +53,18 @@ def lesson_list() -> None:
             st.markdown(f"**{title}**: {lesson.summary} *(coming soon)*")
 
 
-course_ui.render_lesson(home, {"model-picker": model_picker, "prompt-box": prompt_box,
-                               "lesson-list": lesson_list}, key="home")
+def home() -> None:
+    st.set_page_config(page_title="Glassbox GPT", page_icon="🔍", layout="wide")
+    course_ui.init_state()
+    course_ui.restore_kept_values()
+    course_ui.share_in_address()
+    course_ui.warm_up_in_background()
+    st.title(home_lesson.title)
+    st.caption(home_lesson.summary)
+    course_ui.render_lesson(home_lesson, {"model-picker": model_picker, "prompt-box": prompt_box,
+                                          "lesson-list": lesson_list}, key="home")
+
+
+st.navigation([st.Page(home, title="Home", default=True)]
+              + [st.Page(entry.page, title=entry.title, url_path=entry.url_path) for entry in COURSE if entry.is_built]
+              ).run()

@@ -24,6 +24,11 @@ class LessonEntry:
         return (APP_DIR / self.page).is_file()
 
     @property
+    def url_path(self) -> str:
+        """The page's address: its file name without the number, as Streamlit names a pages/ file."""
+        return Path(self.page).stem.split("_", 1)[1]
+
+    @property
     def title(self) -> str:
         return load_lesson(self.markdown).title
 

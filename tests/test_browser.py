@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from core.course import COURSE, LESSONS
 from core.models import load_model
 from core.tokenization import prompt_tokens
 from tests import streamlit_server
@@ -57,14 +58,18 @@ def test_enter_a_prompt_on_home_and_see_its_tokens(app_url, page):
     no_errors(page)
     page.screenshot(path=str(ARTIFACTS / "tokenization.png"), full_page=False)
 
+    # the sidebar names every page by its lesson's title, in the course's order
+    sidebar = page.locator('[data-testid="stSidebarNav"] a').all_inner_texts()
+    assert [name.strip() for name in sidebar] == ["Home"] + [entry.title for entry in COURSE if entry.is_built]
+
     # the later lessons, reached through the sidebar in the same session, each with its main figure
-    for link, main_figure, shot in (
-            ("Embeddings", "svg .gtitle >> text=token embedding matrix", "embeddings.png"),
-            ("Positional encoding", "svg .gtitle >> text=input to block 0", "positions.png"),
-            ("Attention", "svg g.sankey", "attention.png"),
-            ("Feed forward", "svg .gtitle >> text=Direct contributions to the logit", "feed_forward.png"),
-            ("Sampling", "svg g.sankey", "sampling.png")):
-        page.get_by_role("link", name=link, exact=True).first.click()
+    for number, main_figure, shot in (
+            (2, "svg .gtitle >> text=token embedding matrix", "embeddings.png"),
+            (3, "svg .gtitle >> text=input to block 0", "positions.png"),
+            (4, "svg g.sankey", "attention.png"),
+            (5, "svg .gtitle >> text=Direct contributions to the logit", "feed_forward.png"),
+            (6, "svg g.sankey", "sampling.png")):
+        page.locator('[data-testid="stSidebarNav"]').get_by_role("link", name=LESSONS[number - 1].title, exact=True).click()
         page.locator(main_figure).first.wait_for(timeout=60_000)
         wait_until_idle(page)
         assert page.get_by_role("textbox", name="Your prompt").input_value() == PROMPT
