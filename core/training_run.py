@@ -138,11 +138,43 @@ class Cadence:
                    snapshot_every=max(20, max_steps // 10))
 
 
-class TrainingRun:
-    """One student's training run. The page calls start / pause / resume / stop and reads `view()`.
-    The run ends by itself when its student is gone: none of the sessions attached to it
-    (`attach`) has been alive, and `touch()` has not been called, for `abandon_after` seconds.
-    The grace lets a reloaded page (a new session) find its run again and attach to it."""
+class Attended:
+    """Something that lives while its student is there: while any session attached to it
+    (`attach`) is alive, or `touch()` was called within `abandon_after` seconds. The grace lets a
+    reloaded page (a new session) find it again and attach."""
+
+    def __init__(self, abandon_after: float | None = None):
+        self.abandon_after = ABANDON_AFTER if abandon_after is None else abandon_after
+        self._seen_lock = threading.Lock()
+        self._alive_checks: list[Callable[[], bool]] = []
+        self._last_seen = time.monotonic()
+
+    def attach(self, is_alive: Callable[[], bool] | None) -> None:
+        """A session that shows this run (a page, or the same page after a reload). `is_alive` is
+        callable from any thread."""
+        with self._seen_lock:
+            self._last_seen = time.monotonic()
+            if is_alive is not None and is_alive not in self._alive_checks:
+                self._alive_checks.append(is_alive)
+
+    def touch(self) -> None:
+        """A heartbeat, for pages that have no session check (AppTest, the benches)."""
+        with self._seen_lock:
+            self._last_seen = time.monotonic()
+
+    def page_is_open(self) -> bool:
+        with self._seen_lock:
+            checks = list(self._alive_checks)
+        if any(is_alive() for is_alive in checks):
+            self.touch()
+            return True
+        with self._seen_lock:
+            return time.monotonic() - self._last_seen <= self.abandon_after
+
+
+class TrainingRun(Attended):
+    """One student's training run, in a thread of this process. The page calls start / pause /
+    resume / stop and reads `view()`. The run ends by itself when its student is gone (`Attended`)."""
 
     def __init__(self, config: TrainConfig, data: PreparedData, probe_text: str, sample_prompt: str,
                  cadence: Cadence | None = None, copy_test_lines: list[str] | None = None,
@@ -152,8 +184,8 @@ class TrainingRun:
         self.sample_prompt = sample_prompt  # where the samples of text start
         self.cadence = cadence or Cadence.for_steps(config.max_steps)
         self.copy_test_lines = copy_test_lines  # copy-task lines never trained on, scored at each evaluation
+        super().__init__(abandon_after)
         self.slots = slots or TRAINING_SLOTS  # shared by every run of this process
-        self.abandon_after = ABANDON_AFTER if abandon_after is None else abandon_after
         self.trainer = Trainer(config, data.train_ids, data.val_ids, data.vocab_size,
                                data.tokenizer.convert_tokens_to_ids(END_OF_TEXT), data.start_at_documents)
         self.probe_ids = data.tokenizer(probe_text)["input_ids"][: config.block_size]
@@ -167,8 +199,6 @@ class TrainingRun:
         self._snapshots: list[tuple[int, torch.Tensor]] = []
         self._copy_scores: list[tuple[int, CopyScore]] = []
         self._busy_seconds = 0.0
-        self._alive_checks: list[Callable[[], bool]] = []
-        self._last_seen = time.monotonic()
         self._running = threading.Event()  # set while the worker may train (cleared by pause)
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -246,29 +276,6 @@ class TrainingRun:
     def wait(self, timeout: float | None = None) -> None:
         if self._thread is not None:
             self._thread.join(timeout)
-
-    # --- is the student still there? ---
-    def attach(self, is_alive: Callable[[], bool] | None) -> None:
-        """A session that shows this run (a page, or the same page after a reload): the run lives
-        while any attached session is alive. `is_alive` is callable from any thread."""
-        with self._lock:
-            self._last_seen = time.monotonic()
-            if is_alive is not None and is_alive not in self._alive_checks:
-                self._alive_checks.append(is_alive)
-
-    def touch(self) -> None:
-        """A heartbeat, for pages that have no session check (AppTest, the benches)."""
-        with self._lock:
-            self._last_seen = time.monotonic()
-
-    def page_is_open(self) -> bool:
-        with self._lock:
-            checks = list(self._alive_checks)
-        if any(is_alive() for is_alive in checks):
-            self.touch()
-            return True
-        with self._lock:
-            return time.monotonic() - self._last_seen <= self.abandon_after
 
     # --- the worker ---
     def _work(self) -> None:
@@ -403,3 +410,21 @@ class RunRegistry:
 
 
 RUNS = RunRegistry()  # this process's runs
+
+
+def new_run(config: TrainConfig, data: PreparedData, probe_text: str, sample_prompt: str,
+            copy_test_lines: list[str] | None = None) -> tuple[TrainingRun, str | None]:
+    """A run for the page to start: on the Ray cluster when an address is configured
+    (core.ray_runs), else in this process. The second value is one sentence for the page when a
+    configured cluster cannot take the run and it trains here instead (None otherwise)."""
+    from core import ray_runs  # no Ray import unless an address is set
+
+    address = ray_runs.ray_address()
+    if address:
+        try:
+            ray_runs.connect(address)
+            return ray_runs.RayTrainingRun(config, data, probe_text, sample_prompt, copy_test_lines), None
+        except ray_runs.ClusterUnavailable as error:
+            note = f"{error} Your run trains on this machine instead."
+            return TrainingRun(config, data, probe_text, sample_prompt, copy_test_lines=copy_test_lines), note
+    return TrainingRun(config, data, probe_text, sample_prompt, copy_test_lines=copy_test_lines), None

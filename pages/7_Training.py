@@ -1,5 +1,6 @@
 """Lesson 7: Training. Layout and widgets; the run is core.training_run.TrainingRun (one per
-session, in its own thread, found again after a reload), the figures are in core.figures."""
+session, in its own thread, found again after a reload) or, with a Ray address set,
+core.ray_runs.RayTrainingRun (the same run in a Ray actor); the figures are in core.figures."""
 import html
 from dataclasses import asdict
 
@@ -13,7 +14,7 @@ from core.cached import cached_frozen_step, cached_model, cached_step_seconds, c
 from core.copy_task import copy_line, copy_test_lines
 from core.live_training import PRESETS, TextRejected
 from core.models import DEFAULT_MODEL
-from core.training_run import RUNS, TrainingRun
+from core.training_run import RUNS, TrainingRun, new_run
 from core.training import SCHEDULES, TrainConfig, learning_rate_at, schedule_curve
 
 SOURCES = {"stories": "Short stories (the course corpus)", "copy": "A copy task (each line written twice)",
@@ -168,16 +169,16 @@ def start_run() -> bool:
         val_text = data.tokenizer.decode(data.val_ids[:200].tolist())
         probe, prompt = val_text[:80], val_text[:30]
     try:
-        new_run = TrainingRun(config, data, probe_text=probe, sample_prompt=prompt,
-                              copy_test_lines=copy_test_lines() if state.t_source == "copy" else None)
+        started, state.t_run_note = new_run(config, data, probe_text=probe, sample_prompt=prompt,
+                                            copy_test_lines=copy_test_lines() if state.t_source == "copy" else None)
     except ValueError as error:  # e.g. copy lines too short for the context length
         st.warning(f"This run cannot start: {error}.")
         return False
     if run is not None and run.view().steps:
         state.t_previous = run.view()  # kept for comparison in the loss chart
-    new_run.attach(course_ui.session_alive_check())
-    new_run.start()
-    state.t_run, state.t_run_token = new_run, RUNS.add(new_run)
+    started.attach(course_ui.session_alive_check())
+    started.start()
+    state.t_run, state.t_run_token = started, RUNS.add(started)
     return True
 
 
@@ -222,8 +223,10 @@ def live() -> None:
     if view.waiting and view.status == "running":
         st.info(f"Waiting for the machine: it trains {view.slots} run(s) at a time, so that each finishes quickly. "
                 f"Yours is number {view.waiting} in the queue and starts by itself.")
+    if state.get("t_run_note"):
+        st.info(state.t_run_note)  # a configured cluster could not take the run: it trains here
     if view.message:
-        (st.error if view.status == "diverged" else st.info)(view.message)
+        (st.error if view.status in ("diverged", "failed") else st.info)(view.message)
     vocab = run.data.vocab_size
     columns = st.columns(3)
     columns[0].metric("Training loss (last step)", f"{view.train_loss[-1]:.3f}" if view.train_loss else "–")
