@@ -164,20 +164,7 @@ def in_the_app() -> None:
           f"{steps} steps finished {finished:.0f} s after the first chart; validation loss {loss}")
 
 
-def main() -> None:
-    torch.set_num_threads(2)
-    data = live_training.prepare_data(live_training.story_documents(), 512)
-    # The lesson's run first: a thread that trains runs up to 2x slower once the main thread has
-    # done PyTorch work of its own (measured; a thread that has ended costs nothing). In the app,
-    # page scripts run in short-lived threads, as here.
-    print("== the lesson's run ==")
-    whole_run(PRESETS["1-minute"], data)
-    print("== several students at once ==")  # threads too, so before the main thread trains
-    many_students(data)
-    print("== the copy task (1-minute preset, scored on 100 new lines) ==")
-    copy_task(512)
-    copy_task(live_training.BYTE_VOCABULARY)
-    copy_task(512, start_at_documents=False)
+def throughput(data) -> None:
     print(f"== throughput, median of 3 x {STEPS} steps, stories with a {data.vocab_size}-token BPE, 2 threads ==")
     for name, preset in PRESETS.items():
         for architecture in ("gpt2", "llama"):
@@ -185,15 +172,34 @@ def main() -> None:
             ours = statistics.median(trainer_tokens_per_second(config, data) for _ in range(3))
             plain = statistics.median(plain_tokens_per_second(config, data) for _ in range(3))
             print(f"{name:11s} {architecture:5s} trainer {ours:8,.0f} tok/s   plain loop {plain:8,.0f} tok/s   "
-                  f"time ratio {plain / ours:5.2f}")
+                  f"trainer time / plain time {plain / ours:5.2f}")
+
+
+def main(parts: list[str]) -> None:
+    """`parts`: any of run, students, copy, throughput, precision, shakespeare, app (default: all)."""
     from bench.bench_training_options import precision, shakespeare
 
-    print("== bfloat16 against float32 (1-minute preset, 300 steps) ==")
-    precision(data)
-    print("== the Shakespeare preset, end to end ==")
-    shakespeare()
-    in_the_app()
+    torch.set_num_threads(2)
+    data = live_training.prepare_data(live_training.story_documents(), 512)
+    # The lesson's run first: a thread that trains runs up to 2x slower once the main thread has
+    # done PyTorch work of its own (measured; a thread that has ended costs nothing). In the app,
+    # page scripts run in short-lived threads, as here.
+    steps = {
+        "run": ("the lesson's run", lambda: whole_run(PRESETS["1-minute"], data)),
+        "students": ("several students at once", lambda: many_students(data)),  # threads: before the main thread trains
+        "copy": ("the copy task (1-minute preset, scored on 100 new lines)",
+                 lambda: (copy_task(512), copy_task(live_training.BYTE_VOCABULARY), copy_task(512, False))),
+        "throughput": (None, lambda: throughput(data)),
+        "precision": ("bfloat16 against float32 (1-minute preset, 300 steps)", lambda: precision(data)),
+        "shakespeare": ("the Shakespeare preset, end to end", shakespeare),
+        "app": ("in the app", in_the_app),
+    }
+    for part in parts or list(steps):
+        heading, measure = steps[part]
+        if heading:
+            print(f"== {heading} ==", flush=True)
+        measure()
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])
