@@ -224,10 +224,18 @@ def small_multiples(patterns: list, titles: list[str], labels: list[str], column
                                     showscale=index == 0, colorbar=dict(title=dict(text="attention weight", side="right")),
                                     hovertemplate="query %{y}<br>key %{x}<br>weight %{z:.3f}<extra></extra>"),
                          row=index // columns + 1, col=index % columns + 1)
+    # token labels on the outer axes (the first column's rows, the last row's columns): every
+    # label when they fit at about 10 px each, else every k-th; all of them on hover
+    shown = labels[::max(1, math.ceil(len(labels) * 10 / row_px))]
+    label_px = min(90, 6 * max((len(label) for label in shown), default=1))
     figure.update_xaxes(showticklabels=False)
     figure.update_yaxes(showticklabels=False, autorange="reversed")
+    for column in range(1, columns + 1):
+        figure.update_xaxes(showticklabels=True, tickvals=shown, tickangle=-90, tickfont_size=8, row=rows, col=column)
+    for row in range(1, rows + 1):
+        figure.update_yaxes(showticklabels=True, tickvals=shown, tickfont_size=8, row=row, col=1)
     figure.update_annotations(font_size=12 if columns <= 6 else 9)
-    figure.update_layout(title=title, height=height, margin=dict(l=10, r=10, t=60, b=10))
+    figure.update_layout(title=title, height=height + label_px, margin=dict(l=10 + label_px, r=10, t=60, b=10 + label_px))
     return figure
 
 
@@ -242,22 +250,47 @@ def rgba(hex_colour: str, alpha: float) -> str:
 def attention_sankey(links: list[tuple[int, int, float]], token_strings: list[str], title: str) -> go.Figure:
     """Source tokens (left, as keys) to destination tokens (right, as queries); width = attention
     weight. A position has the same colour on both sides; each band takes its key's colour, more
-    opaque the larger its weight."""
+    opaque the larger its weight. The token names stand in the margins, outside the bands, and
+    the columns are headed "key" and "query"."""
     positions = sorted({k for k, _, _ in links} | {q for _, q, _ in links})
     labels = token_labels(token_strings)
     left = {p: i for i, p in enumerate(positions)}
     right = {p: len(positions) + i for i, p in enumerate(positions)}
-    node_labels = [f"{labels[p]} (key)" for p in positions] + [f"{labels[p]} (query)" for p in positions]
     colour = {p: TOKEN_COLOURS[p % len(TOKEN_COLOURS)] for p in positions}
+    top, bottom, pad = 70, 10, 14  # pad: px between nodes, enough for a line of token name beside each
+    area = pad * (len(positions) - 1) + 300  # px of the plot area: the gaps, and 300 px of bands
+    height = area + top + bottom
+
+    def centres(totals: list[float]) -> list[float]:
+        """Each node's centre (0 = top), stacked as Plotly stacks a column: node heights in
+        proportion to their flow, `pad` px between them, so that no node has to be moved and the
+        token names in the margins stand level with their nodes."""
+        scale = (area - pad * (len(totals) - 1)) / max(sum(totals), 1e-9)  # px per unit of attention
+        tops = [sum(t * scale + pad for t in totals[:i]) for i in range(len(totals))]
+        return [(y + t * scale / 2) / area for y, t in zip(tops, totals)]
+
+    key_centres = centres([sum(w for k, _, w in links if k == p) for p in positions])
+    query_centres = centres([sum(w for _, q, w in links if q == p) for p in positions])
+    margin = 0.16  # of the width, on each side, for the token names
     figure = go.Figure(go.Sankey(
-        arrangement="fixed",
-        node=dict(label=node_labels, pad=6, thickness=12, color=[colour[p] for p in positions] * 2,
-                  x=[0.01] * len(positions) + [0.99] * len(positions),
-                  y=[0.01 + 0.98 * i / max(1, len(positions) - 1) for i in range(len(positions))] * 2),
+        arrangement="fixed", domain=dict(x=[margin, 1 - margin], y=[0, 1]),
+        node=dict(label=[""] * (2 * len(positions)), pad=pad, thickness=12, color=[colour[p] for p in positions] * 2,
+                  x=[0.001] * len(positions) + [0.999] * len(positions), y=key_centres + query_centres,
+                  customdata=[f"{labels[p]} (key)" for p in positions] + [f"{labels[p]} (query)" for p in positions],
+                  hovertemplate="%{customdata}<extra></extra>"),
         link=dict(source=[left[k] for k, _, _ in links], target=[right[q] for _, q, _ in links],
                   value=[w for _, _, w in links], color=[rgba(colour[k], 0.15 + 0.6 * w) for k, _, w in links],
-                  hovertemplate="from %{source.label}<br>to %{target.label}<br>weight %{value:.3f}<extra></extra>")))
-    figure.update_layout(title=title, height=max(400, 22 * len(positions)), margin=dict(l=10, r=10, t=40, b=10))
+                  customdata=[(labels[k], labels[q]) for k, q, _ in links],
+                  hovertemplate="from %{customdata[0]} (key)<br>to %{customdata[1]} (query)<br>"
+                                "weight %{value:.3f}<extra></extra>")))
+    for side, x, anchor, ys in (("key: what is read", margin - 0.01, "right", key_centres),
+                                ("query: who reads", 1 - margin + 0.01, "left", query_centres)):
+        for position, centre in zip(positions, ys):
+            figure.add_annotation(text=labels[position], x=x, y=1 - centre, xref="paper", yref="paper",
+                                  xanchor=anchor, showarrow=False, font=dict(size=11, color=colour[position]))
+        figure.add_annotation(text=f"<b>{side}</b>", x=x, y=1.0, xref="paper", yref="paper", xanchor=anchor,
+                              yanchor="bottom", showarrow=False, yshift=6, font=dict(size=12))
+    figure.update_layout(title=title, height=height, margin=dict(l=10, r=10, t=top, b=bottom))
     return figure
 
 

@@ -9,6 +9,8 @@ from core.glassbox import concatenate_heads
 from core.models import model_row, reference_models
 
 OVERVIEW_TOKENS = 32  # the all-layers overview draws the last tokens only
+SANKEY_TOKENS = 24  # the attention flow draws the last tokens only
+SANKEY_MIN_WEIGHT = 0.1  # and the bands at least this wide (the caption says what that leaves out)
 
 lesson, loaded = course_ui.lesson_page(4)
 course_ui.keep_values("attn_layer", "attn_head", "attn_ablate")
@@ -120,8 +122,14 @@ def overview() -> None:
 
 @needs_trace
 def sankey() -> None:
+    links = attention.attention_links(trace, layer, head, min_weight=SANKEY_MIN_WEIGHT, last_tokens=SANKEY_TOKENS)
     course_ui.chart("sankey", (layer, head), lambda: figures.attention_sankey(
-        attention.attention_links(trace, layer, head), trace.token_strings, f"Attention flow, layer {layer}, head {head}"))
+        links, trace.token_strings, f"Attention flow, layer {layer}, head {head}"))
+    queries = min(trace.n_tokens, SANKEY_TOKENS)
+    left_out = 1 - sum(w for _, _, w in links) / queries
+    earlier = f" and keys before the last {SANKEY_TOKENS} tokens" if trace.n_tokens > SANKEY_TOKENS else ""
+    st.caption(f"Left out (bands below {SANKEY_MIN_WEIGHT}{earlier}): {left_out:.0%} of the attention of these "
+               f"{queries} queries.")
 
 
 @needs_trace

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from streamlit.testing.v1 import AppTest
 
 from core.course import APP_DIR, LESSONS
@@ -110,3 +111,28 @@ def test_lesson_1_describes_pre_tokens_as_gpt2s_tokenizer_makes_them():
     pieces = pretokens(gpt2_tokenizer(), "I don't  have 123 !! ok\nyes")
     assert {"Ġ123", "Ġ!!", "Ġdon", "'t"} <= set(pieces)  # digits and punctuation take the space; contractions split
     assert "Ġ" in pieces and "Ċ" in pieces  # an extra space and a line break are pre-tokens of their own
+
+
+@pytest.mark.parametrize("n_tokens, every", [(8, 1), (21, 1), (120, None)])
+def test_small_multiples_carry_token_labels_on_their_outer_axes(n_tokens, every):
+    """Issue 16: the small multiples had no token labels at all. Every label when they fit, else
+    every k-th; on the first column's rows and the last row's columns only."""
+    import torch
+
+    from core.figures import small_multiples
+
+    labels = [f"tok{i}" for i in range(n_tokens)]
+    patterns = [torch.rand(n_tokens, n_tokens) for _ in range(6)]
+    figure = small_multiples(patterns, [f"head {h}" for h in range(6)], labels, columns=3, title="heads")
+    layout = figure.layout
+    y_first_column = [layout[f"yaxis{'' if i == 1 else i}"] for i in (1, 4)]  # rows 1 and 2, column 1
+    x_last_row = [layout[f"xaxis{i}"] for i in (4, 5, 6)]
+    inner = [layout["xaxis"], layout["yaxis2"]]
+    shown = list(x_last_row[0].tickvals)
+    assert all(list(axis.tickvals) == shown and axis.showticklabels for axis in y_first_column + x_last_row)
+    assert not any(axis.showticklabels for axis in inner)
+    if every == 1:
+        assert shown == labels
+    else:
+        assert 1 < len(shown) < n_tokens and shown == labels[::labels.index(shown[1])]
+    assert all(trace.x == tuple(labels) for trace in figure.data)  # every label stays on hover
