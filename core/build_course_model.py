@@ -80,6 +80,7 @@ def build(out_dir: Path, config: TrainConfig, log_every: int = 100, tokenizer_fr
         "corpus": {"train_stories": TRAIN_STORIES, "train_seed": TRAIN_SEED, "val_stories": VAL_STORIES,
                    "val_seed": VAL_SEED, "train_tokens": len(train_ids), "val_tokens": len(val_ids)},
         "vocab_size": len(tokenizer),
+        "seen_token_ids": sorted(set(train_ids.tolist())),  # the tokens the model ever saw as input (lesson 2)
         "parameters": parameter_count(trainer.model),
         "torch_threads": threads,
         "wall_seconds": round(wall_seconds, 1),
@@ -90,6 +91,20 @@ def build(out_dir: Path, config: TrainConfig, log_every: int = 100, tokenizer_fr
     return record
 
 
+def record_seen_tokens(out_dir: Path) -> list[int]:
+    """Add `seen_token_ids` to a built model's training.json: the tokens of its training text (the
+    same stories, regenerated from their seed), without training again."""
+    from core.hf import AutoTokenizer
+
+    record = json.loads((out_dir / "training.json").read_text())
+    corpus = record["corpus"]
+    texts = [story.text for story in generate_stories(corpus["train_stories"], corpus["train_seed"])]
+    seen = sorted(set(encode_corpus(AutoTokenizer.from_pretrained(out_dir), texts).tolist()))
+    record["seen_token_ids"] = seen
+    (out_dir / "training.json").write_text(json.dumps(record, indent=1))
+    return seen
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--architecture", choices=("gpt2", "llama"), default="gpt2")
@@ -97,7 +112,12 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--threads", type=int, default=THREADS,
                         help="torch threads (the float sums, and so the weights, depend on it)")
+    parser.add_argument("--record-seen-tokens", action="store_true",
+                        help="only add the training text's token ids to an existing model's training.json")
     args = parser.parse_args()
+    if args.record_seen_tokens:
+        record_seen_tokens(args.out or (MODERN_MODEL_DIR if args.architecture == "llama" else MODEL_DIR))
+        return
     base = MODERN_CONFIG if args.architecture == "llama" else COURSE_CONFIG
     config = TrainConfig(**{**asdict(base), "max_steps": args.steps or base.max_steps})
     out = args.out or (MODERN_MODEL_DIR if args.architecture == "llama" else MODEL_DIR)

@@ -21,7 +21,7 @@ FIGURE_CODE: dict[tuple[int, str], tuple[str, ...]] = {
     (2, "embedding-lookup"): ("core.glassbox.run_trace",),
     (2, "cosine"): ("core.embeddings.cosine_matrix",),
     (2, "neighbours"): ("core.embeddings.nearest_neighbours",),
-    (2, "pca"): ("core.embeddings.pca_2d", "core.embeddings.vocabulary_sample"),
+    (2, "pca"): ("core.embeddings.vocabulary_map", "core.embeddings.principal_directions"),
     (2, "compare-tokens"): ("core.embeddings.cosine",),
     (3, "embedding-sum"): ("core.glassbox.run_trace",),
     (3, "sinusoidal"): ("core.positions.sinusoidal_encoding",),

@@ -2,6 +2,8 @@
 matrix (the model's `wte`, [vocab, d_model]); read-only."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 
@@ -39,11 +41,46 @@ def vocabulary_sample(vocab_size: int, extra_ids: list[int], count: int = 400) -
     return sample + [i for i in dict.fromkeys(extra_ids) if i not in set(sample)]
 
 
-def pca_2d(vectors: torch.Tensor) -> tuple[torch.Tensor, list[float]]:
-    """Coordinates on the two directions of largest variance: [n, 2], and the share of the
-    total variance each direction keeps."""
-    centred = vectors - vectors.mean(dim=0, keepdim=True)  # [n, d_model]
+@dataclass
+class VocabularyMap:
+    """Token embeddings drawn on the two directions of largest variance of the tokens the model
+    was trained on; the tokens it never saw as input projected on the same two directions."""
+    ids: list[int]  # the tokens the map is fitted on: seen in training (or a sample), and the prompt's
+    coords: torch.Tensor  # [len(ids), 2]
+    explained: list[float]  # share of the variance of `ids`' embeddings each direction keeps
+    never_ids: list[int]  # the tokens never in the training text (empty when that is not known)
+    never_coords: torch.Tensor  # [len(never_ids), 2]
+
+
+def vocabulary_map(matrix: torch.Tensor, prompt_ids: list[int], seen_ids: list[int] | None,
+                   count: int = 400) -> VocabularyMap:
+    """With `seen_ids` (the training text's tokens) the map is fitted on up to `count` of them and
+    the prompt's tokens, and every never-seen token is projected apart; without, on
+    `vocabulary_sample`. Never-seen tokens are fitted on by no one: their rows moved only as the
+    output layer pushed them (tied weights), all alike, and would fill the map with one blob."""
+    vocab = matrix.shape[0]
+    if seen_ids is None:
+        ids, never = vocabulary_sample(vocab, prompt_ids, count), []
+    else:
+        seen = [i for i in seen_ids if i < vocab][:count]
+        ids = seen + [i for i in dict.fromkeys(prompt_ids) if i not in set(seen)]
+        never = sorted(set(range(vocab)) - set(seen_ids))
+    mean = matrix[ids].mean(dim=0, keepdim=True)  # [1, d_model]
+    directions, explained = principal_directions(matrix[ids] - mean)  # [2, d_model]
+    return VocabularyMap(ids, (matrix[ids] - mean) @ directions.T, explained, never,
+                         (matrix[never] - mean) @ directions.T)
+
+
+def principal_directions(centred: torch.Tensor) -> tuple[torch.Tensor, list[float]]:
+    """The two directions of largest variance of centred rows [n, d_model]: [2, d_model], and the
+    share of the total variance each keeps."""
     _, singular, directions = torch.linalg.svd(centred, full_matrices=False)  # directions: [d_model, d_model]
-    coords = centred @ directions[:2].T  # [n, 2]
     variance = singular ** 2
-    return coords, (variance[:2] / variance.sum()).tolist()
+    return directions[:2], (variance[:2] / variance.sum()).tolist()
+
+
+def mean_pairwise_cosine(vectors: torch.Tensor) -> float:
+    """The average cosine similarity over all pairs of distinct rows of [n, d_model]."""
+    similarity = cosine_matrix(vectors)  # [n, n]
+    n = vectors.shape[0]
+    return float((similarity.sum() - similarity.diagonal().sum()) / (n * (n - 1)))

@@ -307,10 +307,16 @@ def grouped_bars(labels: list[str], series: dict[str, list[float]], title: str, 
     return figure
 
 
-def embedding_map(coords, labels: list[str], highlighted: list[bool], explained: list[float], title: str) -> go.Figure:
-    """A 2-D scatter of token embeddings; highlighted points (the prompt's tokens) drawn larger, labelled."""
+def embedding_map(coords, labels: list[str], highlighted: list[bool], explained: list[float], title: str,
+                  apart=None, apart_name: str = "") -> go.Figure:
+    """A 2-D scatter of token embeddings; highlighted points (the prompt's tokens) drawn larger,
+    labelled. `apart`: (coords, labels) of another group, drawn in grey under `apart_name`."""
     points = [(float(x), float(y), label, mark) for (x, y), label, mark in zip(coords.tolist(), labels, highlighted)]
     figure = go.Figure()
+    if apart is not None and len(apart[1]):
+        figure.add_trace(go.Scatter(
+            x=apart[0][:, 0].tolist(), y=apart[0][:, 1].tolist(), mode="markers", text=apart[1], name=apart_name,
+            marker=dict(size=7, color="#6b7280", symbol="x"), hovertemplate="%{text}<extra></extra>"))
     for mark, name, size, colour in ((False, "vocabulary", 6, "#93c5fd"), (True, "your prompt", 11, "#dc2626")):
         chosen = [p for p in points if p[3] == mark]
         figure.add_trace(go.Scatter(

@@ -9,6 +9,7 @@ not cover its config or its folder lacks a tokenizer: every number on screen mus
 """
 from __future__ import annotations
 
+import json
 import os
 import socket
 from dataclasses import dataclass
@@ -171,6 +172,15 @@ class LoadedModel:
     @property
     def family(self) -> str:
         return self.model.config.model_type
+
+    @property
+    def seen_token_ids(self) -> list[int] | None:
+        """The tokens of the model's training text (what it ever saw as input), when its folder
+        records them (the course models' training.json); None when that is not known."""
+        record = Path(self.source) / "training.json"
+        if not record.is_file():
+            return None
+        return json.loads(record.read_text(encoding="utf-8")).get("seen_token_ids")
 
     @property
     def parameter_count(self) -> int:

@@ -192,3 +192,4 @@ def encode_corpus(tokenizer, texts: list[str]):
         ids.extend(encoding.ids)
         ids.append(eos)
     return torch.tensor(ids, dtype=torch.long)
+

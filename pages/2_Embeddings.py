@@ -58,15 +58,31 @@ def neighbours() -> None:
 
 
 def pca() -> None:
+    prompt_ids = trace.token_ids if trace is not None else []
+    seen = loaded.seen_token_ids
+    vocabulary = embeddings.vocabulary_map(matrix, prompt_ids, seen)
+    never = vocabulary.never_ids
+
     def build():
-        prompt_ids = trace.token_ids if trace is not None else []
-        ids = embeddings.vocabulary_sample(matrix.shape[0], prompt_ids)
-        coords, explained = embeddings.pca_2d(matrix[ids])
         marked = set(prompt_ids)
-        return figures.embedding_map(coords, [figures.plotly_text(token_name(i)) for i in ids],
-                                     [i in marked for i in ids], explained,
-                                     f"{len(ids)} token embeddings of {figures.plotly_text(loaded.name)}, by PCA")
+        what = "seen in training" if seen is not None else "of the vocabulary"
+        return figures.embedding_map(
+            vocabulary.coords, [figures.plotly_text(token_name(i)) for i in vocabulary.ids],
+            [i in marked for i in vocabulary.ids], vocabulary.explained,
+            f"{len(vocabulary.ids)} token embeddings {what} of {figures.plotly_text(loaded.name)}, by PCA",
+            apart=(vocabulary.never_coords, [figures.plotly_text(token_name(i)) for i in never]),
+            apart_name=f"never in the training text ({len(never)})")
     course_ui.chart("pca", (), build)
+    if seen is None:
+        st.caption(f"Which tokens {figures.md_escape(loaded.name)} saw in training is not recorded here, so the map "
+                   "shows the tokenizer's first merges, whether or not the model ever met them.")
+        return
+    trained = [i for i in seen if i < matrix.shape[0]]
+    columns = st.columns(3)
+    columns[0].metric("Tokens in the training text", f"{len(trained):,} of {matrix.shape[0]:,}")
+    columns[1].metric("Mean cosine among them", f"{embeddings.mean_pairwise_cosine(matrix[trained]):.3f}")
+    if len(never) > 1:
+        columns[2].metric("Mean cosine among the never-seen", f"{embeddings.mean_pairwise_cosine(matrix[never]):.3f}")
 
 
 def compare_tokens() -> None:
