@@ -421,11 +421,9 @@ def test_sampling_page_controls_generation_and_journey(bundled):
     assert difference == pytest.approx(logit, abs=1e-3)
 
 
-def test_training_page_starts_a_run_shows_it_learning_and_stops_it():
-    app = run_page(LESSONS[6].page)
-    assert not app.exception, [e.value for e in app.exception]
-    assert any(m.label == "Parameters" for m in app.metric) and any(m.label == "Tokens per character" for m in app.metric)
-    assert any(d.value.columns[-1].startswith("after = before") for d in app.dataframe)  # the frozen step
+def start_a_small_copy_run(app: AppTest):
+    """On lesson 7's page: the copy task, characters, a one-layer model for 20,000 steps; Start.
+    Returns the run the page started."""
     app.radio(key="t_source").set_value("copy").run()
     app.radio(key="t_tokenizer").set_value("bytes").run()
     app.selectbox(key="t_preset").set_value("custom").run()
@@ -434,7 +432,15 @@ def test_training_page_starts_a_run_shows_it_learning_and_stops_it():
         app.number_input(key=knob).set_value(value).run()
     app.button(key="t_start").click().run()
     assert not app.exception, [e.value for e in app.exception]
-    run = app.session_state["t_run"]
+    return app.session_state["t_run"]
+
+
+def test_training_page_starts_a_run_shows_it_learning_and_stops_it():
+    app = run_page(LESSONS[6].page)
+    assert not app.exception, [e.value for e in app.exception]
+    assert any(m.label == "Parameters" for m in app.metric) and any(m.label == "Tokens per character" for m in app.metric)
+    assert any(d.value.columns[-1].startswith("after = before") for d in app.dataframe)  # the frozen step
+    run = start_a_small_copy_run(app)
     assert wait_for(lambda: run.view().step > 0 and run.view().copy_scores)  # it trains, and the copy test scored
     app.run()
     assert run.status == "running" and run.view().step > 0

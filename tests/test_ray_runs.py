@@ -16,6 +16,7 @@ import pytest
 from core import copy_task, live_training
 from core.course import APP_DIR, LESSONS
 from core.live_training import PRESETS
+from tests.test_app import start_a_small_copy_run
 from tests.test_live_training import wait_for
 
 REQUIRE_RAY = "GLASSBOX_REQUIRE_RAY"
@@ -73,15 +74,7 @@ def test_the_training_page_trains_on_the_cluster_like_in_the_app(cluster, monkey
 
     app = AppTest.from_file(str(APP_DIR / "Home.py"), default_timeout=120).run()
     app.switch_page(LESSONS[6].page).run()
-    app.radio(key="t_source").set_value("copy").run()
-    app.radio(key="t_tokenizer").set_value("bytes").run()
-    app.selectbox(key="t_preset").set_value("custom").run()
-    for knob, value in {"t_n_layer": 1, "t_n_embd": 32, "t_n_head": 2, "t_block_size": 32, "t_batch_size": 8,
-                        "t_max_steps": 20_000}.items():
-        app.number_input(key=knob).set_value(value).run()
-    app.button(key="t_start").click().run()
-    assert not app.exception, [e.value for e in app.exception]
-    run = app.session_state["t_run"]
+    run = start_a_small_copy_run(app)
     assert isinstance(run, RayTrainingRun) and run.actor_name in live_actor_names()
 
     def progressing() -> bool:
