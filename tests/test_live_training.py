@@ -400,5 +400,11 @@ def test_the_lesson_quotes_the_vocabularies_the_page_builds(copy_bpe, copy_data)
 
     text = " ".join((APP_DIR / "lessons" / LESSONS[6].markdown).read_text(encoding="utf-8").split())
     assert f"a vocabulary of {copy_data.vocab_size}," in text and copy_data.vocab_size == live_training.BYTE_VOCABULARY
-    asked, stops = re.search(r"asked for (\d+) tokens, it stops at (\d+)", text).groups()
+    asked, stops, between = re.search(r"asked for (\d+) tokens, it stops at (\d+):.*? and (\d+) merges on the way",
+                                      text).groups()
     assert int(asked) == 512 and int(stops) == copy_bpe.vocab_size < 512
+    vocabulary = copy_bpe.tokenizer.get_vocab()
+    words = [w for w in copy_task.COPY_WORDS if w in vocabulary and "Ġ" + w in vocabulary]
+    singles = [t for t in vocabulary if len(t) == 1]
+    assert len(words) == len(copy_task.COPY_WORDS) and len(singles) == 256 and "Ġ|" in vocabulary
+    assert int(between) == len(vocabulary) - 256 - 1 - 2 * len(words) - 1  # bytes, end of text, words, " |"
