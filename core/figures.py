@@ -239,6 +239,8 @@ def small_multiples(patterns: list, titles: list[str], labels: list[str], column
     return figure
 
 
+# Sankey labels: dark on the light bands (Plotly draws a white halo around them), never grey on grey
+SANKEY_TEXT = dict(color="#111827", size=12)
 TOKEN_COLOURS = ["#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#ca8a04", "#db2777"]
 
 
@@ -308,7 +310,7 @@ def grouped_bars(labels: list[str], series: dict[str, list[float]], title: str, 
 
 
 def embedding_map(coords, labels: list[str], highlighted: list[bool], explained: list[float], title: str,
-                  apart=None, apart_name: str = "") -> go.Figure:
+                  apart=None, apart_name: str = "", group_name: str = "vocabulary") -> go.Figure:
     """A 2-D scatter of token embeddings; highlighted points (the prompt's tokens) drawn larger,
     labelled. `apart`: (coords, labels) of another group, drawn in grey under `apart_name`."""
     points = [(float(x), float(y), label, mark) for (x, y), label, mark in zip(coords.tolist(), labels, highlighted)]
@@ -317,7 +319,7 @@ def embedding_map(coords, labels: list[str], highlighted: list[bool], explained:
         figure.add_trace(go.Scatter(
             x=apart[0][:, 0].tolist(), y=apart[0][:, 1].tolist(), mode="markers", text=apart[1], name=apart_name,
             marker=dict(size=7, color="#6b7280", symbol="x"), hovertemplate="%{text}<extra></extra>"))
-    for mark, name, size, colour in ((False, "vocabulary", 6, "#93c5fd"), (True, "your prompt", 11, "#dc2626")):
+    for mark, name, size, colour in ((False, group_name, 6, "#93c5fd"), (True, "your prompt", 11, "#dc2626")):
         chosen = [p for p in points if p[3] == mark]
         figure.add_trace(go.Scatter(
             x=[p[0] for p in chosen], y=[p[1] for p in chosen], mode="markers+text" if mark else "markers",
@@ -446,10 +448,12 @@ def funnel_sankey(masses: list[tuple[str, str, float]], title: str) -> go.Figure
     (`plotly_text`)."""
     names = list(dict.fromkeys([a for a, _, _ in masses] + [b for _, b, _ in masses]))
     index = {name: i for i, name in enumerate(names)}
+    colours = [TOKEN_COLOURS[i % len(TOKEN_COLOURS)] for i in range(len(names))]
     figure = go.Figure(go.Sankey(
-        node=dict(label=names, pad=14, thickness=16),
+        textfont=SANKEY_TEXT,
+        node=dict(label=names, pad=14, thickness=16, color=colours),
         link=dict(source=[index[a] for a, _, _ in masses], target=[index[b] for _, b, _ in masses],
-                  value=[m for _, _, m in masses],
+                  value=[m for _, _, m in masses], color=[rgba(colours[index[b]], 0.3) for _, b, _ in masses],
                   hovertemplate="%{source.label} → %{target.label}<br>probability %{value:.4f}<extra></extra>")))
     figure.update_layout(title=title, height=360, margin=dict(l=10, r=10, t=40, b=10))
     return figure
@@ -497,6 +501,7 @@ def journey_sankey(flows: list[tuple[str, str, float]], sinks: tuple[str, str], 
                 value.append(amount)
                 colour.append(tint)
     figure = go.Figure(go.Sankey(
+        textfont=SANKEY_TEXT,
         node=dict(label=names, pad=8, thickness=14),
         link=dict(source=source, target=target, value=value, color=colour,
                   hovertemplate="%{source.label} → %{target.label}<br>%{value:.3f} logit<extra></extra>")))

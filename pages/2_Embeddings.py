@@ -65,13 +65,15 @@ def pca() -> None:
 
     def build():
         marked = set(prompt_ids)
-        what = "seen in training" if seen is not None else "of the vocabulary"
+        model = figures.plotly_text(loaded.name)
+        title = (f"The {len(vocabulary.ids)} tokens {model} saw in training, by PCA" if seen is not None
+                 else f"{len(vocabulary.ids)} token embeddings of {model}, by PCA")
         return figures.embedding_map(
             vocabulary.coords, [figures.plotly_text(token_name(i)) for i in vocabulary.ids],
-            [i in marked for i in vocabulary.ids], vocabulary.explained,
-            f"{len(vocabulary.ids)} token embeddings {what} of {figures.plotly_text(loaded.name)}, by PCA",
+            [i in marked for i in vocabulary.ids], vocabulary.explained, title,
             apart=(vocabulary.never_coords, [figures.plotly_text(token_name(i)) for i in never]),
-            apart_name=f"never in the training text ({len(never)})")
+            apart_name=f"never in the training text ({len(never)})",
+            group_name="seen in training" if seen is not None else "vocabulary")
     course_ui.chart("pca", (), build)
     if seen is None:
         st.caption(f"Which tokens {figures.md_escape(loaded.name)} saw in training is not recorded here, so the map "
