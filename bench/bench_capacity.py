@@ -158,6 +158,7 @@ def main() -> None:
     parser.add_argument("students", nargs="*", type=int, default=[10, 30, 100])
     parser.add_argument("--model", default="glassbox-stories")
     parser.add_argument("--training", action="store_true", help="lesson 7's queue, in-process and on Ray")
+    parser.add_argument("--ray-only", action="store_true", help="with --training: only the Ray cluster")
     arguments = parser.parse_args()
     if arguments.training:
         import ray
@@ -165,7 +166,7 @@ def main() -> None:
 
         torch.set_num_threads(2)
         print("== lesson 7: students pressing Start together ==", flush=True)
-        for students in arguments.students:
+        for students in [] if arguments.ray_only else arguments.students:
             training_class(students, on_ray=False)
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, namespace="glassbox")
         for students in arguments.students:

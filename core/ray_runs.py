@@ -5,7 +5,9 @@ run trains in a Ray actor that asks the cluster for its CPUs; the page holds a `
 which has the same face as `TrainingRun` (start, pause, resume, stop, `view()`, save). The page
 never waits on the cluster: a watcher thread asks the actor for its progress and keeps the latest
 copy, which is what `view()` returns. The watcher also carries the page's heartbeat: when no page
-of the student's is open any more, it stops the run and ends the actor.
+of the student's is open any more, it stops the run and ends the actor. A run that has ended
+brings its trained model home (as a zip) and ends its actor at once, so that its CPUs go to
+the next student's run while the page still offers the download.
 
 Ray is imported only here, and only when an address is configured: a laptop or a Community Cloud
 app never needs it.
@@ -182,16 +184,23 @@ class RayTrainingRun(Attended):
         import ray
         from ray.exceptions import RayActorError
 
+        reference = None  # the one question in flight: an actor still waiting for CPUs gets no queue of them
         try:
             while self.page_is_open():
-                with self._lock:
-                    reference, sent = self._actor.view.remote(), self._sent
-                ready, _ = ray.wait([reference], timeout=max(1.0, POLL_SECONDS))
-                if ready:
-                    view = ray.get(reference)
+                if reference is None:
                     with self._lock:
-                        if sent == self._sent:  # no control was sent after the question: the answer is current
-                            self._heard, self._latest = True, view
+                        reference, sent = self._actor.view.remote(), self._sent
+                ready, _ = ray.wait([reference], timeout=max(1.0, POLL_SECONDS))
+                if not ready:
+                    continue
+                view, reference = ray.get(reference), None
+                if view.status in ("finished", "stopped") and view.steps:
+                    self.zip_bytes()  # the trained model comes home, so that the actor can give its CPUs back
+                with self._lock:
+                    if sent == self._sent:  # no control was sent after the question: the answer is current
+                        self._heard, self._latest = True, view
+                if view.status in ("finished", "stopped", "diverged"):
+                    return  # the run has ended: its actor ends (finally), the page keeps its last view
                 time.sleep(POLL_SECONDS)
             self._actor.stop.remote("Stopped: the page was closed.")
         except RayActorError as error:

@@ -82,6 +82,7 @@ def test_the_training_page_trains_on_the_cluster_like_in_the_app(cluster, monkey
         return run.view().step > 0 and bool(run.view().copy_scores)
 
     assert wait_for(progressing, timeout=120)
+    app.run()  # drawn from the view that has them
     assert not app.exception and any("t_loss" in c.proto.id for c in app.get("plotly_chart"))
     assert any("t_copy" in c.proto.id for c in app.get("plotly_chart"))
     assert any(c.value.startswith("At step") for c in app.caption)  # the copy test, scored on the cluster
@@ -132,8 +133,10 @@ def test_an_unreachable_cluster_trains_here_and_says_so_in_one_sentence(cluster,
         "Your run trains on this machine instead.") and note.count(". ") <= 1
 
 
-def test_no_actor_outlives_its_students_pages(cluster, copy_data):
-    """A closed tab ends its actor (running or finished), as it ends its thread in the app."""
+def test_no_actor_outlives_its_run_or_its_students_pages(cluster, copy_data):
+    """A finished run brings its model home and ends its actor at once (its CPUs go to the next
+    run, the page keeps the download); a closed tab ends a running run's actor, as it ends its
+    thread in the app."""
     from core.ray_runs import live_actor_names
 
     pages = [{"open": True}, {"open": True}]
@@ -143,10 +146,10 @@ def test_no_actor_outlives_its_students_pages(cluster, copy_data):
         run.attach(lambda page=page: page["open"])
         run.start()
     assert wait_for(lambda: finished.status == "finished", timeout=120)
-    assert wait_for(lambda: running.view().step > 0, timeout=120)
-    assert {running.actor_name, finished.actor_name} <= set(live_actor_names())
-    for page in pages:
-        page["open"] = False  # both tabs closed
-    assert wait_for(lambda: not {running.actor_name, finished.actor_name} & set(live_actor_names()), timeout=60)
+    assert wait_for(lambda: finished.actor_name not in live_actor_names(), timeout=60)  # its page is still open
+    assert (finished.save() / "model.safetensors").is_file()  # the model came home first
+    assert wait_for(lambda: running.view().step > 0, timeout=120) and running.actor_name in live_actor_names()
+    pages[0]["open"] = False  # the running run's tab is closed
+    assert wait_for(lambda: running.actor_name not in live_actor_names(), timeout=60)
     assert running.status == "stopped" and "closed" in running.message
     assert finished.status == "finished"  # its result is kept; only its actor is gone
