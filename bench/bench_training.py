@@ -3,7 +3,7 @@
 - throughput (tokens per second) of each preset on the stories (512-token BPE): the lesson's
   trainer, measuring every layer's gradient norm and update ratio as the live views need,
   against a plain PyTorch loop (Hugging Face forward, backward, clipping, AdamW) on the same
-  model and batches, for the GPT-2 design and the Llama design. Goal (issue 17): trainer time /
+  model and batches, steps interleaved, for the GPT-2 design and the Llama design. Goal (issue 17): trainer time /
   plain time ≤ 1.05.
 - bfloat16 against float32, and the Shakespeare preset end to end (bench_training_options.py's).
 - the whole "1-minute" preset as the lesson runs it (validation, samples and attention snapshots
@@ -37,17 +37,12 @@ from core.training import Trainer, new_model  # noqa: E402
 STEPS = 30
 
 
-def trainer_tokens_per_second(config, data) -> float:
+def paired_step_seconds(config, data, steps: int = STEPS) -> tuple[float, float]:
+    """Median seconds per step of the lesson's trainer (measuring every layer, as the live views
+    need) and of the textbook loop (Hugging Face forward, backward, clipping, AdamW) on the same
+    model shape and batches, their steps interleaved so that both meet the same machine (other
+    processes on two cores swing either one's time by half)."""
     trainer = Trainer(config, data.train_ids, data.val_ids, data.vocab_size, 0)
-    trainer.step(measure_layers=True)  # warm-up
-    began = time.perf_counter()
-    for _ in range(STEPS):
-        trainer.step(measure_layers=True)
-    return STEPS * config.batch_size * config.block_size / (time.perf_counter() - began)
-
-
-def plain_tokens_per_second(config, data) -> float:
-    """The reference: the same model and batches, trained by the textbook loop."""
     model = new_model(config, data.vocab_size, 0)
     model.train()
     decay = [p for p in model.parameters() if p.dim() >= 2]
@@ -57,7 +52,7 @@ def plain_tokens_per_second(config, data) -> float:
                                   betas=(0.9, 0.95))
     sampler = Trainer(config, data.train_ids, data.val_ids, data.vocab_size, 0)  # only for its batches
 
-    def step() -> None:
+    def plain_step() -> None:
         inputs = sampler.batch(data.train_ids, sampler.sampler)
         loss = model(input_ids=inputs, labels=inputs).loss
         optimizer.zero_grad(set_to_none=True)
@@ -65,11 +60,16 @@ def plain_tokens_per_second(config, data) -> float:
         torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
         optimizer.step()
 
-    step()
-    began = time.perf_counter()
-    for _ in range(STEPS):
+    def timed(step) -> float:
+        began = time.perf_counter()
         step()
-    return STEPS * config.batch_size * config.block_size / (time.perf_counter() - began)
+        return time.perf_counter() - began
+
+    ours, plain = [], []
+    for _ in range(steps + 2):  # the first two of each: warm-up
+        ours.append(timed(lambda: trainer.step(measure_layers=True)))
+        plain.append(timed(plain_step))
+    return statistics.median(ours[2:]), statistics.median(plain[2:])
 
 
 def run_to_the_end(run: TrainingRun) -> float:
@@ -165,14 +165,14 @@ def in_the_app() -> None:
 
 
 def throughput(data) -> None:
-    print(f"== throughput, median of 3 x {STEPS} steps, stories with a {data.vocab_size}-token BPE, 2 threads ==")
+    print(f"== throughput, median of {STEPS} interleaved steps, stories with a {data.vocab_size}-token BPE, 2 threads ==")
     for name, preset in PRESETS.items():
         for architecture in ("gpt2", "llama"):
             config = replace(preset, architecture=architecture)
-            ours = statistics.median(trainer_tokens_per_second(config, data) for _ in range(3))
-            plain = statistics.median(plain_tokens_per_second(config, data) for _ in range(3))
-            print(f"{name:11s} {architecture:5s} trainer {ours:8,.0f} tok/s   plain loop {plain:8,.0f} tok/s   "
-                  f"trainer time / plain time {plain / ours:5.2f}")
+            ours, plain = paired_step_seconds(config, data)
+            tokens = config.batch_size * config.block_size
+            print(f"{name:11s} {architecture:5s} trainer {tokens / ours:8,.0f} tok/s   plain loop {tokens / plain:8,.0f} "
+                  f"tok/s   trainer time / plain time {ours / plain:5.2f}", flush=True)
 
 
 def main(parts: list[str]) -> None:
