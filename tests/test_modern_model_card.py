@@ -62,3 +62,5 @@ def test_the_attention_lesson_quotes_the_modern_cards_heads_and_ablations(stored
     accuracy = stored["name_accuracy_with_ablation"]
     assert f"{accuracy[f'layer {l1} head {h1}']:.0%}" == f"{one}%"
     assert f"{accuracy[' and '.join(f'layer {l} head {h}' for l, h in sorted([(l1, h1), (l2, h2)]))]:.0%}" == f"{both}%"
+    layer, head, share = quoted(r"A third head, layer (\d), head (\d), also puts ([\d.]+) of its attention", text)
+    assert [f"{score:.2f}" for score, l, h in stored["name_heads"][2:3] if (l, h) == (int(layer), int(head))] == [share]
