@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -120,25 +121,26 @@ def reference_config(hub_id: str):
 
 
 _reference_rows: list[dict] = []
+_reference_rows_lock = threading.Lock()  # the warm-up thread and a page may ask at the same moment
 
 
 def reference_models() -> list[dict]:
     """One row of sizes per well-known model, the parameters counted on a model built on the
-    meta device from its config (about 2 s for all, once per process)."""
-    if not _reference_rows:
-        from core.architectures import weights_of
-        from core.hf import MODEL_BUILD_LOCK, AutoModelForCausalLM
-        import torch
+    meta device from its config (about 2 s for all, once per process; the server's warm-up
+    thread does it while a student reads Home)."""
+    with _reference_rows_lock:
+        if not _reference_rows:
+            from core.architectures import weights_of
+            from core.hf import MODEL_BUILD_LOCK, AutoModelForCausalLM
+            import torch
 
-        rows = []
-        for entry in reference_configs():
-            config = reference_config(entry["hub_id"])
-            with MODEL_BUILD_LOCK, torch.device("meta"):
-                model = AutoModelForCausalLM.from_config(config)
-            count = sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
-            rows.append(model_row(entry["name"], config.model_type, weights_of(model).arch, count))
-        _reference_rows.extend(rows)
-    return list(_reference_rows)
+            for entry in reference_configs():
+                config = reference_config(entry["hub_id"])
+                with MODEL_BUILD_LOCK, torch.device("meta"):
+                    model = AutoModelForCausalLM.from_config(config)
+                count = sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
+                _reference_rows.append(model_row(entry["name"], config.model_type, weights_of(model).arch, count))
+        return list(_reference_rows)
 
 
 def model_row(name: str, family: str, arch, parameters: int) -> dict:

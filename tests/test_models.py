@@ -151,6 +151,22 @@ def test_reference_sizes_are_counted_from_the_shipped_configs():
     assert all(choice.source in hub_ids for choice in models.REGISTRY if choice.from_hub and choice.key != "distilgpt2")
 
 
+def test_the_warm_up_and_a_page_counting_reference_sizes_at_once_get_one_table(monkeypatch):
+    """The server's warm-up thread counts the reference sizes while a student may already open
+    lesson 0: both must get the same rows, counted once (before the lock, both appended theirs)."""
+    import threading
+
+    monkeypatch.setattr(models, "_reference_rows", [])
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(models.reference_models())) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert len(results) == 3 and results[0] == results[1] == results[2]
+    assert len(results[0]) == len(models.reference_configs())
+
+
 def test_the_picker_groups_models_by_family():
     from core.families import FAMILIES
 
