@@ -182,8 +182,8 @@ def model_map_figure(model_map, title: str, highlight: set[str] = frozenset(), n
     if crossed:
         figure.add_trace(go.Scatter(x=[p.x for p in crossed], y=[p.y for p in crossed], mode="text", text=["✕"] * len(crossed),
                                     textfont=dict(size=16, color=ACCENT), hoverinfo="skip", showlegend=False))
-    left = min(p.x - p.width / 2 for p in model_map.parts) - 0.3
-    right = max(p.x + p.width / 2 for p in model_map.parts) + 0.3
+    left = min(p.x - p.width / 2 for p in model_map.parts) - 0.6  # room for a label a little wider than its box
+    right = max(p.x + p.width / 2 for p in model_map.parts) + 0.6
     figure.update_xaxes(visible=False, range=[left, right], fixedrange=True)
     figure.update_yaxes(visible=False, range=[-0.6, model_map.stream_top + 0.6], fixedrange=True)
     figure.update_layout(title=title, height=height or int(60 + 46 * (model_map.stream_top + 1)),
