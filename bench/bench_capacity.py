@@ -122,32 +122,24 @@ def training_class(students: int, on_ray: bool, steps: int = 60) -> None:
 
     from core import live_training
     from core.live_training import PRESETS
+    from bench.bench_training import seconds_until_done
     from core.training_run import TRAINING_SLOTS, Cadence, TrainingRun, available_cores
 
     config = replace(PRESETS["1-minute"], max_steps=steps)
     data = live_training.prepare_data(live_training.story_documents(), 512)
     quiet = Cadence(*[10 * steps] * 3)  # the loss only: what is measured is the queue, not the charts
-    began = time.perf_counter()
     if on_ray:
         from core.ray_runs import RayTrainingRun
 
         runs = [RayTrainingRun(config, data, "Once upon a time", "Once", cpus=2) for _ in range(students)]
     else:
         runs = [TrainingRun(config, data, "Once upon a time", "Once", quiet) for _ in range(students)]
-    for run in runs:
-        run.attach(lambda: True)  # every student's page stays open
-        run.start()
-    done: dict[int, float] = {}
-    while len(done) < students:
-        for index, run in enumerate(runs):
-            if index not in done and run.status in ("finished", "stopped", "diverged", "failed"):
-                done[index] = time.perf_counter() - began
-        time.sleep(0.05)
-    wall, cores = max(done.values()), available_cores()
+    done = seconds_until_done(runs)
+    wall, cores = max(done), available_cores()
     where = "a local Ray cluster (2 CPUs, 2 per run)" if on_ray else f"the in-process queue ({TRAINING_SLOTS.count} at a time)"
     failed = sum(run.status != "finished" for run in runs)
     print(f"{students:3d} students, {steps} steps each, on {where}: the last run done after {wall:6.1f} s, a "
-          f"student waits {statistics.mean(done.values()):6.1f} s on average; {students / wall * 60 / cores:.1f} "
+          f"student waits {statistics.mean(done):6.1f} s on average; {students / wall * 60 / cores:.1f} "
           f"runs per core per minute; {failed} not finished", flush=True)
     for run in runs:
         run.abandon_after = 0.0  # the pages close: Ray actors end

@@ -127,20 +127,26 @@ def many_students(data, students: int = 4, steps: int = 60) -> None:
     for slots in (training_run.TrainingSlots(students), training_run.TrainingSlots(training_run.TRAINING_SLOTS.count)):
         runs = [TrainingRun(config, data, "Once upon a time", "Once", Cadence(*[10 * steps] * 3), slots=slots)
                 for _ in range(students)]
-        for run in runs:
-            run.attach(lambda: True)  # every student's page stays open
-        began, done = time.perf_counter(), {}
-        for run in runs:
-            run.start()
-        while len(done) < students:
-            for index, run in enumerate(runs):
-                if index not in done and not run.is_active:
-                    done[index] = time.perf_counter() - began
-            time.sleep(0.02)
-        wall = max(done.values())
+        done = seconds_until_done(runs)
+        wall = max(done)
         print(f"{students} students, {steps} steps each, {slots.count} training at a time: all done in {wall:.1f} s "
-              f"({tokens / wall:,.0f} tok/s in total); a student waits {statistics.mean(done.values()):.1f} s "
+              f"({tokens / wall:,.0f} tok/s in total); a student waits {statistics.mean(done):.1f} s "
               f"on average for a finished run")
+
+
+def seconds_until_done(runs) -> list[float]:
+    """Start `runs` together, their students' pages kept open, and return how long each took to end."""
+    for run in runs:
+        run.attach(lambda: True)  # every student's page stays open
+    began, done = time.perf_counter(), {}
+    for run in runs:
+        run.start()
+    while len(done) < len(runs):
+        for index, run in enumerate(runs):
+            if index not in done and not run.is_active:
+                done[index] = time.perf_counter() - began
+        time.sleep(0.02)
+    return [done[index] for index in range(len(runs))]
 
 
 def in_the_app() -> None:

@@ -9,6 +9,7 @@ not cover its config or its folder lacks a tokenizer: every number on screen mus
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 import socket
@@ -175,7 +176,7 @@ class LoadedModel:
     def family(self) -> str:
         return self.model.config.model_type
 
-    @property
+    @functools.cached_property  # read from disk once per loaded model (lesson 2 asks on every rerun)
     def seen_token_ids(self) -> list[int] | None:
         """The tokens of the model's training text (what it ever saw as input), when its folder
         records them (the course models' training.json); None when that is not known."""

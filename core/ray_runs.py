@@ -14,12 +14,9 @@ app never needs it.
 """
 from __future__ import annotations
 
-import atexit
 import io
 import os
-import shutil
 import socket
-import tempfile
 import threading
 import time
 import uuid
@@ -31,7 +28,8 @@ import torch
 
 from core.live_training import PreparedData
 from core.training import TrainConfig
-from core.training_run import _SERIALS, Attended, RunView, TrainingRun, TrainingSlots
+from core.training_run import (_SERIALS, ACTIVE, Attended, RunView, TrainingRun, TrainingSlots, app_lifetime_folder,
+                               probe_token_ids)
 
 NAMESPACE = "glassbox"  # every run's actor is named in this namespace ("glassbox-run-…"), so they can be counted
 ACTOR_CPUS = int(os.environ.get("GLASSBOX_RAY_CPUS", "2"))  # what one run asks the cluster for
@@ -116,7 +114,7 @@ class RayTrainingRun(Attended):
 
         super().__init__(abandon_after)
         self.config, self.data, self.copy_test_lines = config, data, copy_test_lines
-        self.probe_ids = data.tokenizer(probe_text)["input_ids"][: config.block_size]
+        self.probe_ids = probe_token_ids(data, probe_text, config)
         self.serial = next(_SERIALS)
         self.actor_name = f"glassbox-run-{uuid.uuid4().hex[:12]}"
         remote = ray.remote(RunActor).options(
@@ -148,7 +146,7 @@ class RayTrainingRun(Attended):
 
     @property
     def is_active(self) -> bool:
-        return self.status in ("running", "paused")
+        return self.status in ACTIVE
 
     # --- control: sent to the actor (Ray keeps one caller's calls in order), shown at once ---
     def _send(self, method: str, *args, status: str | None = None, only_from: tuple[str, ...] = ()) -> None:
@@ -194,12 +192,12 @@ class RayTrainingRun(Attended):
                 if not ready:
                     continue
                 view, reference = ray.get(reference), None
-                if view.status in ("finished", "stopped") and view.steps:
+                if view.has_model:
                     self.zip_bytes()  # the trained model comes home, so that the actor can give its CPUs back
                 with self._lock:
                     if sent == self._sent:  # no control was sent after the question: the answer is current
                         self._heard, self._latest = True, view
-                if view.status in ("finished", "stopped", "diverged"):
+                if view.status not in ACTIVE and view.status != "ready":
                     return  # the run has ended: its actor ends (finally), the page keeps its last view
                 time.sleep(POLL_SECONDS)
             self._actor.stop.remote("Stopped: the page was closed.")
@@ -218,7 +216,7 @@ class RayTrainingRun(Attended):
             ray.kill(self._actor, no_restart=True)
         self._ended.set()
         with self._lock:
-            if self._latest.status in ("running", "paused", "ready"):
+            if self._latest.status in (*ACTIVE, "ready"):
                 self._latest = _replace_status(self._latest, "stopped", "Stopped: the page was closed.")
 
     # --- the finished model, brought back from the cluster ---
@@ -238,8 +236,7 @@ class RayTrainingRun(Attended):
         data = self.zip_bytes()
         with self._lock:
             if self._folder is None:
-                self._folder = Path(tempfile.mkdtemp(prefix="glassbox-trained-"))
-                atexit.register(shutil.rmtree, self._folder, ignore_errors=True)
+                self._folder = app_lifetime_folder()
                 zipfile.ZipFile(io.BytesIO(data)).extractall(self._folder)
             return self._folder
 

@@ -31,7 +31,20 @@ from core.sampling import Strategy, generate
 from core.training import Trainer, TrainConfig, layer_groups
 
 ABANDON_AFTER = 20.0  # seconds with no open page (no live session, no touch()): the student is gone, the run stops
+ACTIVE = ("running", "paused")  # a run's statuses while it may still train; then stopped, finished, diverged (or failed)
 _SERIALS = itertools.count(1)
+
+
+def probe_token_ids(data: PreparedData, probe_text: str, config: TrainConfig) -> list[int]:
+    """The fixed sentence whose attention patterns a run records, as ids, cut to the context."""
+    return data.tokenizer(probe_text)["input_ids"][: config.block_size]
+
+
+def app_lifetime_folder() -> Path:
+    """A new folder for a trained model, deleted when the app ends."""
+    folder = Path(tempfile.mkdtemp(prefix="glassbox-trained-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return folder
 
 
 class TrainingSlots:
@@ -122,6 +135,11 @@ class RunView:
     layer_grad_norms: dict[str, list[float]]
     update_ratios: dict[str, list[float]]
 
+    @property
+    def has_model(self) -> bool:
+        """The run ended by itself or was stopped after some steps: its model is worth keeping."""
+        return self.status in ("finished", "stopped") and bool(self.steps)
+
 
 @dataclass(frozen=True)
 class Cadence:
@@ -188,7 +206,7 @@ class TrainingRun(Attended):
         self.slots = slots or TRAINING_SLOTS  # shared by every run of this process
         self.trainer = Trainer(config, data.train_ids, data.val_ids, data.vocab_size,
                                data.tokenizer.convert_tokens_to_ids(END_OF_TEXT), data.start_at_documents)
-        self.probe_ids = data.tokenizer(probe_text)["input_ids"][: config.block_size]
+        self.probe_ids = probe_token_ids(data, probe_text, config)
         self.serial = next(_SERIALS)  # tells this run's figures from another's
         self._lock = threading.Lock()  # guards everything below that the page and the worker share
         self._status = "ready"  # ready, running, paused, stopped, finished, diverged
@@ -218,7 +236,7 @@ class TrainingRun(Attended):
 
     @property
     def is_active(self) -> bool:
-        return self.status in ("running", "paused")
+        return self.status in ACTIVE
 
     def view(self) -> RunView:
         with self._lock:
@@ -358,8 +376,7 @@ class TrainingRun(Attended):
         """The trained model and its tokenizer in Hugging Face format, in a folder of its own."""
         with self._lock:
             if self._folder is None:
-                self._folder = Path(tempfile.mkdtemp(prefix="glassbox-trained-"))
-                atexit.register(shutil.rmtree, self._folder, ignore_errors=True)  # lives as long as the app
+                self._folder = app_lifetime_folder()
                 self.trainer.model.eval()
                 self.trainer.model.save_pretrained(self._folder)
                 self.data.tokenizer.save_pretrained(self._folder)
@@ -404,10 +421,6 @@ class RunRegistry:
             for token in gone:
                 self._runs.pop(token, None)
 
-    def __len__(self) -> int:
-        with self._lock:
-            return len(self._runs)
-
 
 RUNS = RunRegistry()  # this process's runs
 
@@ -419,12 +432,11 @@ def new_run(config: TrainConfig, data: PreparedData, probe_text: str, sample_pro
     configured cluster cannot take the run and it trains here instead (None otherwise)."""
     from core import ray_runs  # no Ray import unless an address is set
 
-    address = ray_runs.ray_address()
+    address, note = ray_runs.ray_address(), None
     if address:
         try:
             ray_runs.connect(address)
             return ray_runs.RayTrainingRun(config, data, probe_text, sample_prompt, copy_test_lines), None
         except ray_runs.ClusterUnavailable as error:
             note = f"{error} Your run trains on this machine instead."
-            return TrainingRun(config, data, probe_text, sample_prompt, copy_test_lines=copy_test_lines), note
-    return TrainingRun(config, data, probe_text, sample_prompt, copy_test_lines=copy_test_lines), None
+    return TrainingRun(config, data, probe_text, sample_prompt, copy_test_lines=copy_test_lines), note

@@ -300,7 +300,7 @@ def gradients(view) -> None:
 
 
 def finished() -> None:
-    if run is None or run.status not in ("finished", "stopped") or not run.view().steps:
+    if run is None or not run.view().has_model:
         st.caption("When a run has finished (or been stopped), its model appears here.")
         return
     view = run.view()
