@@ -3,6 +3,7 @@ and the Previous / Next links. Layout and widgets only; the work is done in `cor
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import streamlit as st
 
@@ -245,25 +246,66 @@ def render_question(question: Question, number: int, key: str) -> None:
                 st.markdown(question.explanation)
 
 
-def render_lesson(lesson: Lesson, figures: dict[str, Callable[[], None]], key: str) -> None:
-    """The lesson's markdown in order, each figure slot filled by the page's builder."""
-    question_number = 0
-    for part in lesson.parts:
-        if isinstance(part, Markdown):
-            st.markdown(part.text)
-        elif isinstance(part, Figure):
-            builder = figures.get(part.name)
-            if builder is None:
-                st.warning(f"The lesson asks for a figure called “{part.name}”, which this page does not "
-                           f"have. Figures on this page: {', '.join(sorted(figures))}.")
-            else:
-                builder()
-                code_beside(key, part.name)
-        elif isinstance(part, BadSlot):
-            st.warning(f"This line of the lesson is not a figure slot this app understands: {part.line}")
-        elif isinstance(part, Question):
-            render_question(part, question_number, key)
-            question_number += 1
+@dataclass(frozen=True)
+class LiveStretch:
+    """A stretch of a lesson, from the figure slot `first` to the slot `last` (the same slot when
+    None), that reruns on its own when a control in it moves (a Streamlit fragment), so one slider
+    redraws the figures that depend on it and not the whole lesson. `refresh` recomputes whatever
+    the page derives from those controls at its top (a fragment rerun does not run the top again).
+    Everything that depends on a control in the stretch must be inside it."""
+
+    first: str
+    last: str | None = None
+    refresh: Callable[[], None] | None = None
+
+
+def render_lesson(lesson: Lesson, figures: dict[str, Callable[[], None]], key: str,
+                  live: tuple[LiveStretch, ...] = ()) -> None:
+    """The lesson's markdown in order, each figure slot filled by the page's builder; the
+    stretches in `live` are drawn as fragments."""
+    numbered, questions = [], 0
+    for part in lesson.parts:  # questions are numbered in lesson order, wherever they are drawn
+        numbered.append((part, questions))
+        questions += isinstance(part, Question)
+    starts = {stretch.first: stretch for stretch in live}
+    index = 0
+    while index < len(numbered):
+        part = numbered[index][0]
+        stretch = starts.get(part.name) if isinstance(part, Figure) else None
+        if stretch is None:
+            _render_part(*numbered[index], figures, key)
+            index += 1
+            continue
+        last = stretch.last or stretch.first
+        end = next((j for j in range(index, len(numbered))
+                    if isinstance(numbered[j][0], Figure) and numbered[j][0].name == last), index)
+        _live_stretch(numbered[index:end + 1], figures, key, stretch.refresh)
+        index = end + 1
+
+
+@st.fragment
+def _live_stretch(parts: list, figures: dict[str, Callable[[], None]], key: str, refresh) -> None:
+    if refresh is not None:
+        refresh()
+    for part, number in parts:
+        _render_part(part, number, figures, key)
+
+
+def _render_part(part, question_number: int, figures: dict[str, Callable[[], None]], key: str) -> None:
+    if isinstance(part, Markdown):
+        st.markdown(part.text)
+    elif isinstance(part, Figure):
+        builder = figures.get(part.name)
+        if builder is None:
+            st.warning(f"The lesson asks for a figure called “{part.name}”, which this page does not "
+                       f"have. Figures on this page: {', '.join(sorted(figures))}.")
+        else:
+            builder()
+            code_beside(key, part.name)
+    elif isinstance(part, BadSlot):
+        st.warning(f"This line of the lesson is not a figure slot this app understands: {part.line}")
+    elif isinstance(part, Question):
+        render_question(part, question_number, key)
 
 
 def code_beside(key: str, slot: str) -> None:
@@ -389,8 +431,8 @@ def you_are_here(loaded: LoadedModel, number: int) -> None:
     highlight = set(LESSON_PARTS[number])
     if number == 3 and loaded.arch.rotary_dim:
         highlight = {"head"}  # rotary positions live inside attention
-    if number == 4:  # the figures show one head: light that one (the one block stands for the chosen layer)
-        highlight = {"attention", f"blocks.0.attn.head.{st.session_state.get('attn_head', 0)}"}
+    # (not the head chosen in lesson 4: the head picker reruns only its stretch of the lesson, and a
+    # sidebar that followed it would go stale)
     from core.cached import cached_figure
 
     state = st.session_state  # one block stands for all: a head switched off in any layer is crossed out on it

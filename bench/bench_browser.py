@@ -35,7 +35,7 @@ def choose(page, label: str, option: str) -> None:
 
 
 def slide(page, label: str) -> None:
-    page.get_by_label(label).first.focus()
+    page.get_by_role("slider", name=label).focus()  # (get_by_label finds the label's help icon first)
     page.keyboard.press("ArrowRight")
 
 

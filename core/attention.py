@@ -44,13 +44,16 @@ def head_scores(trace: Trace) -> dict[str, torch.Tensor]:
     first-token:    weight on key 0 (queries 1..pos-1)
     same-token:     weight on earlier positions holding the query's own token
                     (queries whose token appeared before; 0 if there are none)
+    induction:      weight on the positions just after an earlier copy of the query's token,
+                    where a repeated text goes on (the same queries; 0 if there are none)
     """
     n = trace.n_tokens
     ids = trace.token_ids
     earlier_same = [[j for j in range(q) if ids[j] == ids[q]] for q in range(n)]
     repeat_queries = [q for q in range(n) if earlier_same[q]]
+    after_copy = {q: [j + 1 for j in earlier_same[q]] for q in repeat_queries}  # j + 1 <= q: always a key
     scores = {name: torch.zeros(trace.n_layer, trace.n_head)
-              for name in ("previous-token", "first-token", "same-token")}
+              for name in ("previous-token", "first-token", "same-token", "induction")}
     for layer in range(trace.n_layer):
         pattern = trace["pattern", layer]  # [head, query, key]
         if n > 1:
@@ -60,6 +63,8 @@ def head_scores(trace: Trace) -> dict[str, torch.Tensor]:
         if repeat_queries:
             per_query = torch.stack([pattern[:, q, earlier_same[q]].sum(dim=-1) for q in repeat_queries])
             scores["same-token"][layer] = per_query.mean(dim=0)  # [head]
+            per_query = torch.stack([pattern[:, q, after_copy[q]].sum(dim=-1) for q in repeat_queries])
+            scores["induction"][layer] = per_query.mean(dim=0)  # [head]
     return scores
 
 

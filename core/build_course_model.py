@@ -7,6 +7,10 @@ Steps, all seeded: write the story corpus (train and validation from different s
 train a byte-level BPE tokenizer on the training stories (the Llama-design model reuses the
 GPT-2-design model's tokenizer, so the two see the same tokens and can be compared token for
 token), train the model with the course's own `Trainer`, and save a Hugging Face model folder.
+`--repeat-share S` also mixes in runs of random story tokens, each followed by its repeat
+(`core.induction.repeat_documents`, as many tokens as the share S of the stories hold): text that
+rewards copying at any distance. The bundled models are built without (S = 0): at S = 0.15 (GPT-2
+design) and 0.3 (Llama design), 2,500 steps grew no induction circuit (lesson 4 says what was measured).
 Then run `python -m core.evaluate_course_model [--model FOLDER]` to measure it and write its card.
 """
 from __future__ import annotations
@@ -20,6 +24,7 @@ from pathlib import Path
 import torch
 
 from core.corpus import END_OF_TEXT, generate_stories
+from core.induction import repeat_documents
 from core.tokenization import encode_corpus, train_byte_level_bpe
 from core.training import Trainer, TrainConfig, parameter_count
 
@@ -35,10 +40,11 @@ MODERN_CONFIG = TrainConfig(n_layer=4, n_head=4, n_embd=128, block_size=128, bat
                             learning_rate=3e-3, warmup_steps=100, max_steps=2500, seed=0,
                             architecture="llama", n_kv_head=2)
 THREADS = 2
+REPEAT_SEED = 4  # the random runs of `--repeat-share`
 
 
 def build(out_dir: Path, config: TrainConfig, log_every: int = 100, tokenizer_from: Path | None = None,
-          threads: int = THREADS) -> dict:
+          threads: int = THREADS, repeat_share: float = 0.0) -> dict:
     torch.set_num_threads(threads)
     torch.manual_seed(config.seed)
     began = time.perf_counter()
@@ -52,10 +58,15 @@ def build(out_dir: Path, config: TrainConfig, log_every: int = 100, tokenizer_fr
         tokenizer = train_byte_level_bpe(train_texts, VOCAB_SIZE)
     train_ids = encode_corpus(tokenizer, train_texts)  # [n_train_tokens]
     val_ids = encode_corpus(tokenizer, val_texts)  # [n_val_tokens]
-    print(f"corpus: {len(train_texts)} train stories, {len(train_ids):,} tokens; "
+    eos = tokenizer.convert_tokens_to_ids(END_OF_TEXT)
+    story_tokens = len(train_ids)
+    seen = sorted(set(train_ids.tolist()))  # the tokens the stories use: the repeats draw from them only
+    repeat_ids = repeat_documents([i for i in seen if i != eos], int(repeat_share * story_tokens), eos,
+                                  REPEAT_SEED)  # [n_repeat_tokens]
+    train_ids = torch.cat([train_ids, repeat_ids])  # [n_train_tokens]: windows are drawn anywhere, so they mix
+    print(f"corpus: {len(train_texts)} train stories, {story_tokens:,} tokens, {len(repeat_ids):,} repeat tokens; "
           f"vocabulary {len(tokenizer)}; {time.perf_counter() - began:.1f} s", flush=True)
 
-    eos = tokenizer.convert_tokens_to_ids(END_OF_TEXT)
     trainer = Trainer(config, train_ids, val_ids, vocab_size=len(tokenizer), eos_token_id=eos)
     history = []
     for _ in range(config.max_steps):
@@ -75,12 +86,14 @@ def build(out_dir: Path, config: TrainConfig, log_every: int = 100, tokenizer_fr
     record = {
         "command": "python -m core.build_course_model" + (f" --architecture {config.architecture}"
                                                             if config.architecture != "gpt2" else "")
-                   + (f" --threads {threads}" if threads != THREADS else ""),
+                   + (f" --threads {threads}" if threads != THREADS else "")
+                   + (f" --repeat-share {repeat_share}" if repeat_share else ""),
         "config": asdict(config),
         "corpus": {"train_stories": TRAIN_STORIES, "train_seed": TRAIN_SEED, "val_stories": VAL_STORIES,
-                   "val_seed": VAL_SEED, "train_tokens": len(train_ids), "val_tokens": len(val_ids)},
+                   "val_seed": VAL_SEED, "train_tokens": story_tokens, "val_tokens": len(val_ids),
+                   "repeat_tokens": len(repeat_ids), "repeat_seed": REPEAT_SEED},
         "vocab_size": len(tokenizer),
-        "seen_token_ids": sorted(set(train_ids.tolist())),  # the tokens the model ever saw as input (lesson 2)
+        "seen_token_ids": seen,  # the tokens the model ever saw as input (lesson 2)
         "parameters": parameter_count(trainer.model),
         "torch_threads": threads,
         "wall_seconds": round(wall_seconds, 1),
@@ -112,6 +125,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--threads", type=int, default=THREADS,
                         help="torch threads (the float sums, and so the weights, depend on it)")
+    parser.add_argument("--repeat-share", type=float, default=0.0,
+                        help="repeated random runs, as a share of the story tokens (the bundled models: 0)")
     parser.add_argument("--record-seen-tokens", action="store_true",
                         help="only add the training text's token ids to an existing model's training.json")
     args = parser.parse_args()
@@ -121,7 +136,8 @@ def main() -> None:
     base = MODERN_CONFIG if args.architecture == "llama" else COURSE_CONFIG
     config = TrainConfig(**{**asdict(base), "max_steps": args.steps or base.max_steps})
     out = args.out or (MODERN_MODEL_DIR if args.architecture == "llama" else MODEL_DIR)
-    build(out, config, tokenizer_from=MODEL_DIR if args.architecture == "llama" else None, threads=args.threads)
+    build(out, config, tokenizer_from=MODEL_DIR if args.architecture == "llama" else None, threads=args.threads,
+          repeat_share=args.repeat_share)
 
 
 if __name__ == "__main__":

@@ -152,3 +152,15 @@ def cached_neurons_pushing_token(model_key: str, prompt: str, token_id: int, per
     from core.residual import neurons_pushing_token
 
     return neurons_pushing_token(cached_trace(model_key, prompt), cached_model(model_key).model, token_id, per_layer)
+
+
+@st.cache_resource(max_entries=4, show_spinner="Finding the model's induction circuit (the standard test: 10 repeated runs)…")
+def cached_induction_circuit(model_key: str):
+    """The model's induction circuit, found once per model by the standard test (`core.induction`);
+    None for a one-layer model."""
+    from core.induction import find_circuit, induction_test, test_token_pool
+
+    loaded = cached_model(model_key)
+    pool = test_token_pool(loaded.tokenizer, loaded.seen_token_ids)
+    eos = loaded.tokenizer.eos_token_id
+    return find_circuit(induction_test(loaded.model, pool, eos if eos is not None else pool[0]))

@@ -18,6 +18,8 @@ import torch
 
 from core.corpus import generate_stories
 from core.glassbox import Interventions, run_trace
+from core.induction import (FOUND_LOSS_RATIO, FOUND_SCORE, TEST_LENGTH, TEST_SEQUENCES, find_circuit, induction_test,
+                            test_token_pool)
 from core.models import load_local_model
 from core.build_course_model import MODEL_DIR
 
@@ -106,6 +108,24 @@ def name_accuracy(model, tokenizer, stories, interventions: Interventions) -> fl
     return hits / max(total, 1)
 
 
+def induction_measurements(model, tokenizer, model_dir: Path) -> dict:
+    """The standard induction test (`core.induction`) on the tokens the model saw in training, and
+    the loss on the repeat with each head of the circuit ablated."""
+    seen = json.loads((model_dir / "training.json").read_text()).get("seen_token_ids")
+    pool = test_token_pool(tokenizer, seen)
+    eos = tokenizer.eos_token_id
+    test = induction_test(model, pool, eos)
+    circuit = find_circuit(test)
+    ablated = {f"layer {layer} head {head}": induction_test(
+        model, pool, eos, Interventions(ablated_heads=frozenset({(layer, head)}))).repeat_loss
+        for layer, head in (circuit.induction_head, circuit.previous_token_head)}
+    return {"induction_head": list(circuit.induction_head), "induction_score": circuit.induction_score,
+            "previous_token_head": list(circuit.previous_token_head),
+            "previous_token_score": circuit.previous_token_score,
+            "first_half_loss": test.first_half_loss, "repeat_loss": test.repeat_loss,
+            "repeat_loss_with_ablation": ablated}
+
+
 def evaluate(model_dir: Path) -> dict:
     began = time.perf_counter()
     model, tokenizer = load_local_model(model_dir)
@@ -136,6 +156,7 @@ def evaluate(model_dir: Path) -> dict:
                      "mean_probability": sum(r.answer_probability for r in results) / len(results)}
               for kind, results in sorted(by_kind.items())}
     return {"p_mat": p_mat, "probes": probes, "name_heads": ranked[:3], "name_accuracy_with_ablation": ablations,
+            "induction": induction_measurements(model, tokenizer, model_dir),
             "eval_stories": EVAL_STORIES, "eval_seed": EVAL_SEED,
             "seconds": round(time.perf_counter() - began, 1)}
 
@@ -154,6 +175,14 @@ def model_card(training: dict, evaluation: dict) -> str:
         if found:
             rows.append(f"| {label} | {found['cases']} | {found['accuracy']:.1%} | ≥ {bar:.0%} | "
                         f"{'pass' if found['accuracy'] >= bar else 'FAIL'} |")
+    induction = evaluation.get("induction")
+    if induction:
+        rows.append(f"| induction score of the best head (attention to the token after the earlier copy) | "
+                    f"{TEST_SEQUENCES} | {induction['induction_score']:.2f} | ≥ {FOUND_SCORE:.2f} | "
+                    f"{'pass' if induction['induction_score'] >= FOUND_SCORE else 'FAIL'} |")
+        ratio = induction["repeat_loss"] / induction["first_half_loss"]
+        rows.append(f"| loss on the repeat ÷ loss on the first half | {TEST_SEQUENCES} | {ratio:.2f} | "
+                    f"< {FOUND_LOSS_RATIO:.2f} | {'pass' if ratio < FOUND_LOSS_RATIO else 'FAIL'} |")
     heads = "\n".join(f"- layer {layer}, head {head}: {score:.2f} of its attention on the earlier name"
                       for score, layer, head in evaluation["name_heads"])
     best_score, best_layer, best_head = evaluation["name_heads"][0]
@@ -218,6 +247,46 @@ stories, becomes:
 
 Open the Attention lesson with a prompt such as
 `Once upon a time, there was a girl named Mia. Mia had a red ball. One day,` to see it.
+{induction_section(induction, training['corpus'])}"""
+
+
+def induction_section(induction: dict | None, corpus: dict) -> str:
+    if not induction:
+        return ""
+    repeats = corpus.get("repeat_tokens", 0)
+    why = (f"The training text mixes such repeated runs ({repeats / (repeats + corpus['train_tokens']):.0%} of its "
+           "tokens) into the stories." if repeats else
+           "This model's training text is the stories alone, which never reward copying at a distance.")
+    layer, head = induction["induction_head"]
+    prev_layer, prev_head = induction["previous_token_head"]
+    test = (f"The standard test (Olsson et al., 2022): an end-of-text token, {TEST_LENGTH} random tokens (drawn from\n"
+            f"the tokens of the training stories) and the same {TEST_LENGTH} again, {TEST_SEQUENCES} such prompts. "
+            f"The first\nhalf cannot be predicted: its loss is {induction['first_half_loss']:.2f} nats per token.")
+    found = (induction["induction_score"] >= FOUND_SCORE
+             and induction["repeat_loss"] < FOUND_LOSS_RATIO * induction["first_half_loss"])
+    if not found:
+        return f"""
+## No induction circuit
+{test} On the repeat it is {induction['repeat_loss']:.2f}: the model does not copy. No head
+looks at the token after the earlier copy: the best, layer {layer}, head {head}, puts
+{induction['induction_score']:.2f} of its attention there. {why}
+"""
+    ablated = "\n".join(f"- ablated: {what}: {loss:.2f} nats" for what, loss in
+                        induction["repeat_loss_with_ablation"].items())
+    return f"""
+## An induction circuit
+{test} On the repeat it is **{induction['repeat_loss']:.2f}**: the model copies. Two heads do it:
+
+- layer {prev_layer}, head {prev_head}, a **previous-token head**: {induction['previous_token_score']:.2f} of its
+  attention on the token just before;
+- layer {layer}, head {head}, an **induction head**: {induction['induction_score']:.2f} of its attention on the
+  token just after the earlier copy of the current token.
+
+The loss on the repeat with one of them ablated:
+
+{ablated}
+
+{why}
 """
 
 

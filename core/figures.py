@@ -507,3 +507,24 @@ def journey_sankey(flows: list[tuple[str, str, float]], sinks: tuple[str, str], 
                   hovertemplate="%{source.label} → %{target.label}<br>%{value:.3f} logit<extra></extra>")))
     figure.update_layout(title=title, height=max(520, 34 * len(sources)), margin=dict(l=10, r=10, t=40, b=10))
     return figure
+
+
+def per_token_loss(labels: list[str], series: dict[str, list[float]], copyable: list[int], title: str) -> go.Figure:
+    """The loss of each next-token prediction of a prompt, one line per run of the model; the
+    positions whose next token could be copied from an earlier repeat are shaded."""
+    figure = go.Figure()
+    for index, (name, values) in enumerate(series.items()):
+        figure.add_trace(go.Scatter(x=list(range(len(values))), y=values, mode="lines+markers", name=name,
+                                    marker_size=4, line=dict(color=TOKEN_COLOURS[index % len(TOKEN_COLOURS)]),
+                                    customdata=labels[1:len(values) + 1],
+                                    hovertemplate=f"{name}<br>after %{{x}}, predicting %{{customdata}}"
+                                                  "<br>loss %{y:.3f} nats<extra></extra>"))
+    for q in copyable:  # one band per copyable prediction: the repeat's stretch reads as one shaded area
+        figure.add_vrect(x0=q - 0.5, x1=q + 0.5, fillcolor="#fde68a", opacity=0.5, line_width=0, layer="below")
+    shown = list(range(0, len(labels) - 1, max(1, math.ceil((len(labels) - 1) / 40))))
+    figure.update_layout(title=title, height=380, margin=dict(l=10, r=10, t=40, b=10),
+                         legend=dict(orientation="h", yanchor="bottom", y=1.0, x=0),
+                         xaxis=dict(title="position (the token the prediction is made at)", tickvals=shown,
+                                    ticktext=[labels[i] for i in shown], tickangle=-60, tickfont_size=9),
+                         yaxis=dict(title="loss, −ln p(next token), nats", rangemode="tozero"))
+    return figure

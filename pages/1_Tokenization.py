@@ -136,5 +136,5 @@ course_ui.render_lesson(lesson, {"predict-count": predict_count,
     "token-chips": token_chips, "token-counts": token_counts, "token-table": token_table,
     "tokenizer-comparison": tokenizer_comparison, "bpe-merges": bpe_merges, "words-split": words_split,
     "byte-fallback": byte_fallback,
-}, key=course_ui.lesson_key(1))
+}, key=course_ui.lesson_key(1), live=(course_ui.LiveStretch("token-chips"), course_ui.LiveStretch("byte-fallback")))
 course_ui.lesson_navigation(1)

@@ -113,5 +113,5 @@ def compare_tokens() -> None:
 course_ui.render_lesson(lesson, {
     "embedding-lookup": embedding_lookup, "norms": norms, "cosine": cosine, "neighbours": neighbours,
     "pca": pca, "compare-tokens": compare_tokens,
-}, key=course_ui.lesson_key(2))
+}, key=course_ui.lesson_key(2), live=(course_ui.LiveStretch("neighbours"),))
 course_ui.lesson_navigation(2)

@@ -142,5 +142,5 @@ def reorder() -> None:
 course_ui.render_lesson(lesson, {
     "embedding-sum": embedding_sum, "learned-positions": learned_positions, "sinusoidal": sinusoidal,
     "rotary": rotary, "shift-test": shift_test, "reorder": reorder,
-}, key=course_ui.lesson_key(3))
+}, key=course_ui.lesson_key(3), live=(course_ui.LiveStretch("shift-test"),))
 course_ui.lesson_navigation(3)

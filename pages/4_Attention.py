@@ -3,8 +3,8 @@ import pandas as pd
 import streamlit as st
 
 import course_ui
-from core import attention, diagrams, figures
-from core.cached import cached_trace
+from core import attention, diagrams, figures, induction
+from core.cached import cached_induction_circuit, cached_trace
 from core.glassbox import concatenate_heads
 from core.models import model_row, reference_models
 
@@ -17,10 +17,19 @@ course_ui.keep_values("attn_layer", "attn_head", "attn_ablate")
 prompt = course_ui.prompt_box()
 trace = course_ui.lesson_trace(loaded, prompt)
 if trace is not None:
-    layer, head = course_ui.layer_head_state(trace, "attn")
     labels = figures.token_labels(trace.token_strings)
-    d_head = trace["q", layer].shape[-1]
-    kv_head = trace.arch.kv_head_of(head)
+
+
+def read_head_choice() -> None:
+    """The layer and head as the picker now says (again at each rerun of the picker's stretch)."""
+    global layer, head, d_head, kv_head
+    if trace is not None:
+        layer, head = course_ui.layer_head_state(trace, "attn")
+        d_head = trace["q", layer].shape[-1]
+        kv_head = trace.arch.kv_head_of(head)
+
+
+read_head_choice()
 
 
 needs_trace = course_ui.needs_trace(trace)
@@ -137,7 +146,7 @@ def head_roles() -> None:
     scores_by_role = attention.head_scores(trace)
     heads = [str(h) for h in range(trace.n_head)]
     layers = [str(l) for l in range(trace.n_layer)]
-    columns = st.columns(3)
+    columns = [column for _ in range(0, len(scores_by_role), 2) for column in st.columns(2)]
     for column, (role, table) in zip(columns, scores_by_role.items()):
         course_ui.chart(f"role-{role}", (), lambda role=role, table=table: figures.heatmap(
             table, heads, layers, f"{role} score", "head", "layer", diverging=False, value_range=(0, 1),
@@ -157,6 +166,44 @@ def ablation() -> None:
     course_ui.prediction_change_view(loaded, trace, after, key="attn-ablation")
 
 
+@needs_trace
+def induction_circuit() -> None:
+    st.button("Repeat my prompt", key="attn-repeat", on_click=course_ui.set_prompt,
+              args=(induction.repeated_prompt(prompt),), help="Your prompt, then your prompt again, as the new prompt")
+    circuit = cached_induction_circuit(loaded.name)
+    if circuit is None:
+        st.info("This model has one layer: an induction circuit needs two heads in two layers.")
+        return
+    (layer_i, head_i), (layer_p, head_p) = circuit.induction_head, circuit.previous_token_head
+    measured = (f"on the repeated runs the loss goes from {circuit.test.first_half_loss:.2f} to "
+                f"{circuit.test.repeat_loss:.2f} nats per token")
+    if circuit.found:
+        st.caption(f"The standard test on {figures.md_escape(loaded.name)}: layer {layer_p}, head {head_p} is its previous-token head "
+                   f"({circuit.previous_token_score:.2f}), layer {layer_i}, head {head_i} its induction head "
+                   f"({circuit.induction_score:.2f}); {measured}.")
+    else:
+        st.info(f"The standard test finds no induction circuit in {figures.md_escape(loaded.name)}: its best candidate, layer "
+                   f"{layer_i}, head {head_i}, puts only {circuit.induction_score:.2f} of its attention on the token "
+                   f"after the earlier copy, and {measured}. The figures below show its best candidates all the same.")
+    course_ui.chart("induction-patterns", (circuit.induction_head,), lambda: figures.small_multiples(
+        [trace["pattern", layer_p][head_p], trace["pattern", layer_i][head_i]],
+        [f"previous-token head {layer_p}.{head_p}", f"induction head {layer_i}.{head_i}"], labels, columns=2,
+        title="The two heads on your prompt"))
+    runs = {"as trained": trace}
+    for name, pair in (("induction head off", (layer_i, head_i)), ("previous-token head off", (layer_p, head_p))):
+        runs[f"{name} ({pair[0]}.{pair[1]})"] = cached_trace(loaded.name, prompt, ablated_heads=frozenset({pair}))
+    losses = {name: induction.token_losses(run["logits"], run.token_ids).tolist() for name, run in runs.items()}
+    copyable = induction.copyable_positions(trace.token_ids)
+    course_ui.chart("induction-loss", (circuit.induction_head,), lambda: figures.per_token_loss(
+        labels, {figures.plotly_text(name): values for name, values in losses.items()}, copyable,
+        "Loss of each next-token prediction (shaded: the next token could be copied from an earlier repeat)"))
+    if copyable:
+        means = ", ".join(f"{sum(values[q] for q in copyable) / len(copyable):.2f} {name}" for name, values in losses.items())
+        st.caption(f"Mean loss over the {len(copyable)} shaded predictions: {means}.")
+    else:
+        st.caption("Nothing in your prompt repeats yet, so nothing can be copied: press “Repeat my prompt”.")
+
+
 def head_groups() -> None:
     course_ui.chart("head-groups", (), lambda: diagrams.head_groups_figure(loaded.arch, figures.plotly_text(loaded.name)))
 
@@ -174,6 +221,7 @@ def kv_cache() -> None:
 course_ui.render_lesson(lesson, {
     "head-picker": head_picker, "qkv": qkv, "scores": scores, "pattern": pattern, "head-output": head_output,
     "by-hand": by_hand, "all-heads": all_heads, "overview": overview, "sankey": sankey, "head-roles": head_roles,
-    "ablation": ablation, "head-groups": head_groups, "kv-cache": kv_cache,
-}, key=course_ui.lesson_key(4))
+    "induction": induction_circuit, "ablation": ablation, "head-groups": head_groups, "kv-cache": kv_cache,
+}, key=course_ui.lesson_key(4), live=(
+    course_ui.LiveStretch("head-picker", "sankey", read_head_choice),))
 course_ui.lesson_navigation(4)

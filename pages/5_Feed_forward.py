@@ -17,13 +17,22 @@ prompt = course_ui.prompt_box()
 trace = course_ui.lesson_trace(loaded, prompt)
 needs_trace = course_ui.needs_trace(trace)
 if trace is not None:
-    layer, _ = course_ui.layer_head_state(trace, "ff")
     labels = figures.token_labels(trace.token_strings)
-    d_mlp = trace["mlp_pre", layer].shape[1]
-    active = residual.most_active_neurons(trace, layer, SHOWN_NEURONS)
-    if not 0 <= st.session_state.get("ff_position", -1) < trace.n_tokens:
-        st.session_state.ff_position = trace.n_tokens - 1
-    position = st.session_state.ff_position
+
+
+def read_layer_choice() -> None:
+    """The layer and position as the picker now says (again at each rerun of the picker's stretch)."""
+    global layer, d_mlp, active, position
+    if trace is not None:
+        layer, _ = course_ui.layer_head_state(trace, "ff")
+        d_mlp = trace["mlp_pre", layer].shape[1]
+        active = residual.most_active_neurons(trace, layer, SHOWN_NEURONS)
+        if not 0 <= st.session_state.get("ff_position", -1) < trace.n_tokens:
+            st.session_state.ff_position = trace.n_tokens - 1
+        position = st.session_state.ff_position
+
+
+read_layer_choice()
 
 
 def activation_name() -> str:
@@ -222,5 +231,7 @@ course_ui.render_lesson(lesson, {
     "mlp-out": mlp_out, "neuron": neuron, "residual-norms": residual_norms,
     "logit-contributions": logit_contributions, "ablation": ablation, "rms-vs-layer-norm": rms_vs_layer_norm,
     "block-wiring": block_wiring, "swiglu": swiglu,
-}, key=course_ui.lesson_key(5))
+}, key=course_ui.lesson_key(5), live=(
+    course_ui.LiveStretch("layer-picker", "residual-norms", read_layer_choice),
+    course_ui.LiveStretch("logit-contributions")))
 course_ui.lesson_navigation(5)

@@ -35,8 +35,17 @@ if trace is not None:
     logits = trace["logits"][-1]  # [vocab]
     state.s_top_k = min(int(state.s_top_k), logits.numel())  # a smaller model may have a smaller vocabulary
     log_probs = torch.log_softmax(logits.double(), dim=-1)  # [vocab] the model's own distribution (T = 1)
-    strategy = Strategy(float(state.s_temperature), int(state.s_top_k), float(state.s_top_p))
-    stage = sampling.funnel(logits, strategy)
+
+
+def read_strategy() -> None:
+    """The sampling settings as the controls now say (again at each rerun of the sampling stretch)."""
+    global strategy, stage
+    if trace is not None:
+        strategy = Strategy(float(state.s_temperature), int(state.s_top_k), float(state.s_top_p))
+        stage = sampling.funnel(logits, strategy)
+
+
+read_strategy()
 
 
 def name(token_id: int) -> str:
@@ -244,5 +253,7 @@ def recap() -> None:
 course_ui.render_lesson(lesson, {
     "candidates": candidates, "guess": guess, "temperature": temperature, "sweep": sweep, "cuts": cuts,
     "funnel": funnel, "generate": generate, "journey": journey, "logit-lens": logit_lens, "recap": recap,
-}, key=course_ui.lesson_key(6))
+}, key=course_ui.lesson_key(6), live=(
+    course_ui.LiveStretch("guess"), course_ui.LiveStretch("temperature", "generate", read_strategy),
+    course_ui.LiveStretch("journey"), course_ui.LiveStretch("logit-lens")))
 course_ui.lesson_navigation(6)

@@ -91,9 +91,9 @@ def default_runs() -> tuple[dict, dict[str, set[str]]]:
     drawing = {"page": "Home.py"}
     render_lesson = course_ui.render_lesson
 
-    def recording(lesson, figures, key):
+    def recording(lesson, figures, key, **options):
         builders.setdefault(drawing["page"], set()).update(figures)
-        return render_lesson(lesson, figures, key)
+        return render_lesson(lesson, figures, key, **options)
 
     course_ui.render_lesson = recording  # the pages call course_ui.render_lesson at run time
     runs = {}

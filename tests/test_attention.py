@@ -71,6 +71,8 @@ def test_head_scores_on_hand_made_patterns():
     assert scores["first-token"][0].tolist() == pytest.approx([1 / 3, 1.0])  # query 1: previous = first
     # token 5 repeats at position 2; its earlier copy is position 0, which only the first-token head looks at
     assert scores["same-token"][0].tolist() == [0.0, 1.0]
+    # the token after that copy is position 1, just before query 2: the previous-token head looks there
+    assert scores["induction"][0].tolist() == [1.0, 0.0]
     assert attention.strongest_head(scores["previous-token"]) == (0, 0, 1.0)
 
 

@@ -178,3 +178,55 @@ def test_pick_a_model_folder_in_the_picker(app_url, page, tmp_path):
     wait_until_idle(page)
     assert page.get_by_text(f"Using {folder}").count() == 1  # the lesson runs on the chosen folder
     no_errors(page)
+
+
+def received_deltas(page) -> list:
+    """From now on, every Streamlit delta (one element drawn) the page receives over its websocket."""
+    from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+
+    deltas: list = []
+
+    def frame(payload) -> None:
+        if isinstance(payload, bytes):
+            message = ForwardMsg()
+            message.ParseFromString(payload)
+            if message.HasField("delta"):
+                deltas.append(message.delta)
+
+    page.on("websocket", lambda socket: socket.on("framereceived", frame))
+    return deltas
+
+
+def test_a_control_reruns_its_stretch_and_everything_that_depends_on_it_follows(app_url, page):
+    """Issue 19: moving a control reruns only its stretch of the lesson (a fragment: every element
+    sent after the move belongs to one), and no figure that depends on the control is left stale."""
+    deltas = received_deltas(page)
+    page.goto(app_url + "/Sampling")
+    page.locator("svg g.sankey").first.wait_for(timeout=60_000)
+    wait_until_idle(page)
+    assert any(not delta.fragment_id for delta in deltas)  # the page itself is drawn by a full run
+    deltas.clear()
+    slider = page.get_by_role("slider", name="Temperature T")
+    slider.focus()
+    for _ in range(4):  # 1.0 -> 1.2, one step of 0.05 at a time
+        slider.press("ArrowRight")
+        wait_until_idle(page)
+    page.locator("svg .gtitle >> text=Where the probability goes at T = 1.2").wait_for(timeout=30_000)
+    assert page.locator("svg .gtitle >> text=at T = 1 and at your temperature").count() == 1
+    assert page.get_by_text("Entropy at T = 1.2").count() == 1
+    assert page.locator("svg >> text=T = 1.2").count() >= 2  # the sweep's markers follow the slider
+    assert deltas and all(delta.fragment_id for delta in deltas)
+    no_errors(page)
+
+    page.goto(app_url + "/Attention")
+    page.locator("svg g.sankey").first.wait_for(timeout=60_000)
+    wait_until_idle(page)
+    deltas.clear()
+    page.get_by_label("Head", exact=True).first.click()
+    page.keyboard.type("1")
+    page.keyboard.press("Enter")
+    wait_until_idle(page)
+    for title in ("Attention pattern, layer 0, head 1", "Attention flow, layer 0, head 1", "Head 1 output z"):
+        page.locator(f"svg .gtitle >> text={title}").first.wait_for(timeout=30_000)
+    assert deltas and all(delta.fragment_id for delta in deltas)
+    no_errors(page)

@@ -22,6 +22,14 @@ def measured() -> dict:
     return evaluate(MODEL_DIR)
 
 
+def assert_same_induction(measured: dict, stored: dict) -> None:
+    assert (measured["induction_head"], measured["previous_token_head"]) == \
+        (stored["induction_head"], stored["previous_token_head"])
+    for name in ("induction_score", "previous_token_score", "first_half_loss", "repeat_loss"):
+        assert measured[name] == pytest.approx(stored[name], abs=1e-4), name
+    assert measured["repeat_loss_with_ablation"] == pytest.approx(stored["repeat_loss_with_ablation"], abs=1e-4)
+
+
 def test_the_card_is_what_the_model_measures_today(stored, measured):
     assert measured["p_mat"] == pytest.approx(stored["p_mat"], abs=1e-5)
     for kind, figures in stored["probes"].items():
@@ -33,6 +41,7 @@ def test_the_card_is_what_the_model_measures_today(stored, measured):
     for (score, _, _), (stored_score, _, _) in zip(measured["name_heads"], stored["name_heads"]):
         assert score == pytest.approx(stored_score, abs=1e-5)
     assert measured["name_accuracy_with_ablation"] == pytest.approx(stored["name_accuracy_with_ablation"], abs=1e-9)
+    assert_same_induction(measured["induction"], stored["induction"])
     training = json.loads((MODEL_DIR / "training.json").read_text())
     assert (MODEL_DIR / "README.md").read_text() == model_card(training, stored)
 
@@ -41,6 +50,26 @@ def test_the_model_passes_every_probe_the_foundation_issue_asks_for(measured):
     assert measured["p_mat"] >= REQUIRED["mat"]
     for kind in ("name", "pronoun", "object"):
         assert measured["probes"][kind]["accuracy"] >= REQUIRED[kind], kind
+
+
+def test_the_attention_lesson_quotes_the_cards_induction_test(stored):
+    """Issue 16 asked for an induction circuit; the course model has none, and lesson 4 says so in
+    the card's numbers (the attempts to grow one are in the closing notes and the lesson)."""
+    import math
+
+    from tests.conftest import quoted
+
+    from core.induction import FOUND_SCORE
+
+    induction = stored["induction"]
+    assert induction["induction_score"] < FOUND_SCORE  # the card's verdict: no circuit
+    first, uniform, repeat, best = quoted(r"the first\s+half costs (\d+\.\d+) nats per token, far more than a uniform "
+                                          r"guess over its vocabulary \((\d+\.\d+)\).*?The\s+repeat costs (\d+\.\d+), "
+                                          r"no less, and no head puts more than (\d+\.\d+)", lesson_text("04_attention.md"))
+    assert float(first) == round(induction["first_half_loss"], 2)
+    assert float(uniform) == round(math.log(json.loads((MODEL_DIR / "training.json").read_text())["vocab_size"]), 2)
+    assert float(repeat) == round(induction["repeat_loss"], 2) and float(repeat) >= float(first)
+    assert float(best) == round(induction["induction_score"], 2)
 
 
 def test_the_attention_lesson_quotes_the_cards_head_and_ablation(stored):

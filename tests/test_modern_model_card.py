@@ -8,7 +8,7 @@ import pytest
 
 from core.build_course_model import MODEL_DIR, MODERN_MODEL_DIR
 from core.evaluate_course_model import evaluate, model_card
-from tests.test_course_model_card import REQUIRED
+from tests.test_course_model_card import REQUIRED, assert_same_induction
 
 
 @pytest.fixture(scope="module")
@@ -31,6 +31,7 @@ def test_the_modern_card_is_what_the_model_measures_today(stored, measured):
     assert [(layer, head) for _, layer, head in measured["name_heads"]] == \
         [(layer, head) for _, layer, head in stored["name_heads"]]
     assert measured["name_accuracy_with_ablation"] == pytest.approx(stored["name_accuracy_with_ablation"], abs=1e-9)
+    assert_same_induction(measured["induction"], stored["induction"])
     training = json.loads((MODERN_MODEL_DIR / "training.json").read_text())
     assert (MODERN_MODEL_DIR / "README.md").read_text() == model_card(training, stored)
 
