@@ -34,35 +34,37 @@ def block_wirings_figure(arch: Architecture, model_name: str) -> go.Figure:
     """The three ways a block can be wired, side by side, the loaded model's in colour: the
     residual stream is the vertical line; a box off the line reads the stream and adds back."""
     figure = go.Figure()
+    shapes, notes = [], []  # set at once at the end (add_shape and add_annotation re-validate the layout per call)
     mine = wiring_of(arch)
     for column, (key, (title, steps)) in enumerate(BLOCK_WIRINGS.items()):
         colour = ACCENT if key == mine else MUTED
         x0 = column * 3.2
         height = len(steps) + 1
-        figure.add_shape(type="line", x0=x0, x1=x0, y0=0, y1=height, line=dict(color=STREAM if key == mine else MUTED,
-                                                                             width=4))
-        figure.add_annotation(x=x0 + 0.9, y=height + 0.55, text=f"<b>{title}</b>" if key == mine else title,
-                              showarrow=False, font=dict(color=INK if key == mine else MUTED, size=12))
+        shapes.append(dict(type="line", x0=x0, x1=x0, y0=0, y1=height,
+                           line=dict(color=STREAM if key == mine else MUTED, width=4)))
+        notes.append(dict(x=x0 + 0.9, y=height + 0.55, text=f"<b>{title}</b>" if key == mine else title,
+                          showarrow=False, font=dict(color=INK if key == mine else MUTED, size=12)))
         for row, (text, offset) in enumerate(steps, start=1):
             x = x0 + 1.2 * offset
             if text.startswith("+"):
-                figure.add_annotation(x=x0, y=row, text="⊕", showarrow=False, font=dict(size=20, color=colour))
+                notes.append(dict(x=x0, y=row, text="⊕", showarrow=False, font=dict(size=20, color=colour)))
                 if len(text) > 1:
-                    figure.add_annotation(x=x0 + 0.9, y=row, text="both added", showarrow=False,
-                                          font=dict(size=11, color=colour))
+                    notes.append(dict(x=x0 + 0.9, y=row, text="both added", showarrow=False,
+                                      font=dict(size=11, color=colour)))
                 continue
-            figure.add_shape(type="rect", x0=x - 0.55, x1=x + 0.55 + (0.6 if "|" in text else 0), y0=row - 0.3,
-                             y1=row + 0.3, line=dict(color=colour), fillcolor="white")
-            figure.add_annotation(x=x + (0.3 if "|" in text else 0), y=row, text=text, showarrow=False,
-                                  font=dict(size=11, color=colour))
+            shapes.append(dict(type="rect", x0=x - 0.55, x1=x + 0.55 + (0.6 if "|" in text else 0), y0=row - 0.3,
+                               y1=row + 0.3, line=dict(color=colour), fillcolor="white"))
+            notes.append(dict(x=x + (0.3 if "|" in text else 0), y=row, text=text, showarrow=False,
+                              font=dict(size=11, color=colour)))
             if offset:
-                figure.add_shape(type="line", x0=x0, x1=x - 0.55, y0=row - 0.3, y1=row, line=dict(color=colour, dash="dot"))
-    figure.add_annotation(x=0, y=-0.5, text="stream in ↑ (bottom), out at the top", showarrow=False, xanchor="left",
-                          font=dict(size=11, color=MUTED))
+                shapes.append(dict(type="line", x0=x0, x1=x - 0.55, y0=row - 0.3, y1=row,
+                                   line=dict(color=colour, dash="dot")))
+    notes.append(dict(x=0, y=-0.5, text="stream in ↑ (bottom), out at the top", showarrow=False, xanchor="left",
+                      font=dict(size=11, color=MUTED)))
     figure.update_xaxes(visible=False, range=[-0.8, 9.6])
     figure.update_yaxes(visible=False, range=[-0.9, 8.2])
     figure.update_layout(title=f"How a block is wired: {model_name} is the one in colour", height=360,
-                         margin=dict(l=10, r=10, t=40, b=10), plot_bgcolor="white")
+                         margin=dict(l=10, r=10, t=40, b=10), plot_bgcolor="white", shapes=shapes, annotations=notes)
     return figure
 
 
@@ -141,28 +143,30 @@ def model_map_figure(model_map, title: str, highlight: set[str] = frozenset(), n
 
     numbers = numbers or {}
     figure = go.Figure()
-    figure.add_shape(type="line", x0=0, x1=0, y0=0.3, y1=model_map.stream_top, line=dict(color=STREAM, width=5),
-                     layer="below")
+    notes = []  # shapes and notes set at once at the end (add_shape and add_annotation re-validate the layout per call)
+    shapes = [dict(type="line", x0=0, x1=0, y0=0.3, y1=model_map.stream_top, line=dict(color=STREAM, width=5),
+                   layer="below")]
     xs, ys, texts, custom, hovers, colours = [], [], [], [], [], []
     for part in model_map.parts:
         lit = part.key in highlight or part.kind in highlight
         half_w, half_h = part.width / 2, _part_height(part.kind) / 2
         if part.kind != "add":
-            figure.add_shape(type="rect", x0=part.x - half_w, x1=part.x + half_w, y0=part.y - half_h, y1=part.y + half_h,
-                             line=dict(color=ACCENT if lit else "#6b7280", width=3 if lit else 1),
-                             fillcolor="#fca5a5" if lit and part.kind == "head" else KIND_COLOURS[part.kind], layer="below")
+            shapes.append(dict(type="rect", x0=part.x - half_w, x1=part.x + half_w, y0=part.y - half_h,
+                               y1=part.y + half_h, line=dict(color=ACCENT if lit else "#6b7280", width=3 if lit else 1),
+                               fillcolor="#fca5a5" if lit and part.kind == "head" else KIND_COLOURS[part.kind],
+                               layer="below"))
         if part.x != 0 and part.kind not in ("head", "add") and not (part.kind == "embed" and part.x < 0):
             reads_at = part.y - half_h if part.kind != "norm" else part.y
-            figure.add_shape(type="line", x0=0, x1=part.x - half_w, y0=reads_at, y1=part.y, layer="below",
-                             line=dict(color="#9ca3af", width=1, dash="dot"))
+            shapes.append(dict(type="line", x0=0, x1=part.x - half_w, y0=reads_at, y1=part.y, layer="below",
+                               line=dict(color="#9ca3af", width=1, dash="dot")))
         number = numbers.get(part.key, "")
         if part.kind == "head" and part.head is not None and model_map.group_size > 1:
-            figure.add_shape(type="rect", x0=part.x - half_w, x1=part.x + half_w, y0=part.y - half_h,
-                             y1=part.y + half_h, line=dict(width=0), layer="below",
-                             fillcolor=("#fca5a5" if (part.head // model_map.group_size) % 2 else "#fee2e2"))
+            shapes.append(dict(type="rect", x0=part.x - half_w, x1=part.x + half_w, y0=part.y - half_h,
+                               y1=part.y + half_h, line=dict(width=0), layer="below",
+                               fillcolor=("#fca5a5" if (part.head // model_map.group_size) % 2 else "#fee2e2")))
         if part.kind == "add" and number and show_labels:
-            figure.add_annotation(x=0.25, y=part.y, text=html_module.escape(number), showarrow=False,
-                                  xanchor="left", font=dict(size=10, color=MUTED))
+            notes.append(dict(x=0.25, y=part.y, text=html_module.escape(number), showarrow=False,
+                              xanchor="left", font=dict(size=10, color=MUTED)))
         xs.append(part.x)
         ys.append(part.y)
         texts.append(("⊕" if part.kind == "add" else html_module.escape(part.label))
@@ -188,5 +192,5 @@ def model_map_figure(model_map, title: str, highlight: set[str] = frozenset(), n
     figure.update_yaxes(visible=False, range=[-0.6, model_map.stream_top + 0.6], fixedrange=True)
     figure.update_layout(title=title, height=height or int(60 + 46 * (model_map.stream_top + 1)),
                          margin=dict(l=5, r=5, t=40 if title else 5, b=5), plot_bgcolor="white", dragmode=False,
-                         hoverlabel=dict(align="left"))
+                         hoverlabel=dict(align="left"), shapes=shapes, annotations=notes)
     return figure

@@ -285,14 +285,15 @@ def attention_sankey(links: list[tuple[int, int, float]], token_strings: list[st
                   customdata=[(labels[k], labels[q]) for k, q, _ in links],
                   hovertemplate="from %{customdata[0]} (key)<br>to %{customdata[1]} (query)<br>"
                                 "weight %{value:.3f}<extra></extra>")))
+    annotations = []  # as plain dicts, set once: add_annotation validates the whole layout at every call
     for side, x, anchor, ys in (("key: what is read", margin - 0.01, "right", key_centres),
                                 ("query: who reads", 1 - margin + 0.01, "left", query_centres)):
-        for position, centre in zip(positions, ys):
-            figure.add_annotation(text=labels[position], x=x, y=1 - centre, xref="paper", yref="paper",
-                                  xanchor=anchor, showarrow=False, font=dict(size=11, color=colour[position]))
-        figure.add_annotation(text=f"<b>{side}</b>", x=x, y=1.0, xref="paper", yref="paper", xanchor=anchor,
-                              yanchor="bottom", showarrow=False, yshift=6, font=dict(size=12))
-    figure.update_layout(title=title, height=height, margin=dict(l=10, r=10, t=top, b=bottom))
+        annotations += [dict(text=labels[position], x=x, y=1 - centre, xref="paper", yref="paper", xanchor=anchor,
+                             showarrow=False, font=dict(size=11, color=colour[position]))
+                        for position, centre in zip(positions, ys)]
+        annotations.append(dict(text=f"<b>{side}</b>", x=x, y=1.0, xref="paper", yref="paper", xanchor=anchor,
+                                yanchor="bottom", showarrow=False, yshift=6, font=dict(size=12)))
+    figure.update_layout(title=title, height=height, margin=dict(l=10, r=10, t=top, b=bottom), annotations=annotations)
     return figure
 
 
@@ -519,8 +520,15 @@ def per_token_loss(labels: list[str], series: dict[str, list[float]], copyable: 
                                     customdata=labels[1:len(values) + 1],
                                     hovertemplate=f"{name}<br>after %{{x}}, predicting %{{customdata}}"
                                                   "<br>loss %{y:.3f} nats<extra></extra>"))
-    for q in copyable:  # one band per copyable prediction: the repeat's stretch reads as one shaded area
-        figure.add_vrect(x0=q - 0.5, x1=q + 0.5, fillcolor="#fde68a", opacity=0.5, line_width=0, layer="below")
+    runs: list[list[int]] = []  # consecutive copyable predictions drawn as one shaded band
+    for q in copyable:
+        if runs and runs[-1][1] == q - 1:
+            runs[-1][1] = q
+        else:
+            runs.append([q, q])
+    figure.update_layout(shapes=[dict(type="rect", xref="x", yref="paper", x0=first - 0.5, x1=last + 0.5, y0=0, y1=1,
+                                      fillcolor="#fde68a", opacity=0.5, line_width=0, layer="below")
+                                 for first, last in runs])
     shown = list(range(0, len(labels) - 1, max(1, math.ceil((len(labels) - 1) / 40))))
     figure.update_layout(title=title, height=380, margin=dict(l=10, r=10, t=40, b=10),
                          legend=dict(orientation="h", yanchor="bottom", y=1.0, x=0),
