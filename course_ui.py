@@ -37,6 +37,7 @@ def warm_up_in_background() -> None:
     if _warm_up_started or "streamlit.testing.v1" in sys.modules:  # a real server only, not an in-process AppTest
         return
     _warm_up_started = True
+    import gc
     import threading
 
     def work() -> None:
@@ -45,6 +46,7 @@ def warm_up_in_background() -> None:
 
         cached_model(DEFAULT_MODEL.key)
         reference_models()
+        gc.freeze()  # what is loaded now lives as long as the server: the collector need not scan it again
 
     threading.Thread(target=work, name="glassbox-warm-up", daemon=True).start()
 

@@ -52,11 +52,28 @@ def drawn(page, timeout_s: float = 60.0) -> None:
         page.wait_for_timeout(50)
 
 
+# the time of the page's last change, in the page's own clock: every DOM mutation but the running
+# indicator's (Plotly's drawing, Streamlit's elements, the stale-element fading at the end of a run)
+WATCH_CHANGES = """() => {
+    window.glassboxLastChange = performance.now();
+    new MutationObserver(records => {
+        if (records.some(r => !(r.target.closest && r.target.closest(
+                '[data-testid="stStatusWidget"], [data-testid="stHeader"], [data-testid="stToolbar"]')))) {
+            window.glassboxLastChange = performance.now();
+        }
+    }).observe(document.body, {subtree: true, childList: true, attributes: true, characterData: true});
+}"""
+
+
 def timed(work, page) -> float:
-    began = time.perf_counter()
+    """From the student's action to the page's last change, once the script is idle and the page
+    has been still for 300 ms (neither the fixed waits of `drawn` nor the stillness window count)."""
+    if not page.evaluate("() => 'glassboxLastChange' in window"):
+        page.evaluate(WATCH_CHANGES)
+    began = page.evaluate("() => performance.now()")
     work()
     drawn(page)
-    return time.perf_counter() - began - 0.3  # the steadiness window is not the student's wait
+    return (page.evaluate("() => window.glassboxLastChange") - began) / 1000
 
 
 def visit(page, url: str, path: str, title: str) -> float:
