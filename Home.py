@@ -65,6 +65,8 @@ def home() -> None:
                                           "lesson-list": lesson_list}, key="home")
 
 
-st.navigation([st.Page(home, title="Home", default=True)]
+home_page = st.Page(home, title="Home", default=True)
+course_ui.HOME_PAGE = home_page  # the lessons' "Course home" link names this page, not a file path
+st.navigation([home_page]
               + [st.Page(entry.page, title=entry.title, url_path=entry.url_path) for entry in COURSE if entry.is_built]
               ).run()

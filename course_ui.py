@@ -13,6 +13,11 @@ from core.lessons import BadSlot, Figure, Lesson, Markdown, Question, load_lesso
 from core.models import DEFAULT_MODEL, REGISTRY, LoadedModel, ModelLoadError, family_order, picker_label
 
 LOCAL_FOLDER = "local-folder"
+# Home.py's page object, set by Home.py at every run before any page runs. The lessons link to it
+# rather than to the path "Home.py": the path is found only while Streamlit still lists the main
+# script as a page, which a session opened at a lesson's address after other sessions does not
+# (StreamlitPageNotFoundError in the previous/next links, found by the browser tests).
+HOME_PAGE = "Home.py"
 PROMPT_LIMIT = 20_000  # characters; a longer prompt is cut to this, with a message
 
 
@@ -327,12 +332,12 @@ def lesson_navigation(number: int) -> None:
     st.divider()
     left, right = st.columns(2)
     with left:
-        _nav_link(previous, "←", "Home.py", "Course home")
+        _nav_link(previous, "←", HOME_PAGE, "Course home")
     with right:
         _nav_link(following, "→", None, None)
 
 
-def _nav_link(entry: LessonEntry | None, arrow: str, fallback_page: str | None, fallback_label: str | None) -> None:
+def _nav_link(entry: LessonEntry | None, arrow: str, fallback_page, fallback_label: str | None) -> None:
     if entry is None:
         if fallback_page:
             st.page_link(fallback_page, label=f"{arrow} {fallback_label}")

@@ -23,7 +23,8 @@ PROMPT = "The cat sat on the mat."
 
 
 def no_errors(page) -> None:
-    assert page.locator('[data-testid="stException"]').count() == 0
+    exceptions = page.locator('[data-testid="stException"]')
+    assert exceptions.count() == 0, exceptions.all_inner_texts()
     errors = page.locator('[data-testid="stAlertContentError"]')
     assert errors.count() == 0, errors.all_inner_texts()
 
