@@ -530,8 +530,8 @@ def per_token_loss(labels: list[str], series: dict[str, list[float]], copyable: 
                                       fillcolor="#fde68a", opacity=0.5, line_width=0, layer="below")
                                  for first, last in runs])
     shown = list(range(0, len(labels) - 1, max(1, math.ceil((len(labels) - 1) / 40))))
-    figure.update_layout(title=title, height=380, margin=dict(l=10, r=10, t=40, b=10),
-                         legend=dict(orientation="h", yanchor="bottom", y=1.0, x=0),
+    figure.update_layout(title=title, height=400, margin=dict(l=10, r=10, t=70, b=10),
+                         legend=dict(orientation="h", yanchor="bottom", y=1.01, x=0),
                          xaxis=dict(title="position (the token the prediction is made at)", tickvals=shown,
                                     ticktext=[labels[i] for i in shown], tickangle=-60, tickfont_size=9),
                          yaxis=dict(title="loss, −ln p(next token), nats", rangemode="tozero"))

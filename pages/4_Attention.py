@@ -195,7 +195,7 @@ def induction_circuit() -> None:
     losses = {name: induction.token_losses(run["logits"], run.token_ids).tolist() for name, run in runs.items()}
     copyable = induction.copyable_positions(trace.token_ids)
     course_ui.chart("induction-loss", (circuit.induction_head,), lambda: figures.per_token_loss(
-        labels, {figures.plotly_text(name): values for name, values in losses.items()}, copyable,
+        labels, losses, copyable,  # the series' names are the page's own words
         "Loss of each next-token prediction (shaded: the next token could be copied from an earlier repeat)"))
     if copyable:
         means = ", ".join(f"{sum(values[q] for q in copyable) / len(copyable):.2f} {name}" for name, values in losses.items())
