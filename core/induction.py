@@ -1,8 +1,8 @@
 """Induction: continuing a text that repeats, by finding the earlier copy of the current token
 and reading what came after it.
 
-The standard test (Olsson et al., 2022; TransformerLens' `induction_score`): a run of random
-tokens, then the same run again. Nothing in the first half can be predicted from what came
+The standard test (Olsson et al., 2022; in the form of the TransformerLens / ARENA tutorials): a run
+of random tokens, then the same run again. Nothing in the first half can be predicted from what came
 before, so its loss stays near a guess; a model with an induction circuit predicts the second
 half from the first and its loss there falls. The circuit is two heads in two layers: a
 previous-token head writes "the token before me was A" into each position, and an induction
@@ -50,7 +50,7 @@ class InductionTest:
     scores: torch.Tensor  # [layer, head] mean attention to the token after the earlier copy
     previous_token: torch.Tensor  # [layer, head] mean attention to the token just before
     first_half_loss: float  # nats per token on the random run (tokens 2..L: the first cannot be guessed)
-    repeat_loss: float  # nats per token on its repeat (tokens L+1..2L)
+    repeat_loss: float  # nats per token on its repeat (tokens L+2..2L: the repeat's first cannot be copied)
 
     def best_head(self, scores: torch.Tensor | None = None) -> tuple[int, int, float]:
         table = self.scores if scores is None else scores
@@ -81,7 +81,7 @@ def induction_test(model, pool: list[int], eos_token_id: int, interventions: Int
         previous.append(by_role["previous-token"])
         losses = token_losses(trace["logits"], ids)  # loss i predicts token i + 1  # [2 × length]
         first_half.append(losses[1:length].mean())  # tokens 2..L of the run
-        repeat.append(losses[length:].mean())  # tokens L+1..2L: the repeat
+        repeat.append(losses[length + 1:].mean())  # the repeat but its first token, which follows the run's last
     return InductionTest(torch.stack(scores).mean(dim=0), torch.stack(previous).mean(dim=0),
                          float(torch.stack(first_half).mean()), float(torch.stack(repeat).mean()))
 

@@ -185,12 +185,14 @@ def induction_circuit() -> None:
         st.info(f"The standard test finds no induction circuit in {figures.md_escape(loaded.name)}: its best candidate, layer "
                    f"{layer_i}, head {head_i}, puts only {circuit.induction_score:.2f} of its attention on the token "
                    f"after the earlier copy, and {measured}. The figures below show its best candidates all the same.")
+    best = "" if circuit.found else "best candidate for "  # no head is called what the test did not find
     course_ui.chart("induction-patterns", (circuit.induction_head,), lambda: figures.small_multiples(
         [trace["pattern", layer_p][head_p], trace["pattern", layer_i][head_i]],
-        [f"previous-token head {layer_p}.{head_p}", f"induction head {layer_i}.{head_i}"], labels, columns=2,
-        title="The two heads on your prompt"))
+        [f"{best}previous-token head {layer_p}.{head_p}", f"{best}induction head {layer_i}.{head_i}"], labels,
+        columns=2, title="The two heads on your prompt"))
     runs = {"as trained": trace}
-    for name, pair in (("induction head off", (layer_i, head_i)), ("previous-token head off", (layer_p, head_p))):
+    for name, pair in ((f"{best}induction head off", (layer_i, head_i)),
+                       (f"{best}previous-token head off", (layer_p, head_p))):
         runs[f"{name} ({pair[0]}.{pair[1]})"] = cached_trace(loaded.name, prompt, ablated_heads=frozenset({pair}))
     losses = {name: induction.token_losses(run["logits"], run.token_ids).tolist() for name, run in runs.items()}
     copyable = induction.copyable_positions(trace.token_ids)

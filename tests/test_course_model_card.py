@@ -63,11 +63,17 @@ def test_the_attention_lesson_quotes_the_cards_induction_test(stored):
 
     induction = stored["induction"]
     assert induction["induction_score"] < FOUND_SCORE  # the card's verdict: no circuit
-    first, uniform, repeat, best = quoted(r"the first\s+half costs (\d+\.\d+) nats per token, far more than a uniform "
-                                          r"guess over its vocabulary \((\d+\.\d+)\).*?The\s+repeat costs (\d+\.\d+), "
-                                          r"no less, and no head puts more than (\d+\.\d+)", lesson_text("04_attention.md"))
+    first, pool, uniform, repeat, best = quoted(
+        r"first half costs (\d+\.\d+) nats per token, far more than a uniform guess over the (\d+) tokens the test "
+        r"draws from \(\$\\ln \d+ = (\d+\.\d+)\$\).*?The repeat costs (\d+\.\d+), no less\. No head puts more "
+        r"than (\d+\.\d+)", lesson_text("04_attention.md"))
+    from core.induction import test_token_pool
+    from core.models import load_model
+
+    loaded = load_model("glassbox-stories")
+    assert int(pool) == len(test_token_pool(loaded.tokenizer, loaded.seen_token_ids))
     assert float(first) == round(induction["first_half_loss"], 2)
-    assert float(uniform) == round(math.log(json.loads((MODEL_DIR / "training.json").read_text())["vocab_size"]), 2)
+    assert float(uniform) == round(math.log(int(pool)), 2)
     assert float(repeat) == round(induction["repeat_loss"], 2) and float(repeat) >= float(first)
     assert float(best) == round(induction["induction_score"], 2)
 
