@@ -119,6 +119,10 @@ def all_heads() -> None:
 
 @needs_trace
 def overview() -> None:
+    heads = trace.n_layer * trace.n_head  # drawn on request: the lesson's heaviest figure for the browser
+    if not st.toggle(f"Show every head of the model ({trace.n_layer} layers × {trace.n_head} heads = {heads} patterns)",
+                     key="attn_overview"):
+        return
     first = max(0, trace.n_tokens - OVERVIEW_TOKENS)
     patterns = [trace["pattern", l][h, first:, first:]
                 for l in range(trace.n_layer) for h in range(trace.n_head)]

@@ -136,3 +136,15 @@ def test_small_multiples_carry_token_labels_on_their_outer_axes(n_tokens, every)
     else:
         assert 1 < len(shown) < n_tokens and shown == labels[::labels.index(shown[1])]
     assert all(trace.x == tuple(labels) for trace in figure.data)  # every label stays on hover
+
+
+def test_lesson_4_draws_every_head_of_the_model_on_request():
+    app = open_app()
+    app.switch_page(LESSONS[3].page).run()
+    titles = lambda: [json.loads(chart.proto.spec)["layout"]["title"]["text"] for chart in app.get("plotly_chart")]  # noqa: E731
+    assert not any(t.startswith("All layers (rows) × heads (columns)") for t in titles())
+    app.toggle(key="attn_overview").set_value(True).run()
+    overview = next(chart for chart in app.get("plotly_chart")
+                    if json.loads(chart.proto.spec)["layout"]["title"]["text"].startswith("All layers (rows)"))
+    assert len(json.loads(overview.proto.spec)["data"]) == 4 * 4  # the course model's 4 layers × 4 heads
+    assert not app.exception
