@@ -158,9 +158,7 @@ def cached_neurons_pushing_token(model_key: str, prompt: str, token_id: int, per
 def cached_induction_circuit(model_key: str):
     """The model's induction circuit, found once per model by the standard test (`core.induction`);
     None for a one-layer model."""
-    from core.induction import find_circuit, induction_test, test_token_pool
+    from core.induction import find_circuit, standard_test
 
     loaded = cached_model(model_key)
-    pool = test_token_pool(loaded.tokenizer, loaded.seen_token_ids)
-    eos = loaded.tokenizer.eos_token_id
-    return find_circuit(induction_test(loaded.model, pool, eos if eos is not None else pool[0]))
+    return find_circuit(standard_test(loaded.model, loaded.tokenizer, loaded.seen_token_ids))

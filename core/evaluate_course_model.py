@@ -18,8 +18,8 @@ import torch
 
 from core.corpus import generate_stories
 from core.glassbox import Interventions, run_trace
-from core.induction import (FOUND_LOSS_RATIO, FOUND_SCORE, TEST_LENGTH, TEST_SEQUENCES, find_circuit, induction_test,
-                            test_token_pool)
+from core.induction import (FOUND_LOSS_RATIO, FOUND_SCORE, TEST_LENGTH, TEST_SEQUENCES, find_circuit, is_circuit,
+                            standard_test)
 from core.models import load_local_model
 from core.build_course_model import MODEL_DIR
 
@@ -112,12 +112,10 @@ def induction_measurements(model, tokenizer, model_dir: Path) -> dict:
     """The standard induction test (`core.induction`) on the tokens the model saw in training, and
     the loss on the repeat with each head of the circuit ablated."""
     seen = json.loads((model_dir / "training.json").read_text()).get("seen_token_ids")
-    pool = test_token_pool(tokenizer, seen)
-    eos = tokenizer.eos_token_id
-    test = induction_test(model, pool, eos)
+    test = standard_test(model, tokenizer, seen)
     circuit = find_circuit(test)
-    ablated = {f"layer {layer} head {head}": induction_test(
-        model, pool, eos, Interventions(ablated_heads=frozenset({(layer, head)}))).repeat_loss
+    ablated = {f"layer {layer} head {head}": standard_test(
+        model, tokenizer, seen, Interventions(ablated_heads=frozenset({(layer, head)}))).repeat_loss
         for layer, head in (circuit.induction_head, circuit.previous_token_head)}
     return {"induction_head": list(circuit.induction_head), "induction_score": circuit.induction_score,
             "previous_token_head": list(circuit.previous_token_head),
@@ -262,9 +260,7 @@ def induction_section(induction: dict | None, corpus: dict) -> str:
     test = (f"The standard test (Olsson et al., 2022): an end-of-text token, {TEST_LENGTH} random tokens (drawn from\n"
             f"the tokens of the training stories) and the same {TEST_LENGTH} again, {TEST_SEQUENCES} such prompts. "
             f"The first\nhalf cannot be predicted: its loss is {induction['first_half_loss']:.2f} nats per token.")
-    found = (induction["induction_score"] >= FOUND_SCORE
-             and induction["repeat_loss"] < FOUND_LOSS_RATIO * induction["first_half_loss"])
-    if not found:
+    if not is_circuit(induction["induction_score"], induction["first_half_loss"], induction["repeat_loss"]):
         return f"""
 ## No induction circuit
 {test} On the repeat it is {induction['repeat_loss']:.2f}: the model does not copy. No head

@@ -100,9 +100,12 @@ class InductionCircuit:
 
     @property
     def found(self) -> bool:
-        """Whether the model copies: a strong induction head and a repeat it predicts far better."""
-        return (self.induction_score >= FOUND_SCORE
-                and self.test.repeat_loss < FOUND_LOSS_RATIO * self.test.first_half_loss)
+        return is_circuit(self.induction_score, self.test.first_half_loss, self.test.repeat_loss)
+
+
+def is_circuit(induction_score: float, first_half_loss: float, repeat_loss: float) -> bool:
+    """Whether the model copies: a strong induction head and a repeat it predicts far better."""
+    return induction_score >= FOUND_SCORE and repeat_loss < FOUND_LOSS_RATIO * first_half_loss
 
 
 def find_circuit(test: InductionTest) -> InductionCircuit | None:
@@ -113,6 +116,15 @@ def find_circuit(test: InductionTest) -> InductionCircuit | None:
     layer += 1  # the search started at layer 1
     prev_layer, prev_head, prev_score = test.best_head(test.previous_token[:layer])
     return InductionCircuit((layer, head), score, (prev_layer, prev_head), prev_score, test)
+
+
+def standard_test(model, tokenizer, seen_token_ids: list[int] | None,
+                  interventions: Interventions = NO_INTERVENTIONS) -> InductionTest:
+    """`induction_test` on the model's own tokens (`test_token_pool`), each prompt opened by its
+    end-of-text token (or, for a tokenizer without one, the pool's first token)."""
+    pool = test_token_pool(tokenizer, seen_token_ids)
+    eos = tokenizer.eos_token_id
+    return induction_test(model, pool, eos if eos is not None else pool[0], interventions)
 
 
 def test_token_pool(tokenizer, seen_token_ids: list[int] | None) -> list[int]:

@@ -57,9 +57,9 @@ def test_the_attention_lesson_quotes_the_cards_induction_test(stored):
     the card's numbers (the attempts to grow one are in the closing notes and the lesson)."""
     import math
 
+    from core.induction import FOUND_SCORE, test_token_pool
+    from core.models import load_model
     from tests.conftest import quoted
-
-    from core.induction import FOUND_SCORE
 
     induction = stored["induction"]
     assert induction["induction_score"] < FOUND_SCORE  # the card's verdict: no circuit
@@ -67,9 +67,6 @@ def test_the_attention_lesson_quotes_the_cards_induction_test(stored):
         r"first half costs (\d+\.\d+) nats per token, far more than a uniform guess over the (\d+) tokens the test "
         r"draws from \(\$\\ln \d+ = (\d+\.\d+)\$\).*?The repeat costs (\d+\.\d+), no less\. No head puts more "
         r"than (\d+\.\d+)", lesson_text("04_attention.md"))
-    from core.induction import test_token_pool
-    from core.models import load_model
-
     loaded = load_model("glassbox-stories")
     assert int(pool) == len(test_token_pool(loaded.tokenizer, loaded.seen_token_ids))
     assert float(first) == round(induction["first_half_loss"], 2)

@@ -1,6 +1,6 @@
-"""The induction test's pieces (core.induction) on hand-made inputs, and lesson 4's circuit on the
-course model: one click repeats the prompt, and the loss on the repeat rises when either head of the
-circuit is switched off."""
+"""The induction test's pieces (core.induction) on hand-made inputs, and lesson 4's circuit view on
+the course model: one click repeats the prompt, the page says the test finds no circuit, and the
+losses it shows, as trained and with either candidate head off, are the glass box's own."""
 from __future__ import annotations
 
 import pytest
