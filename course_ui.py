@@ -452,8 +452,8 @@ def you_are_here(loaded: LoadedModel, number: int) -> None:
         model_map.build_map(loaded.model, small=True), "", highlight=highlight, height=330, ablated=ablated))
     with st.sidebar:
         st.caption("You are here (click a part to open its lesson):")
-        st.plotly_chart(figure, key="you-are-here", on_select=lambda: open_clicked_lesson("you-are-here"),
-                        selection_mode="points", config={"displayModeBar": False})
+        show_figure(figure, "you-are-here", on_select=lambda: open_clicked_lesson("you-are-here"),
+                    config={"displayModeBar": False})
     go_where_the_map_was_clicked(number)
 
 
@@ -526,9 +526,9 @@ def prediction_change_view(loaded: LoadedModel, before, after, key: str) -> None
         st.metric(f"log P({top})", f"{change.logprob_before:.4f}")
         return
     names = [figures.plotly_text(loaded.tokenizer.decode([i])) for i in change.token_ids]
-    st.plotly_chart(figures.grouped_bars(names, {"before": change.before, "after": change.after},
-                                         "Next-token probabilities, before and after (log scale: small ones show too)",
-                                         "candidate next token", log_scale=True), key=f"{key}-bars")
+    show_figure(figures.grouped_bars(names, {"before": change.before, "after": change.after},
+                                     "Next-token probabilities, before and after (log scale: small ones show too)",
+                                     "candidate next token", log_scale=True), f"{key}-bars")
     left, right = st.columns(2)
     left.metric(f"log P({top}) before", f"{change.logprob_before:.4f}")
     right.metric("after", f"{change.logprob_after:.4f}", delta=f"{change.logprob_after - change.logprob_before:+.4f}")
@@ -546,10 +546,16 @@ def chart(name: str, depends_on: tuple, build: Callable[[], object], where=None,
 
     state = st.session_state
     figure = cached_figure((state.model_key, state.prompt, name, depends_on), build)
-    if on_select is None:
-        (where or st).plotly_chart(figure, key=name)
-    else:
-        (where or st).plotly_chart(figure, key=name, on_select=lambda: on_select(name), selection_mode="points")
+    show_figure(figure, name, where, on_select=None if on_select is None else lambda: on_select(name))
+
+
+def show_figure(figure, key: str, where=None, on_select: Callable[[], None] | None = None, **options) -> None:
+    """Draw a Plotly figure as the course draws every figure: in its own template (core.plot_style),
+    with Streamlit's theme off (it would restyle the figure in the browser, which also costs the
+    browser about a sixth of lesson 4's drawing time). `on_select`: called on a click on a point."""
+    if on_select is not None:
+        options.update(on_select=on_select, selection_mode="points")
+    (where or st).plotly_chart(figure, key=key, theme=None, **options)
 
 
 def lesson_links(numbers: list[int]) -> None:

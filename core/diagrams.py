@@ -11,6 +11,8 @@ import math
 
 import plotly.graph_objects as go
 
+from core import plot_style  # noqa: F401  (the course's Plotly template, made the default)
+
 from core.architectures import Architecture
 
 INK, MUTED, ACCENT, STREAM = "#111827", "#9ca3af", "#dc2626", "#2563eb"
@@ -64,7 +66,7 @@ def block_wirings_figure(arch: Architecture, model_name: str) -> go.Figure:
     figure.update_xaxes(visible=False, range=[-0.8, 9.6])
     figure.update_yaxes(visible=False, range=[-0.9, 8.2])
     figure.update_layout(title=f"How a block is wired: {model_name} is the one in colour", height=360,
-                         margin=dict(l=10, r=10, t=40, b=10), plot_bgcolor="white", shapes=shapes, annotations=notes)
+                         plot_bgcolor="white", shapes=shapes, annotations=notes)
     return figure
 
 
@@ -94,7 +96,7 @@ def head_groups_figure(arch: Architecture, model_name: str) -> go.Figure:
     figure.update_xaxes(visible=False, range=[-0.05, 1.05])
     figure.update_yaxes(visible=False, range=[-0.6, 1.6])
     figure.update_layout(title=f"{model_name}: {arch.n_head} query heads, {arch.n_kv_head} key/value heads ({shared})",
-                         height=260, margin=dict(l=10, r=10, t=40, b=10), plot_bgcolor="white",
+                         height=260, plot_bgcolor="white",
                          legend=dict(orientation="h", y=-0.05))
     return figure
 

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 import plotly.graph_objects as go
 
+from core.plot_style import DIVERGING, SEQUENTIAL
 from core.tokenization import MergeStep, Token, decode_piece
 
 if TYPE_CHECKING:
@@ -188,7 +189,7 @@ def heatmap(values, x_labels: list[str], y_labels: list[str], title: str, x_titl
     limit = float(torch.nan_to_num(z.abs(), nan=0.0).max()) or 1.0
     trace = go.Heatmap(
         z=z.numpy(), x=x_labels, y=y_labels,  # an array goes to the browser as one binary block, not a list
-        colorscale="RdBu_r" if diverging else "Blues", zmid=0 if diverging else None,
+        colorscale=DIVERGING if diverging else SEQUENTIAL, zmid=0 if diverging else None,
         zmin=-limit if diverging else value_range[0] if value_range else None,
         zmax=limit if diverging else value_range[1] if value_range else None,
         texttemplate=f"%{{z:{value_format}}}" if show_values else None, textfont={"size": 10},
@@ -196,7 +197,7 @@ def heatmap(values, x_labels: list[str], y_labels: list[str], title: str, x_titl
         hoverongaps=False, colorbar=dict(title=dict(text=colour_title, side="right")))
     figure = go.Figure(trace)
     figure.update_layout(title=title, height=height or max(260, min(900, 60 + 22 * rows)),
-                         margin=dict(l=10, r=10, t=40, b=10), xaxis_title=x_title, yaxis_title=y_title,
+                         xaxis_title=x_title, yaxis_title=y_title,
                          yaxis=dict(autorange="reversed", type="category"), xaxis=dict(type="category"))
     return figure
 
@@ -204,7 +205,7 @@ def heatmap(values, x_labels: list[str], y_labels: list[str], title: str, x_titl
 def bar(labels: list[str], values: list[float], title: str, x_title: str = "", colours=None) -> go.Figure:
     figure = go.Figure(go.Bar(x=labels, y=values, marker_color=colours or "#2563eb",
                               hovertemplate="%{x}: %{y:.4f}<extra></extra>"))
-    figure.update_layout(title=title, height=300, margin=dict(l=10, r=10, t=40, b=10), xaxis_title=x_title,
+    figure.update_layout(title=title, height=300, xaxis_title=x_title,
                          xaxis=dict(type="category"))
     return figure
 
@@ -220,7 +221,7 @@ def small_multiples(patterns: list, titles: list[str], labels: list[str], column
     figure = make_subplots(rows=rows, cols=columns, subplot_titles=titles, horizontal_spacing=0.02,
                            vertical_spacing=title_px / height if rows > 1 else 0.1)
     for index, pattern in enumerate(patterns):
-        figure.add_trace(go.Heatmap(z=pattern.detach().float().numpy(), x=labels, y=labels, colorscale="Blues", zmin=0, zmax=1,
+        figure.add_trace(go.Heatmap(z=pattern.detach().float().numpy(), x=labels, y=labels, colorscale=SEQUENTIAL, zmin=0, zmax=1,
                                     showscale=index == 0, colorbar=dict(title=dict(text="attention weight", side="right")),
                                     hovertemplate="query %{y}<br>key %{x}<br>weight %{z:.3f}<extra></extra>"),
                          row=index // columns + 1, col=index % columns + 1)
@@ -304,7 +305,7 @@ def grouped_bars(labels: list[str], series: dict[str, list[float]], title: str, 
     figure = go.Figure([go.Bar(name=name, x=labels, y=values, marker_color=colours[i % len(colours)],
                                hovertemplate=f"{name}: %{{y:.4f}}<extra>%{{x}}</extra>")
                         for i, (name, values) in enumerate(series.items())])
-    figure.update_layout(title=title, barmode="group", height=340, margin=dict(l=10, r=10, t=40, b=10),
+    figure.update_layout(title=title, barmode="group", height=340,
                          xaxis=dict(type="category", title=x_title), yaxis_title="probability",
                          yaxis_type="log" if log_scale else "linear")
     return figure
@@ -326,7 +327,7 @@ def embedding_map(coords, labels: list[str], highlighted: list[bool], explained:
             x=[p[0] for p in chosen], y=[p[1] for p in chosen], mode="markers+text" if mark else "markers",
             text=[p[2] for p in chosen], textposition="top center", name=name,
             marker=dict(size=size, color=colour), hovertemplate="%{text}<extra></extra>"))
-    figure.update_layout(title=title, height=560, margin=dict(l=10, r=10, t=40, b=10),
+    figure.update_layout(title=title, height=560,
                          xaxis_title=f"direction 1 ({explained[0]:.1%} of the variance)",
                          yaxis_title=f"direction 2 ({explained[1]:.1%} of the variance)")
     return figure
@@ -358,7 +359,7 @@ def activation_curve_figure(curve_x, curve_y, points_x, points_y, point_labels: 
                    name="your prompt", marker=dict(size=6, color="#dc2626", opacity=0.6), text=point_labels,
                    hovertemplate="%{text}<br>before %{x:.3f} → after %{y:.3f}<extra></extra>"),
     ])
-    figure.update_layout(title=title, height=380, margin=dict(l=10, r=10, t=40, b=10),
+    figure.update_layout(title=title, height=380,
                          xaxis_title=f"pre-activation ({pre_name})", yaxis_title="post-activation")
     return figure
 
@@ -370,7 +371,7 @@ def waterfall(names: list[str], values: list[float], total_name: str, title: str
         measure=["relative"] * len(values) + ["total"], texttemplate="%{delta:+.2f}", textposition="outside",
         increasing=dict(marker_color="#dc2626"), decreasing=dict(marker_color="#2563eb"),
         totals=dict(marker_color="#111827"), hovertemplate="%{x}: %{delta:+.4f}<extra></extra>"))
-    figure.update_layout(title=title, height=420, margin=dict(l=10, r=10, t=40, b=10),
+    figure.update_layout(title=title, height=420,
                          xaxis=dict(type="category"), yaxis_title="logit", showlegend=False)
     return figure
 
@@ -378,7 +379,7 @@ def waterfall(names: list[str], values: list[float], total_name: str, title: str
 def line(labels: list[str], values: list[float], title: str, y_title: str = "") -> go.Figure:
     figure = go.Figure(go.Scatter(x=[html.escape(l) for l in labels], y=values, mode="lines+markers",
                                   line=dict(color="#2563eb"), hovertemplate="%{x}: %{y:.3f}<extra></extra>"))
-    figure.update_layout(title=title, height=340, margin=dict(l=10, r=10, t=40, b=10), yaxis_title=y_title,
+    figure.update_layout(title=title, height=340, yaxis_title=y_title,
                          xaxis=dict(type="category"))
     return figure
 
@@ -405,7 +406,7 @@ def lines(x: list[float], series: dict[str, list[float]], title: str, x_title: s
         figure.add_vline(x=marker[1], line_dash="dot", line_color="#111827", annotation_text=marker[0])
     if reference is not None:
         figure.add_hline(y=reference[1], line_dash="dash", line_color="#9ca3af", annotation_text=reference[0])
-    figure.update_layout(title=title, height=height, margin=dict(l=10, r=10, t=40, b=10),
+    figure.update_layout(title=title, height=height,
                          xaxis=dict(type="log" if log_x else "linear", title=x_title),
                          yaxis=dict(type="log" if log_y else "linear", title=y_title))
     return figure
@@ -439,7 +440,7 @@ def cumulative_figure(names: list[str], probabilities: list[float], kept: list[b
                    hovertemplate="up to %{x}: %{y:.4f}<extra></extra>"),
     ])
     figure.add_hline(y=top_p, line_dash="dash", line_color="#dc2626", annotation_text=f"top-p = {top_p:g}")
-    figure.update_layout(title=title, height=380, margin=dict(l=10, r=10, t=40, b=10), yaxis=dict(range=[0, 1.05]),
+    figure.update_layout(title=title, height=380, yaxis=dict(range=[0, 1.05]),
                          xaxis=dict(type="category", title="candidates, most likely first (grey: cut)"))
     return figure
 
@@ -456,7 +457,7 @@ def funnel_sankey(masses: list[tuple[str, str, float]], title: str) -> go.Figure
         link=dict(source=[index[a] for a, _, _ in masses], target=[index[b] for _, b, _ in masses],
                   value=[m for _, _, m in masses], color=[rgba(colours[index[b]], 0.3) for _, b, _ in masses],
                   hovertemplate="%{source.label} → %{target.label}<br>probability %{value:.4f}<extra></extra>")))
-    figure.update_layout(title=title, height=360, margin=dict(l=10, r=10, t=40, b=10))
+    figure.update_layout(title=title, height=360)
     return figure
 
 
@@ -466,10 +467,10 @@ def text_heatmap(values, texts: list[list[str]], x_labels: list[str], y_labels: 
     z = [[float(v) for v in row] for row in values]
     figure = go.Figure(go.Heatmap(
         z=z, x=x_labels, y=y_labels, text=texts, texttemplate="%{text}", textfont={"size": 10},
-        colorscale="Blues", zmin=0, zmax=1, colorbar=dict(title=colour_title),
+        colorscale=SEQUENTIAL, zmin=0, zmax=1, colorbar=dict(title=colour_title),
         hovertemplate=f"{y_title} %{{y}}<br>{x_title} %{{x}}<br>%{{text}}: %{{z:.4f}}<extra></extra>"))
     figure.update_layout(title=title, height=max(280, min(1000, 80 + 28 * len(y_labels))),
-                         margin=dict(l=10, r=10, t=40, b=10), xaxis=dict(type="category", title=x_title),
+                         xaxis=dict(type="category", title=x_title),
                          yaxis=dict(type="category", title=y_title, autorange="reversed"))
     return figure
 
@@ -506,7 +507,7 @@ def journey_sankey(flows: list[tuple[str, str, float]], sinks: tuple[str, str], 
         node=dict(label=names, pad=8, thickness=14),
         link=dict(source=source, target=target, value=value, color=colour,
                   hovertemplate="%{source.label} → %{target.label}<br>%{value:.3f} logit<extra></extra>")))
-    figure.update_layout(title=title, height=max(520, 34 * len(sources)), margin=dict(l=10, r=10, t=40, b=10))
+    figure.update_layout(title=title, height=max(520, 34 * len(sources)))
     return figure
 
 

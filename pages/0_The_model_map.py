@@ -93,9 +93,9 @@ def compare() -> None:
                                         else "nothing in the design (only the weights)."))
     for column, model in zip((left, right), models):
         model_trace = cached_trace(model.name, prompt) if prompt else None
-        column.plotly_chart(diagrams.model_map_figure(model_map.build_map(model.model, small=True),
-                                                      figures.plotly_text(model.name), show_labels=True),
-                            key=f"compare-{column is left}")
+        course_ui.show_figure(diagrams.model_map_figure(model_map.build_map(model.model, small=True),
+                                                        figures.plotly_text(model.name), show_labels=True),
+                              f"compare-{column is left}", column)
         if model_trace is not None:
             top = model_trace.next_token_probs().topk(5)
             column.dataframe(pd.DataFrame([{"next token": figures.token_name(model.tokenizer, i), "probability": round(p, 4)}

@@ -83,8 +83,8 @@ def tokenizer_comparison() -> None:
     if not prompt:
         st.caption("Nothing to compare: the prompt is empty.")
         return
-    st.plotly_chart(figures.tokenizer_comparison_figure({name: len(v) for name, v in views.items()}, len(prompt)),
-                    width="stretch", key="comparison_chart")
+    course_ui.show_figure(figures.tokenizer_comparison_figure({name: len(v) for name, v in views.items()}, len(prompt)),
+                          "comparison_chart", width="stretch")
     for tab, view in zip(st.tabs(list(views)), views.values()):
         with tab:
             st.html(figures.token_chips_html(view, limit=200, show="text"))

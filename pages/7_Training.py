@@ -237,10 +237,10 @@ def live() -> None:
     previous = state.get("t_previous")
     if previous is not None:
         series["previous run (training)"] = (previous.steps, previous.train_loss)
-    st.plotly_chart(figures.lines(view.steps, series, "Loss while training", "step", "loss (cross-entropy, nats)",
-                                  reference=(f"uniform guess: ln {vocab} = {live_training.uniform_loss(vocab):.2f}",
-                                             live_training.uniform_loss(vocab)),
-                                  dashed=("previous run (training)",)), key="t_loss")
+    course_ui.show_figure(figures.lines(view.steps, series, "Loss while training", "step", "loss (cross-entropy, nats)",
+                                        reference=(f"uniform guess: ln {vocab} = {live_training.uniform_loss(vocab):.2f}",
+                                                   live_training.uniform_loss(vocab)),
+                                        dashed=("previous run (training)",)), "t_loss")
     now = max(1, view.step - view.step % max(1, run.config.max_steps // 100))  # the marker moves in 1% steps
     course_ui.chart("t_lr", (run.serial, now), lambda: figures.lines(
         list(range(1, run.config.max_steps + 1)), {"learning rate": [learning_rate_at(s, run.config)
@@ -261,10 +261,10 @@ def copy_test(view) -> None:
     if not view.copy_scores:
         return
     steps = [step for step, _ in view.copy_scores]
-    st.plotly_chart(figures.lines(steps, {
+    course_ui.show_figure(figures.lines(steps, {
         "second-half tokens predicted right": [score.accuracy for _, score in view.copy_scores],
         "the best copy head's attention on the earlier copy": [score.attention for _, score in view.copy_scores]},
-        f"Copy test on {len(run.copy_test_lines)} new lines", "step", "share (0 to 1)", height=300), key="t_copy")
+        f"Copy test on {len(run.copy_test_lines)} new lines", "step", "share (0 to 1)", height=300), "t_copy")
     latest = view.copy_scores[-1][1]
     st.caption(f"At step {view.copy_scores[-1][0]:,}: {latest.accuracy:.0%} of {latest.predictions:,} copied tokens "
                f"predicted right; layer {latest.layer}, head {latest.head} puts {latest.attention:.2f} of its "
@@ -291,12 +291,12 @@ def gradients(view) -> None:
     if not view.steps:
         return
     left, right = st.columns(2)
-    left.plotly_chart(figures.lines(view.steps, {html.escape(g): v for g, v in view.layer_grad_norms.items()},
-                                    "Gradient norm per layer (before clipping)", "step", "‖gradient‖", log_y=True,
-                                    height=320), key="t_grad_norms")
-    right.plotly_chart(figures.lines(view.steps, {html.escape(g): v for g, v in view.update_ratios.items()},
-                                     "Update size ÷ weight size per layer", "step", "‖Δw‖ / ‖w‖", log_y=True,
-                                     height=320), key="t_update_ratios")
+    course_ui.show_figure(figures.lines(view.steps, {html.escape(g): v for g, v in view.layer_grad_norms.items()},
+                                        "Gradient norm per layer (before clipping)", "step", "‖gradient‖", log_y=True,
+                                        height=320), "t_grad_norms", left)
+    course_ui.show_figure(figures.lines(view.steps, {html.escape(g): v for g, v in view.update_ratios.items()},
+                                        "Update size ÷ weight size per layer", "step", "‖Δw‖ / ‖w‖", log_y=True,
+                                        height=320), "t_update_ratios", right)
 
 
 def finished() -> None:

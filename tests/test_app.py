@@ -83,9 +83,24 @@ def assert_healthy(app: AppTest) -> None:
             # markdown elements carry no HTML at all; HTML elements only the app's own tags
             assert kind == "html" and tag in OUR_HTML_TAGS, f"unescaped HTML <{tag}> in a {kind} element: {text[:300]!r}"
             assert not any(name.startswith("on") for name in attributes), f"event handler in {text[:300]!r}"
-    for chart in app.get("plotly_chart"):  # Plotly renders some tags in labels: token text must be escaped
-        for label in plotly_labels(json.loads(chart.proto.spec)):
+    for chart in app.get("plotly_chart"):
+        spec = json.loads(chart.proto.spec)
+        for label in plotly_labels(spec):  # Plotly renders some tags in labels: token text must be escaped
             assert "<" not in label, f"unescaped '<' in a Plotly label: {label!r}"
+        assert_course_look(chart.proto.theme, spec)
+
+
+def assert_course_look(theme: str, spec: dict) -> None:
+    """A figure is drawn in the course's one template (core.plot_style), not restyled by Streamlit's
+    theme, and every colour bar it shows says what its colours measure."""
+    from core import plot_style
+
+    title = ((spec.get("layout") or {}).get("title") or {}).get("text", "")
+    assert theme == "", f"{title!r} is drawn in Streamlit's theme, not the course's template"
+    assert spec["layout"]["template"]["layout"]["font"]["family"] == plot_style.FONT, title
+    for trace in spec.get("data", []):
+        if trace.get("type") in ("heatmap", "contour") and trace.get("showscale", True):
+            assert ((trace.get("colorbar") or {}).get("title") or {}).get("text"), f"untitled colour bar in {title!r}"
 
 
 @pytest.mark.parametrize("page", PAGES)
