@@ -308,6 +308,8 @@ def _render_part(part, question_number: int, figures: dict[str, Callable[[], Non
         if builder is None:
             st.warning(f"The lesson asks for a figure called “{part.name}”, which this page does not "
                        f"have. Figures on this page: {', '.join(sorted(figures))}.")
+        elif part.on_request:
+            on_request(part.on_request, section_key(key, part.name), lambda: (builder(), code_beside(key, part.name)))
         else:
             builder()
             code_beside(key, part.name)
@@ -315,6 +317,21 @@ def _render_part(part, question_number: int, figures: dict[str, Callable[[], Non
         st.warning(f"This line of the lesson is not a figure slot this app understands: {part.line}")
     elif isinstance(part, Question):
         render_question(part, question_number, key)
+
+
+def section_key(lesson_key: str, slot: str) -> str:
+    """The key of the switch that opens a figure slot drawn on request (`| on request:` in the markdown)."""
+    return f"open-{lesson_key}-{slot}"
+
+
+def on_request(label: str, open_key: str, draw: Callable[[], object]) -> None:
+    """A section the student opens: closed, nothing in it is computed or sent to the browser (a
+    lesson's figures are most of its drawing time); open, it stays open across lessons."""
+    keep_values(open_key)
+    section = st.expander(label, key=open_key, on_change="rerun")
+    if section.open:
+        with section:
+            draw()
 
 
 def code_beside(key: str, slot: str) -> None:

@@ -7,6 +7,7 @@ A lesson file is markdown with three extras:
     summary: How text becomes the numbers a model reads.
     ---
     {{ figure: token-chips }}             a figure slot, on a line of its own
+    {{ figure: qkv | on request: Show … }}  a slot drawn only when the student opens it
     ::: question                          a question block
     Which token ...?
     - [ ] a wrong option
@@ -26,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 LESSONS_DIR = Path(__file__).resolve().parent.parent / "lessons"
-FIGURE_SLOT = re.compile(r"^\s*\{\{\s*figure\s*:\s*([A-Za-z0-9_\-]+)\s*\}\}\s*$")
+FIGURE_SLOT = re.compile(r"^\s*\{\{\s*figure\s*:\s*([A-Za-z0-9_\-]+)\s*(?:\|\s*on request\s*:\s*([^{}]*?\S)\s*)?\}\}\s*$")
 ANY_SLOT = re.compile(r"^\s*\{\{(.*)\}\}\s*$")
 OPTION = re.compile(r"^\s*[-*]\s*\[( |x|X)\]\s*(.+)$")
 
@@ -39,6 +40,7 @@ class Markdown:
 @dataclass(frozen=True)
 class Figure:
     name: str
+    on_request: str | None = None  # the label of the switch that draws it; None: drawn at once
 
 
 @dataclass(frozen=True)
@@ -140,7 +142,7 @@ def parse_lesson(text: str) -> Lesson:
         figure = FIGURE_SLOT.match(line)
         if figure:
             flush()
-            parts.append(Figure(figure.group(1)))
+            parts.append(Figure(figure.group(1), figure.group(2)))
         elif ANY_SLOT.match(line):
             flush()
             parts.append(BadSlot(line.strip()))

@@ -76,6 +76,20 @@ def bundled():
     return load_model("glassbox-stories")
 
 
+def open_every_section(app) -> None:
+    """Open every figure slot the lessons draw on request (`| on request:`), so that a test of a
+    page's figures sees all of them. Closed is what a student sees first; tests/test_teaching.py
+    checks that."""
+    from course_ui import lesson_key, section_key
+    from core.course import COURSE
+    from core.lessons import load_lesson
+
+    for entry in COURSE:
+        for part in load_lesson(entry.markdown).parts:
+            if getattr(part, "on_request", None):
+                app.session_state[section_key(lesson_key(entry.number), part.name)] = True
+
+
 @pytest.fixture(scope="session")
 def default_runs() -> tuple[dict, dict[str, set[str]]]:
     """Every page of the app opened once under AppTest with the default prompt, as a student does
@@ -100,7 +114,9 @@ def default_runs() -> tuple[dict, dict[str, set[str]]]:
     try:
         for page in pages:
             drawing["page"] = "Home.py"
-            app = AppTest.from_file(str(APP_DIR / "Home.py"), default_timeout=60).run()
+            app = AppTest.from_file(str(APP_DIR / "Home.py"), default_timeout=60)
+            open_every_section(app)
+            app.run()
             if page != "Home.py":
                 assert not app.exception, [e.value for e in app.exception]
                 drawing["page"] = page

@@ -10,6 +10,7 @@ from streamlit.testing.v1 import AppTest
 from core.course import APP_DIR, COURSE, LESSONS
 from core.figures import md_escape
 from core.lessons import load_lesson
+from tests.conftest import open_every_section
 from tests.test_live_training import wait_for  # one condition wait for every training test
 
 PAGES = ["Home.py"] + [entry.page for entry in LESSONS if entry.is_built]
@@ -44,6 +45,7 @@ def html_tags(text: str) -> list[tuple[str, list[str]]]:
 def run_page(page: str, prompt: str | None = None) -> AppTest:
     """Open the app at Home (its entry point, as `streamlit run Home.py` does), then go to `page`."""
     app = AppTest.from_file(str(APP_DIR / "Home.py"), default_timeout=60)
+    open_every_section(app)  # every figure, those drawn on request too
     if prompt is not None:
         app.session_state["prompt"] = prompt
     app.run()

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from core.course import COURSE, LESSONS
+from core.lessons import load_lesson
 from core.models import load_model
 from core.tokenization import prompt_tokens
 from tests import streamlit_server
@@ -221,6 +222,14 @@ def test_a_control_reruns_its_stretch_and_everything_that_depends_on_it_follows(
 
     page.goto(app_url + "/Attention")
     page.locator("svg g.sankey").first.wait_for(timeout=60_000)
+    wait_until_idle(page)
+    # the head's output is drawn on request: absent until the student opens its section
+    output = "svg .gtitle >> text=Head 2 output z"
+    assert page.locator(output).count() == 0
+    label = next(part.on_request for part in load_lesson(LESSONS[3].markdown).parts
+                 if getattr(part, "name", None) == "head-output")
+    page.get_by_text(label, exact=True).click()
+    page.locator(output).first.wait_for(timeout=30_000)
     wait_until_idle(page)
     deltas.clear()
     page.get_by_label("Head", exact=True).first.click()

@@ -8,6 +8,7 @@ from streamlit.testing.v1 import AppTest
 
 from core.course import APP_DIR, LESSONS
 from core.models import BUNDLED_MODEL_DIR
+from tests.conftest import open_every_section
 from tests.test_app import HOSTILE_PROMPTS, assert_healthy
 from tests.tiny_models import tiny_model
 
@@ -36,6 +37,7 @@ def family_folders(tmp_path_factory) -> dict[str, str]:
 def test_every_lesson_renders_on_every_family(variant, page, family_folders):
     app = AppTest.from_file(str(APP_DIR / "Home.py"), default_timeout=90)
     app.session_state["model_key"] = family_folders[variant]
+    open_every_section(app)  # every figure, those drawn on request too
     app.run()
     app.switch_page(page).run()
     assert app.session_state["model_key"] == family_folders[variant]  # it did not fall back to the course model

@@ -93,6 +93,8 @@ def test_every_figure_with_numbers_can_show_the_code_that_computed_them():
     app = open_app()
     app.switch_page(LESSONS[3].page).run()
     assert not [c for c in app.code if "def attention_step" in c.value]  # shown on request only
+    app.session_state["open-lesson4-qkv"] = True  # the queries, keys and values are drawn on request too
+    app.run()
     app.toggle(key="code-lesson4-qkv").set_value(True).run()
     shown = [c.value for c in app.code if "def attention_step" in c.value]
     import inspect
@@ -148,3 +150,32 @@ def test_lesson_4_draws_every_head_of_the_model_on_request():
                     if json.loads(chart.proto.spec)["layout"]["title"]["text"].startswith("All layers (rows)"))
     assert len(json.loads(overview.proto.spec)["data"]) == 4 * 4  # the course model's 4 layers × 4 heads
     assert not app.exception
+
+
+def test_a_figure_slot_marked_on_request_is_drawn_only_when_the_student_opens_it_and_stays_open():
+    """Issue 19: a lesson's figures are most of its drawing time in the browser. A slot written
+    `{{ figure: name | on request: label }}` is a closed section: nothing in it is computed or sent
+    until the student opens it; then it is the page's real figure, and it stays open across lessons."""
+    from core.lessons import BadSlot, Figure, parse_lesson
+
+    parts = parse_lesson("{{ figure: qkv | on request: Show the vectors }}\n{{ figure: qkv | on request: }}\n"
+                         "{{ figure: qkv }}").parts
+    assert parts == [Figure("qkv", "Show the vectors"), BadSlot("{{ figure: qkv | on request: }}"), Figure("qkv")]
+
+    lesson = load_lesson(LESSONS[3].markdown)
+    on_request = {part.name: part.on_request for part in lesson.parts if getattr(part, "on_request", None)}
+    assert {"qkv", "head-output"} <= set(on_request)
+    app = open_app()
+    app.switch_page(LESSONS[3].page).run()
+    charts = lambda: {c.proto.id.split("-", 2)[-1] for c in app.get("plotly_chart")}  # noqa: E731  ($$ID-hash-key)
+    section = next(e for e in app.expander if e.label == on_request["qkv"])
+    assert not section.children and not {"qkv-q", "qkv-k", "qkv-v"} & charts()  # closed: nothing drawn in it
+    assert {"scores-scores", "pattern", "sankey"} <= charts()  # the lesson around it is drawn
+    app.session_state["open-lesson4-qkv"] = True  # what a click on the section does
+    app.run()
+    assert {"qkv-q", "qkv-k", "qkv-v", "scores-scores"} <= charts()
+    q = json.loads(next(c.proto.spec for c in app.get("plotly_chart") if c.proto.id.endswith("-qkv-q")))
+    assert q["layout"]["title"]["text"].startswith("Q (layer 0, head 2)")  # this head's real queries
+    app.switch_page(LESSONS[4].page).run()
+    app.switch_page(LESSONS[3].page).run()
+    assert {"qkv-q", "qkv-k", "qkv-v"} <= charts()  # still open after another lesson
