@@ -104,25 +104,26 @@ def head_groups_figure(arch: Architecture, model_name: str) -> go.Figure:
 def rotary_pairs_figure(pairs, model_name: str, token: str) -> go.Figure:
     """Each pair of a real query's dims as an arrow from the origin, at each position it is put
     at: the arrow keeps its length and only turns, faster for the first pairs."""
-    from plotly.subplots import make_subplots
+    from core.figures import subplot_grid
 
-    figure = make_subplots(rows=1, cols=len(pairs), subplot_titles=[
-        f"pair {p.pair} (dims {p.dims[0]}, {p.dims[1]}): {p.angle_per_position:.3g} rad per position" for p in pairs])
+    cells, subtitles = subplot_grid(len(pairs), len(pairs), [
+        f"pair {p.pair} (dims {p.dims[0]}, {p.dims[1]})<br>{p.angle_per_position:.3g} rad per position" for p in pairs],
+        title_size=13)
     colours = ["#6b7280", STREAM, ACCENT, "#16a34a", "#9333ea"]
-    for column, pair in enumerate(pairs, start=1):
+    traces, layout = [], {}
+    for cell, pair in zip(cells, pairs):
         reach = max(math.hypot(*pair.before), 1e-6) * 1.15
         for index, (place, (a, b)) in enumerate(pair.turned.items()):
-            figure.add_trace(go.Scatter(x=[0, a], y=[0, b], mode="lines+markers", marker=dict(size=[0, 9]),
-                                        line=dict(color=colours[index % len(colours)], width=3),
-                                        name=f"at position {place}", legendgroup=str(place), showlegend=column == 1,
-                                        hovertemplate=f"position {place}<br>(%{{x:.3f}}, %{{y:.3f}})<extra></extra>"),
-                             row=1, col=column)
-        figure.update_xaxes(range=[-reach, reach], zeroline=True, row=1, col=column, title_text="first dim")
-        figure.update_yaxes(range=[-reach, reach], zeroline=True, row=1, col=column, scaleanchor=f"x{column}",
-                            title_text="second dim" if column == 1 else None)
-    figure.update_layout(title=f"{model_name}: the query of {token}, one pair of dims at a time, turned by its position",
-                         height=360, margin=dict(l=10, r=10, t=70, b=10))
-    return figure
+            traces.append(go.Scatter(x=[0, a], y=[0, b], xaxis=cell.x, yaxis=cell.y, mode="lines+markers",
+                                     marker=dict(size=[0, 9]), line=dict(color=colours[index % len(colours)], width=3),
+                                     name=f"at position {place}", legendgroup=str(place), showlegend=cell.index == 0,
+                                     hovertemplate=f"position {place}<br>(%{{x:.3f}}, %{{y:.3f}})<extra></extra>"))
+        layout.update(cell.axes(dict(range=[-reach, reach], zeroline=True, title_text="first dim"),
+                                dict(range=[-reach, reach], zeroline=True, scaleanchor=cell.x,
+                                     title_text="second dim" if cell.index == 0 else None)))
+    layout.update(title=f"{model_name}: the query of {token}, one pair of dims at a time, turned by its position",
+                  height=380, margin=dict(l=10, r=10, t=100, b=10), annotations=subtitles)
+    return go.Figure(traces, layout)
 
 
 # --- the map of the model --------------------------------------------------------------------------

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import html
 import math
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import plotly.graph_objects as go
@@ -210,34 +211,75 @@ def bar(labels: list[str], values: list[float], title: str, x_title: str = "", c
     return figure
 
 
+@dataclass(frozen=True)
+class Cell:
+    """One subplot of a grid: the axes its traces name ("x2", "y2") and where they sit on the page."""
+    index: int
+    row: int  # 0 is the top row
+    column: int
+    x_domain: list[float]
+    y_domain: list[float]
+
+    @property
+    def x(self) -> str:
+        return "x" if self.index == 0 else f"x{self.index + 1}"
+
+    @property
+    def y(self) -> str:
+        return "y" if self.index == 0 else f"y{self.index + 1}"
+
+    def axes(self, x: dict, y: dict) -> dict:
+        """Layout entries for this cell's two axes, with `x` and `y` added to each."""
+        return {self.x.replace("x", "xaxis", 1): dict(domain=self.x_domain, anchor=self.y, **x),
+                self.y.replace("y", "yaxis", 1): dict(domain=self.y_domain, anchor=self.x, **y)}
+
+
+def subplot_grid(count: int, columns: int, titles: list[str] | None = None, gap_x: float | None = None,
+                 gap_y: float | None = None, title_size: int = 12) -> tuple[list[Cell], list[dict]]:
+    """A grid of `count` subplots, `columns` wide, filled row by row from the top: its cells and the
+    titles above them (paper annotations). The layout plotly's make_subplots computes, built as plain
+    dicts in one go (make_subplots and per-axis updates were a third of lesson 4's server time)."""
+    rows = (count + columns - 1) // columns
+    gap_x = 0.2 / columns if gap_x is None else gap_x
+    gap_y = 0.3 / rows if gap_y is None else gap_y
+    width, height = (1 - gap_x * (columns - 1)) / columns, (1 - gap_y * (rows - 1)) / rows
+    cells, annotations = [], []
+    for index in range(count):
+        row, column = divmod(index, columns)
+        left, top = column * (width + gap_x), 1 - row * (height + gap_y)
+        cells.append(Cell(index, row, column, [left, min(1.0, left + width)], [max(0.0, top - height), top]))
+        if titles:
+            annotations.append(dict(text=titles[index], x=left + width / 2, y=top, xref="paper", yref="paper",
+                                    xanchor="center", yanchor="bottom", showarrow=False, font_size=title_size))
+    return cells, annotations
+
+
 def small_multiples(patterns: list, titles: list[str], labels: list[str], columns: int, title: str) -> go.Figure:
     """Several attention patterns side by side, sharing one 0–1 colour scale."""
-    from plotly.subplots import make_subplots
-
     rows = (len(patterns) + columns - 1) // columns
     row_px = max(48, min(230, 760 // columns))  # about square cells, however many columns
     title_px = 26  # room for each subplot's title
     height = 70 + rows * (row_px + title_px)
-    figure = make_subplots(rows=rows, cols=columns, subplot_titles=titles, horizontal_spacing=0.02,
-                           vertical_spacing=title_px / height if rows > 1 else 0.1)
-    for index, pattern in enumerate(patterns):
-        figure.add_trace(go.Heatmap(z=pattern.detach().float().numpy(), x=labels, y=labels, colorscale=SEQUENTIAL, zmin=0, zmax=1,
-                                    showscale=index == 0, colorbar=dict(title=dict(text="attention weight", side="right")),
-                                    hovertemplate="query %{y}<br>key %{x}<br>weight %{z:.3f}<extra></extra>"),
-                         row=index // columns + 1, col=index % columns + 1)
-    # token labels on the outer axes (the first column's rows, the last row's columns): every
+    cells, subtitles = subplot_grid(len(patterns), columns, titles, gap_x=0.02,
+                                    gap_y=title_px / height if rows > 1 else 0.1, title_size=12 if columns <= 6 else 9)
+    # token labels on the outer axes (the first column's rows, each column's lowest pattern): every
     # label when they fit at about 10 px each, else every k-th; all of them on hover
     shown = labels[::max(1, math.ceil(len(labels) * 10 / row_px))]
     label_px = min(90, 6 * max((len(label) for label in shown), default=1))
-    figure.update_xaxes(showticklabels=False)
-    figure.update_yaxes(showticklabels=False, autorange="reversed")
-    for column in range(1, columns + 1):
-        figure.update_xaxes(showticklabels=True, tickvals=shown, tickangle=-90, tickfont_size=8, row=rows, col=column)
-    for row in range(1, rows + 1):
-        figure.update_yaxes(showticklabels=True, tickvals=shown, tickfont_size=8, row=row, col=1)
-    figure.update_annotations(font_size=12 if columns <= 6 else 9)
-    figure.update_layout(title=title, height=height + label_px, margin=dict(l=10 + label_px, r=10, t=60, b=10 + label_px))
-    return figure
+    ticks, no_ticks = dict(showticklabels=True, tickvals=shown, tickfont_size=8), dict(showticklabels=False)
+    traces, layout = [], {}
+    for cell, pattern in zip(cells, patterns):
+        traces.append(go.Heatmap(
+            z=pattern.detach().float().numpy(), x=labels, y=labels, xaxis=cell.x, yaxis=cell.y,
+            colorscale=SEQUENTIAL, zmin=0, zmax=1, showscale=cell.index == 0,
+            colorbar=dict(title=dict(text="attention weight", side="right")),
+            hovertemplate="query %{y}<br>key %{x}<br>weight %{z:.3f}<extra></extra>"))
+        lowest = cell.index + columns >= len(patterns)
+        layout.update(cell.axes(dict(ticks, tickangle=-90) if lowest else no_ticks,
+                                dict(ticks if cell.column == 0 else no_ticks, autorange="reversed")))
+    layout.update(title=title, height=height + label_px, annotations=subtitles,
+                  margin=dict(l=10 + label_px, r=10, t=60, b=10 + label_px))
+    return go.Figure(traces, layout)
 
 
 # Sankey labels: dark on the light bands (Plotly draws a white halo around them), never grey on grey
@@ -334,19 +376,21 @@ def embedding_map(coords, labels: list[str], highlighted: list[bool], explained:
 
 
 def vector_rows(rows: dict[str, object], title: str, x_title: str = "entry of the vector") -> go.Figure:
-    """Several vectors of the same width, one bar chart each, stacked (each with its own y scale)."""
-    from plotly.subplots import make_subplots
-
+    """Several vectors of the same width, one bar chart each, stacked (each with its own y scale,
+    one shared x axis: zooming one row zooms them all)."""
     names = list(rows)
-    figure = make_subplots(rows=len(names), cols=1, shared_xaxes=True, subplot_titles=names, vertical_spacing=0.06)
-    for index, name in enumerate(names):
+    cells, subtitles = subplot_grid(len(names), 1, names, gap_y=0.06, title_size=16)
+    bottom = cells[-1]
+    traces, layout = [], {}
+    for cell, name in zip(cells, names):
         values = [float(v) for v in rows[name]]
-        figure.add_trace(go.Bar(x=list(range(len(values))), y=values, marker_color="#2563eb", showlegend=False,
-                                hovertemplate=f"{html.escape(name)}<br>entry %{{x}}: %{{y:.4f}}<extra></extra>"),
-                         row=index + 1, col=1)
-    figure.update_xaxes(title_text=x_title, row=len(names), col=1)
-    figure.update_layout(title=title, height=40 + 150 * len(names), margin=dict(l=10, r=10, t=60, b=10), bargap=0)
-    return figure
+        traces.append(go.Bar(x=list(range(len(values))), y=values, xaxis=cell.x, yaxis=cell.y, marker_color="#2563eb",
+                             showlegend=False, hovertemplate=f"{html.escape(name)}<br>entry %{{x}}: %{{y:.4f}}<extra></extra>"))
+        shared = dict(title_text=x_title) if cell is bottom else dict(matches=bottom.x, showticklabels=False)
+        layout.update(cell.axes(shared, {}))
+    layout.update(title=title, height=40 + 150 * len(names), margin=dict(l=10, r=10, t=60, b=10), bargap=0,
+                  annotations=subtitles)
+    return go.Figure(traces, layout)
 
 
 def activation_curve_figure(curve_x, curve_y, points_x, points_y, point_labels: list[str], title: str,
