@@ -55,11 +55,13 @@ def test_a_shared_link_opens_its_prompt_and_a_reload_keeps_it(app_url):
 
     prompt = "The dog ran to the park with his"
     with browser_page() as page:
-        page.goto(f"{app_url}/Attention?prompt={urllib.parse.quote(prompt)}")
+        page.goto(f"{app_url}/Tokenization?prompt={urllib.parse.quote(prompt)}")  # any lesson: the link is the same
         box = page.get_by_role("textbox", name="Your prompt")
         expect(box).to_have_value(prompt, timeout=60_000)
         wait_until_idle(page)
         no_errors(page)
+        page.locator(".gb-chip").first.wait_for(timeout=60_000)
+        assert "Ġpark" in page.locator(".gb-chips").first.locator(".gb-tok").all_inner_texts()  # computed on it
         page.reload()  # a new session on the same address
         expect(page.get_by_role("textbox", name="Your prompt")).to_have_value(prompt, timeout=60_000)
 
