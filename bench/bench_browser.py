@@ -6,7 +6,8 @@ Prints figures; asserts nothing.
   every Plotly chart drawn (the count of Plotly layers stops changing)
 - the main control of lessons 4-6: from the change to the script idle and the charts redrawn
 - the server's CPU seconds for a lesson on a prompt no one has used before (AppTest, in-process)
-Models: the two course models by default (any registry key or folder can be named).
+Models: the two course models by default (any registry key or folder can be named, and
+`random-gpt2-small`: GPT-2 small's shape with random weights, saved to a temporary folder).
 """
 from __future__ import annotations
 
@@ -139,10 +140,17 @@ def main() -> None:
     set_log_level("error")
     logging.getLogger("streamlit.runtime.scriptrunner_utils.script_run_context").addFilter(
         lambda record: "missing ScriptRunContext" not in record.getMessage())
+    import tempfile
+
+    from bench.bench_app import random_gpt2_small
+
     models = sys.argv[1:] or ["glassbox-stories", "glassbox-stories-llama"]
-    for model in models:
-        browser_table(model)
-        server_cpu(model)
+    with tempfile.TemporaryDirectory() as folder:
+        for model in models:
+            if model == "random-gpt2-small":
+                model = random_gpt2_small(Path(folder))
+            browser_table(model)
+            server_cpu(model)
 
 
 if __name__ == "__main__":

@@ -571,13 +571,13 @@ def per_token_loss(labels: list[str], series: dict[str, list[float]], copyable: 
             runs[-1][1] = q
         else:
             runs.append([q, q])
-    figure.update_layout(shapes=[dict(type="rect", xref="x", yref="paper", x0=first - 0.5, x1=last + 0.5, y0=0, y1=1,
-                                      fillcolor="#fde68a", opacity=0.5, line_width=0, layer="below")
-                                 for first, last in runs])
     shown = list(range(0, len(labels) - 1, max(1, math.ceil((len(labels) - 1) / 40))))
     figure.update_layout(title=title, height=400, margin=dict(l=10, r=10, t=70, b=10),
                          legend=dict(orientation="h", yanchor="bottom", y=1.01, x=0),
                          xaxis=dict(title="position (the token the prediction is made at)", tickvals=shown,
                                     ticktext=[labels[i] for i in shown], tickangle=-60, tickfont_size=9),
-                         yaxis=dict(title="loss, −ln p(next token), nats", rangemode="tozero"))
+                         yaxis=dict(title="loss, −ln p(next token), nats", rangemode="tozero"),
+                         shapes=[dict(type="rect", xref="x", yref="paper", x0=first - 0.5, x1=last + 0.5, y0=0, y1=1,
+                                      fillcolor="#fde68a", opacity=0.5, line_width=0, layer="below")
+                                 for first, last in runs])
     return figure
