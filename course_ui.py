@@ -113,14 +113,27 @@ def keep_values(*keys: str) -> None:
     st.session_state.setdefault("kept_widget_keys", set()).update(keys)
 
 
+def remember_kept_values() -> None:
+    """Copy the kept widgets' values to the session's own store. Called at the end of a live
+    stretch: Streamlit forgets a widget last changed in a fragment as soon as the student changes
+    page, before `restore_kept_values` can give it back."""
+    state = st.session_state
+    store = state.setdefault("kept_values", {})
+    for key in state.get("kept_widget_keys", ()):
+        if key in state:
+            store[key] = state[key]
+
+
 def restore_kept_values() -> None:
     state = st.session_state
+    store = state.get("kept_values", {})
     for key in state.get("kept_widget_keys", ()):
         if key in state:
             state[key] = state[key]
+        elif key in store:
+            state[key] = store[key]
 
 
-# --- the model ---------------------------------------------------------------------------------
 def _switch_model() -> None:
     """Called when the picker changes: try the new model now; on failure keep the old one."""
     state = st.session_state
@@ -298,6 +311,7 @@ def _live_stretch(parts: list, figures: dict[str, Callable[[], None]], key: str,
         refresh()
     for part, number in parts:
         _render_part(part, number, figures, key)
+    remember_kept_values()
 
 
 def _render_part(part, question_number: int, figures: dict[str, Callable[[], None]], key: str) -> None:

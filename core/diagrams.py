@@ -121,7 +121,7 @@ def rotary_pairs_figure(pairs, model_name: str, token: str) -> go.Figure:
         layout.update(cell.axes(dict(range=[-reach, reach], zeroline=True, title_text="first dim"),
                                 dict(range=[-reach, reach], zeroline=True, scaleanchor=cell.x,
                                      title_text="second dim" if cell.index == 0 else None)))
-    layout.update(title=f"{model_name}: the query of {token}, one pair of dims at a time, turned by its position",
+    layout.update(title=f"{model_name}: the query at {token}, one pair of dims at a time, turned by its position",
                   height=380, margin=dict(l=10, r=10, t=100, b=10), annotations=subtitles)
     return go.Figure(traces, layout)
 

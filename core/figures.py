@@ -173,6 +173,11 @@ def token_labels(token_strings: list[str]) -> list[str]:
     return [f"{i} {plotly_text(s)}" for i, s in enumerate(token_strings)]
 
 
+def token_at(position: int, token_string: str) -> str:
+    """A token named inside a figure's title: 'position 20 (“,”)', not '20 ,' run into the sentence."""
+    return f"position {position} (“{plotly_text(token_string)}”)"
+
+
 def heatmap(values, x_labels: list[str], y_labels: list[str], title: str, x_title: str = "", y_title: str = "",
             diverging: bool = True, show_values: bool | None = None, height: int | None = None,
             value_format: str = ".2f", value_range: tuple[float, float] | None = None,

@@ -60,7 +60,7 @@ class InductionTest:
 
 def token_losses(logits: torch.Tensor, token_ids: list[int]) -> torch.Tensor:
     """The loss of predicting each next token: [pos - 1] from logits [pos, vocab]."""
-    return F.cross_entropy(logits[:-1], torch.tensor(token_ids[1:]), reduction="none")  # [pos - 1]
+    return F.cross_entropy(logits[:-1], torch.tensor(token_ids[1:], dtype=torch.long), reduction="none")  # [pos - 1]
 
 
 def induction_test(model, pool: list[int], eos_token_id: int, interventions: Interventions = NO_INTERVENTIONS,

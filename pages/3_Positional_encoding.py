@@ -83,9 +83,8 @@ def rotary() -> None:
     q = rotary_trace["q", 0][0, token]  # [d_head] head 0's query of the last token, before any turn
     half = model.arch.rotary_dim // 2
     pairs = positions.rotary_pairs(model.model, q, [0, token, token + 8], [0, half // 4, half - 1])
-    name = figures.plotly_text(rotary_trace.token_strings[token])
     course_ui.chart("rotary", (model.name,), lambda: diagrams.rotary_pairs_figure(
-        pairs, figures.plotly_text(model.name), f"{token} {name}"))
+        pairs, figures.plotly_text(model.name), figures.token_at(token, rotary_trace.token_strings[token])))
     st.caption(f"{figures.md_escape(model.name)}: rotary on {model.arch.rotary_dim} of each head's {model.arch.d_head} "
                f"dims, as {half} pairs; layer 0, head 0.")
 

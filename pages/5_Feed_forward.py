@@ -22,7 +22,7 @@ if trace is not None:
 
 def read_layer_choice() -> None:
     """The layer and position as the picker now says (again at each rerun of the picker's stretch)."""
-    global layer, d_mlp, active, position
+    global layer, d_mlp, active, position, at_position
     if trace is not None:
         layer, _ = course_ui.layer_head_state(trace, "ff")
         d_mlp = trace["mlp_pre", layer].shape[1]
@@ -30,6 +30,7 @@ def read_layer_choice() -> None:
         if not 0 <= st.session_state.get("ff_position", -1) < trace.n_tokens:
             st.session_state.ff_position = trace.n_tokens - 1
         position = st.session_state.ff_position
+        at_position = figures.token_at(position, trace.token_strings[position])  # for figure titles
 
 
 read_layer_choice()
@@ -78,7 +79,7 @@ def layer_norm() -> None:
                 "γ ⊙ normalised: what the MLP reads": step.after}
     name = "LayerNorm" if step.kind == "layernorm" else "RMSNorm"
     course_ui.chart("layer-norm", (layer, position), lambda: figures.vector_rows(
-        rows, f"{name} before the MLP of layer {layer}, at {labels[position]}"))
+        rows, f"{name} before the MLP of layer {layer}, at {at_position}"))
 
 
 @needs_trace
@@ -93,7 +94,7 @@ def rms_vs_layer_norm() -> None:
     course_ui.chart("rms-vs-layer-norm", (layer, position), lambda: figures.vector_rows({
         "x (the same vector)": vector, "LayerNorm: (x − mean) / √(var + ε)": by_layer_norm,
         "RMSNorm: x / √(mean(x²) + ε)": by_rms_norm, "difference": by_rms_norm - by_layer_norm,
-    }, f"The vector entering layer {layer}'s MLP norm at {labels[position]}, both ways (before γ)"))
+    }, f"The vector entering layer {layer}'s MLP norm at {at_position}, both ways (before γ)"))
 
 
 def block_wiring() -> None:
@@ -186,7 +187,7 @@ def neuron() -> None:
 def residual_norms() -> None:
     norms = residual.residual_norms(trace, position)
     course_ui.chart("residual-norms", (position,), lambda: figures.line(
-        [name for name, _ in norms], [value for _, value in norms], f"Length of the residual stream at {labels[position]}",
+        [name for name, _ in norms], [value for _, value in norms], f"Length of the residual stream at {at_position}",
         "length (Euclidean norm)"))
 
 

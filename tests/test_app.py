@@ -17,6 +17,7 @@ PAGES = ["Home.py"] + [entry.page for entry in LESSONS if entry.is_built]
 SCRIPT = "<script>alert(1)</script>"
 HOSTILE_PROMPTS = {
     "empty": "",
+    "one-token": "a",  # nothing to predict from: lesson 4's loss figure once crashed on it
     "5000-characters": ("The cat sat on the mat. Mia had a red ball. " * 120)[:5000],
     "emoji": "🙂👍🏽🇬🇧 the cat 🐈‍⬛ sat 🎉",
     "right-to-left": "שלום עולם. مرحبا بالعالم. The cat",

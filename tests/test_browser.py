@@ -240,3 +240,14 @@ def test_a_control_reruns_its_stretch_and_everything_that_depends_on_it_follows(
         page.locator(f"svg .gtitle >> text={title}").first.wait_for(timeout=30_000)
     assert deltas and all(delta.fragment_id for delta in deltas)
     no_errors(page)
+
+    # after another lesson, the head the student picked and the section they opened are as they
+    # left them (both changed inside a live stretch: Streamlit forgets such a widget's value on a
+    # change of page, and course_ui.remember_kept_values keeps it)
+    page.locator('[data-testid="stSidebarNav"]').get_by_role("link", name=LESSONS[0].title, exact=True).click()
+    page.locator(".gb-chip").first.wait_for(timeout=60_000)
+    wait_until_idle(page)
+    page.locator('[data-testid="stSidebarNav"]').get_by_role("link", name=LESSONS[3].title, exact=True).click()
+    page.locator("svg .gtitle >> text=Head 1 output z").first.wait_for(timeout=60_000)
+    wait_until_idle(page)
+    no_errors(page)
