@@ -329,10 +329,12 @@ def block_step(resid: torch.Tensor, block: BlockWeights, layer: int, weights: Mo
 
 @torch.no_grad()
 def run_trace(model, token_ids: list[int], token_strings: list[str] | None = None,
-              interventions: Interventions = NO_INTERVENTIONS, max_tokens: int | None = None) -> Trace:
+              interventions: Interventions = NO_INTERVENTIONS, max_tokens: int | None = None,
+              through_block: int | None = None) -> Trace:
     """The forward pass of `model` (any family `core.architectures` reads) on `token_ids`, every
     step recorded. Prompts longer than the context (or `max_tokens`) keep their last tokens; the
-    trace's `dropped_tokens` says how many were cut."""
+    trace's `dropped_tokens` says how many were cut. `through_block`: stop after that block, for an
+    experiment that reads nothing later (the trace then holds no final norm and no logits)."""
     weights = weights_of(model)
     arch = weights.arch
     first = interventions.first_position
@@ -357,6 +359,9 @@ def run_trace(model, token_ids: list[int], token_strings: list[str] | None = Non
 
     for layer, block in enumerate(weights.blocks):
         resid = block_step(resid, block, layer, weights, angles, interventions, t)  # [pos, d_model]
+        if layer == through_block:
+            return Trace(token_ids=token_ids, token_strings=token_strings, arch=arch, dropped_tokens=dropped,
+                         interventions=interventions, tensors=t)
 
     final = norm(resid, weights.ln_final, arch, t, "ln_final") if arch.final_norm else resid  # [pos, d_model]
     t["logits"] = final @ weights.W_U + weights.b_U  # [pos, vocab]

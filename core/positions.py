@@ -25,8 +25,8 @@ def shift_invariance(model, ids: list[int], shift: int) -> float:
     distance between query and key, so nothing changes (to float precision); learned positions
     are added to the tokens, so the scores change."""
     ids = ids[-max(1, weights_of(model).arch.n_ctx - shift):]  # the moved prompt must fit the context too
-    here = run_trace(model, ids)["scores", 0]  # [head, query, key]
-    moved = run_trace(model, ids, interventions=Interventions(first_position=shift))["scores", 0]
+    here = run_trace(model, ids, through_block=0)["scores", 0]  # [head, query, key]
+    moved = run_trace(model, ids, interventions=Interventions(first_position=shift), through_block=0)["scores", 0]
     return float((here - moved).abs().max())
 
 

@@ -83,6 +83,20 @@ def test_long_prompts_keep_their_last_tokens_and_say_so():
     assert run_trace(model, ids, max_tokens=8).token_ids == ids[-8:]
 
 
+def test_a_trace_through_an_early_block_is_the_full_traces_beginning():
+    """run_trace(..., through_block=k): the experiments that read only block 0 (lesson 3's shift
+    test) stop there; what they read is what the full forward computes."""
+    model = random_gpt2(n_layer=3, n_head=2, n_embd=32)
+    ids = [5, 17, 3, 99, 42, 7]
+    moved = Interventions(first_position=4)
+    full, early = run_trace(model, ids, interventions=moved), run_trace(model, ids, interventions=moved, through_block=0)
+    shared = [name for name in full.tensors if name.startswith(("embed.", "blocks.0."))]
+    assert shared and set(early.tensors) == set(shared)  # block 0 and before, nothing later, no logits
+    for name in shared:
+        torch.testing.assert_close(early[name], full[name], atol=0, rtol=0)
+    assert "blocks.1.resid_pre" in full and "blocks.1.resid_pre" not in early and "logits" not in early
+
+
 def test_empty_prompt_is_refused():
     with pytest.raises(ValueError):
         run_trace(random_gpt2(), [])
