@@ -35,7 +35,7 @@ def warm_up_in_background() -> None:
     """Once per server process: import PyTorch and transformers, load the course model, build
     GPT-2's tokenizer (lesson 1 compares with it), count the well-known models' sizes (lessons 0
     and 4 compare them) and run lesson 4's induction test in a thread, so that a student reading
-    Home does not wait for them in the first lesson (about 4 s, 4 s, 2 s and 0.2 s on two cores).
+    Home does not wait for them in the first lesson (about 4 s, 0.5 s, 2 s and 0.2 s on two cores).
     Home itself imports neither, so it stays fast."""
     global _warm_up_started
     import sys
@@ -51,7 +51,7 @@ def warm_up_in_background() -> None:
         from core.models import reference_models
 
         cached_model(DEFAULT_MODEL.key)
-        cached_gpt2_tokenizer()  # lesson 1 compares with GPT-2's BPE: ~4 s to build on its first visit otherwise
+        cached_gpt2_tokenizer()  # lesson 1 compares with GPT-2's BPE (0.5 s to build)
         reference_models()
         cached_induction_circuit(DEFAULT_MODEL.key)  # lesson 4's induction test (0.2 s)
         gc.freeze()  # what is loaded now lives as long as the server: the collector need not scan it again
@@ -135,6 +135,7 @@ def restore_kept_values() -> None:
             state[key] = store[key]
 
 
+# --- the model ---------------------------------------------------------------------------------
 def _switch_model() -> None:
     """Called when the picker changes: try the new model now; on failure keep the old one."""
     state = st.session_state
