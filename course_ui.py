@@ -325,14 +325,18 @@ def _render_part(part, question_number: int, figures: dict[str, Callable[[], Non
             st.warning(f"The lesson asks for a figure called “{part.name}”, which this page does not "
                        f"have. Figures on this page: {', '.join(sorted(figures))}.")
         elif part.on_request:
-            on_request(part.on_request, section_key(key, part.name), lambda: (builder(), code_beside(key, part.name)))
+            on_request(part.on_request, section_key(key, part.name), lambda: _draw_figure(builder, key, part.name))
         else:
-            builder()
-            code_beside(key, part.name)
+            _draw_figure(builder, key, part.name)
     elif isinstance(part, BadSlot):
         st.warning(f"This line of the lesson is not a figure slot this app understands: {part.line}")
     elif isinstance(part, Question):
         render_question(part, question_number, key)
+
+
+def _draw_figure(builder: Callable[[], None], key: str, slot: str) -> None:
+    builder()
+    code_beside(key, slot)
 
 
 def section_key(lesson_key: str, slot: str) -> str:

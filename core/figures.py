@@ -219,8 +219,7 @@ def bar(labels: list[str], values: list[float], title: str, x_title: str = "", c
 @dataclass(frozen=True)
 class Cell:
     """One subplot of a grid: the axes its traces name ("x2", "y2") and where they sit on the page."""
-    index: int
-    row: int  # 0 is the top row
+    index: int  # row by row from the top left
     column: int
     x_domain: list[float]
     y_domain: list[float]
@@ -252,7 +251,7 @@ def subplot_grid(count: int, columns: int, titles: list[str] | None = None, gap_
     for index in range(count):
         row, column = divmod(index, columns)
         left, top = column * (width + gap_x), 1 - row * (height + gap_y)
-        cells.append(Cell(index, row, column, [left, min(1.0, left + width)], [max(0.0, top - height), top]))
+        cells.append(Cell(index, column, [left, min(1.0, left + width)], [max(0.0, top - height), top]))
         if titles:
             annotations.append(dict(text=titles[index], x=left + width / 2, y=top, xref="paper", yref="paper",
                                     xanchor="center", yanchor="bottom", showarrow=False, font_size=title_size))

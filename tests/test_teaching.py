@@ -8,6 +8,7 @@ import json
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from course_ui import lesson_key, section_key
 from core.course import APP_DIR, LESSONS
 from core.lessons import load_lesson
 from core.tokenization import prompt_tokens
@@ -93,9 +94,9 @@ def test_every_figure_with_numbers_can_show_the_code_that_computed_them():
     app = open_app()
     app.switch_page(LESSONS[3].page).run()
     assert not [c for c in app.code if "def attention_step" in c.value]  # shown on request only
-    app.session_state["open-lesson4-qkv"] = True  # the queries, keys and values are drawn on request too
+    app.session_state[section_key(lesson_key(4), "qkv")] = True  # the queries, keys and values are drawn on request too
     app.run()
-    app.toggle(key="code-lesson4-qkv").set_value(True).run()
+    app.toggle(key=f"code-{lesson_key(4)}-qkv").set_value(True).run()
     shown = [c.value for c in app.code if "def attention_step" in c.value]
     import inspect
 
@@ -152,7 +153,7 @@ def test_lesson_4_draws_every_head_of_the_model_on_request():
     assert not app.exception
 
 
-def test_a_figure_slot_marked_on_request_is_drawn_only_when_the_student_opens_it_and_stays_open():
+def test_a_figure_slot_marked_on_request_is_drawn_only_when_the_student_opens_it():
     """Issue 19: a lesson's figures are most of its drawing time in the browser. A slot written
     `{{ figure: name | on request: label }}` is a closed section: nothing in it is computed or sent
     until the student opens it; then it is the page's real figure."""
@@ -171,7 +172,7 @@ def test_a_figure_slot_marked_on_request_is_drawn_only_when_the_student_opens_it
     section = next(e for e in app.expander if e.label == on_request["qkv"])
     assert not section.children and not {"qkv-q", "qkv-k", "qkv-v"} & charts()  # closed: nothing drawn in it
     assert {"scores-scores", "pattern", "sankey"} <= charts()  # the lesson around it is drawn
-    app.session_state["open-lesson4-qkv"] = True  # what a click on the section does
+    app.session_state[section_key(lesson_key(4), "qkv")] = True  # what a click on the section does
     app.run()
     assert {"qkv-q", "qkv-k", "qkv-v", "scores-scores"} <= charts()
     q = json.loads(next(c.proto.spec for c in app.get("plotly_chart") if c.proto.id.endswith("-qkv-q")))
