@@ -8,9 +8,13 @@ train a byte-level BPE tokenizer on the training stories (the Llama-design model
 GPT-2-design model's tokenizer, so the two see the same tokens and can be compared token for
 token), train the model with the course's own `Trainer`, and save a Hugging Face model folder.
 `--repeat-share S` also mixes in runs of random story tokens, each followed by its repeat
-(`core.induction.repeat_documents`, as many tokens as the share S of the stories hold): text that
-rewards copying at any distance. The bundled models are built without (S = 0): at S = 0.15 (GPT-2
-design) and 0.3 (Llama design), 2,500 steps grew no induction circuit (lesson 4 says what was measured).
+(`core.induction.repeat_documents`, a share S of the training tokens): text that rewards copying at
+any distance. `--copy-warmup N` first trains N steps on 16-token windows of the stories mixed
+half and half with short runs and their repeats: in so short a context a copying circuit forms
+within about 2,000 steps, where the full 128-token windows grew none in 2,500. The Llama-design model
+is built with both (its rotary positions are relative, so heads that learned to look one token
+back in 16-token windows do the same at every position of 128); the GPT-2-design model with neither
+(lesson 4 says what was measured).
 Then run `python -m core.evaluate_course_model [--model FOLDER]` to measure it and write its card.
 """
 from __future__ import annotations
@@ -18,13 +22,13 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
 
 from core.corpus import END_OF_TEXT, generate_stories
-from core.induction import repeat_documents
+from core.induction import induction_test, repeat_documents
 from core.tokenization import encode_corpus, train_byte_level_bpe
 from core.training import Trainer, TrainConfig, parameter_count
 
@@ -40,11 +44,14 @@ MODERN_CONFIG = TrainConfig(n_layer=4, n_head=4, n_embd=128, block_size=128, bat
                             learning_rate=3e-3, warmup_steps=100, max_steps=2500, seed=0,
                             architecture="llama", n_kv_head=2)
 THREADS = 2
-REPEAT_SEED = 4  # the random runs of `--repeat-share`
+REPEAT_SEED = 4  # the random runs of `--repeat-share` (the copying warm-up's: REPEAT_SEED + 1)
+COPY_WINDOW = 16  # tokens per example in the copying warm-up: runs of 2 to 7 tokens and their repeats
+# each design's recipe: (repeat share of the main training tokens, copying warm-up steps)
+RECIPES = {"gpt2": (0.0, 0), "llama": (0.3, 2000)}
 
 
 def build(out_dir: Path, config: TrainConfig, log_every: int = 100, tokenizer_from: Path | None = None,
-          threads: int = THREADS, repeat_share: float = 0.0) -> dict:
+          threads: int = THREADS, repeat_share: float = 0.0, copy_warmup_steps: int = 0) -> dict:
     torch.set_num_threads(threads)
     torch.manual_seed(config.seed)
     began = time.perf_counter()
@@ -61,22 +68,32 @@ def build(out_dir: Path, config: TrainConfig, log_every: int = 100, tokenizer_fr
     eos = tokenizer.convert_tokens_to_ids(END_OF_TEXT)
     story_tokens = len(train_ids)
     seen = sorted(set(train_ids.tolist()))  # the tokens the stories use: the repeats draw from them only
-    repeat_ids = repeat_documents([i for i in seen if i != eos], int(repeat_share * story_tokens), eos,
-                                  REPEAT_SEED)  # [n_repeat_tokens]
+    pool = [i for i in seen if i != eos]
+    repeat_ids = repeat_documents(pool, int(repeat_share / (1 - repeat_share) * story_tokens), eos,
+                                  REPEAT_SEED)  # [n_repeat_tokens]: a share repeat_share of all
+    warmup_ids = torch.cat([train_ids, repeat_documents(pool, story_tokens if copy_warmup_steps else 0, eos,
+                                                        REPEAT_SEED + 1, shortest=2, longest=(COPY_WINDOW - 1) // 2)])
     train_ids = torch.cat([train_ids, repeat_ids])  # [n_train_tokens]: windows are drawn anywhere, so they mix
     print(f"corpus: {len(train_texts)} train stories, {story_tokens:,} tokens, {len(repeat_ids):,} repeat tokens; "
           f"vocabulary {len(tokenizer)}; {time.perf_counter() - began:.1f} s", flush=True)
 
+    config = replace(config, max_steps=copy_warmup_steps + config.max_steps)  # the schedule spans both phases
     trainer = Trainer(config, train_ids, val_ids, vocab_size=len(tokenizer), eos_token_id=eos)
     history = []
-    for _ in range(config.max_steps):
-        result = trainer.step()
+    for step in range(config.max_steps):
+        result = (trainer.step(text=warmup_ids, window=COPY_WINDOW) if step < copy_warmup_steps
+                  else trainer.step())
         if result.step % log_every == 0 or result.step == config.max_steps:
             val_loss = trainer.validation_loss()
+            copying = induction_test(trainer.model, pool, eos)  # the card's standard test, at this step
+            best_induction = float(copying.scores[1:].max()) if config.n_layer > 1 else 0.0  # layer 0 has nothing to compose with
             history.append({"step": result.step, "train_loss": round(result.loss, 4),
-                            "val_loss": round(val_loss, 4), "learning_rate": result.learning_rate})
+                            "val_loss": round(val_loss, 4), "learning_rate": result.learning_rate,
+                            "induction_score": round(best_induction, 4),
+                            "repeat_loss_ratio": round(copying.repeat_loss / copying.first_half_loss, 4)})
             print(f"step {result.step:5d}  train {result.loss:.3f}  val {val_loss:.3f}  "
-                  f"lr {result.learning_rate:.2e}  {time.perf_counter() - began:.0f} s", flush=True)
+                  f"induction {best_induction:.2f}  lr {result.learning_rate:.2e}  "
+                  f"{time.perf_counter() - began:.0f} s", flush=True)
     wall_seconds = time.perf_counter() - began
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -87,11 +104,13 @@ def build(out_dir: Path, config: TrainConfig, log_every: int = 100, tokenizer_fr
         "command": "python -m core.build_course_model" + (f" --architecture {config.architecture}"
                                                             if config.architecture != "gpt2" else "")
                    + (f" --threads {threads}" if threads != THREADS else "")
-                   + (f" --repeat-share {repeat_share}" if repeat_share else ""),
+                   + (f" --repeat-share {repeat_share}" if repeat_share else "")
+                   + (f" --copy-warmup {copy_warmup_steps}" if copy_warmup_steps else ""),
         "config": asdict(config),
         "corpus": {"train_stories": TRAIN_STORIES, "train_seed": TRAIN_SEED, "val_stories": VAL_STORIES,
                    "val_seed": VAL_SEED, "train_tokens": story_tokens, "val_tokens": len(val_ids),
-                   "repeat_tokens": len(repeat_ids), "repeat_seed": REPEAT_SEED},
+                   "repeat_tokens": len(repeat_ids), "repeat_seed": REPEAT_SEED,
+                   "copy_warmup_steps": copy_warmup_steps, "copy_warmup_window": COPY_WINDOW},
         "vocab_size": len(tokenizer),
         "seen_token_ids": seen,  # the tokens the model ever saw as input (lesson 2)
         "parameters": parameter_count(trainer.model),
@@ -125,8 +144,12 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--threads", type=int, default=THREADS,
                         help="torch threads (the float sums, and so the weights, depend on it)")
-    parser.add_argument("--repeat-share", type=float, default=0.0,
-                        help="repeated random runs, as a share of the story tokens (the bundled models: 0)")
+    parser.add_argument("--repeat-share", type=float, default=None,
+                        help="repeated random runs, as a share of the training tokens (default: the design's "
+                             "recipe, RECIPES)")
+    parser.add_argument("--copy-warmup", type=int, default=None,
+                        help="steps of 16-token windows of stories and short repeats before the main training "
+                             "(default: the design's recipe, RECIPES)")
     parser.add_argument("--record-seen-tokens", action="store_true",
                         help="only add the training text's token ids to an existing model's training.json")
     args = parser.parse_args()
@@ -136,8 +159,10 @@ def main() -> None:
     base = MODERN_CONFIG if args.architecture == "llama" else COURSE_CONFIG
     config = TrainConfig(**{**asdict(base), "max_steps": args.steps or base.max_steps})
     out = args.out or (MODERN_MODEL_DIR if args.architecture == "llama" else MODEL_DIR)
+    repeat_share, copy_warmup_steps = RECIPES[args.architecture]
     build(out, config, tokenizer_from=MODEL_DIR if args.architecture == "llama" else None, threads=args.threads,
-          repeat_share=args.repeat_share)
+          repeat_share=repeat_share if args.repeat_share is None else args.repeat_share,
+          copy_warmup_steps=copy_warmup_steps if args.copy_warmup is None else args.copy_warmup)
 
 
 if __name__ == "__main__":

@@ -117,7 +117,11 @@ def induction_measurements(model, tokenizer, model_dir: Path) -> dict:
     ablated = {f"layer {layer} head {head}": standard_test(
         model, tokenizer, seen, Interventions(ablated_heads=frozenset({(layer, head)}))).repeat_loss
         for layer, head in (circuit.induction_head, circuit.previous_token_head)}
+    later_layers = test.scores[1:]  # [layer - 1, head]: layer 0 has no earlier layer to compose with
+    strong = sorted(((float(later_layers[layer, head]), layer + 1, head) for layer, head in
+                     (later_layers >= FOUND_SCORE).nonzero().tolist()), reverse=True)
     return {"induction_head": list(circuit.induction_head), "induction_score": circuit.induction_score,
+            "induction_heads": [list(found) for found in strong],  # every head at or above FOUND_SCORE
             "previous_token_head": list(circuit.previous_token_head),
             "previous_token_score": circuit.previous_token_score,
             "first_half_loss": test.first_half_loss, "repeat_loss": test.repeat_loss,
@@ -214,7 +218,7 @@ project's code.
   context {config['block_size']}, batch {config['batch_size']}, peak learning rate
   {config['learning_rate']}, warm-up {config['warmup_steps']} steps then cosine decay,
   weight decay {config['weight_decay']}, gradient clipping {config['grad_clip']}, seed {config['seed']}
-- Steps: {config['max_steps']:,} ({config['max_steps'] * config['batch_size'] * config['block_size']:,} tokens seen)
+- Steps: {steps_line(config, training['corpus'])}
 - Wall time: {training['wall_seconds'] / 60:.1f} min on {threads} (corpus, tokenizer and training together)
 - Parameters: {training['parameters']:,}
 
@@ -245,16 +249,35 @@ stories, becomes:
 
 Open the Attention lesson with a prompt such as
 `Once upon a time, there was a girl named Mia. Mia had a red ball. One day,` to see it.
-{induction_section(induction, training['corpus'])}"""
+{induction_section(induction, training)}"""
 
 
-def induction_section(induction: dict | None, corpus: dict) -> str:
+def steps_line(config: dict, corpus: dict) -> str:
+    """How many steps, on how many tokens: the copying warm-up's short windows counted apart."""
+    warmup, window = corpus.get("copy_warmup_steps", 0), corpus.get("copy_warmup_window", 0)
+    main = config["max_steps"] - warmup
+    tokens = config["batch_size"] * (warmup * window + main * config["block_size"])
+    if not warmup:
+        return f"{main:,} ({tokens:,} tokens seen)"
+    return (f"{warmup:,} steps of copying warm-up on {window}-token windows, then {main:,} on\n"
+            f"  {config['block_size']}-token windows ({tokens:,} tokens seen in all)")
+
+
+def induction_section(induction: dict | None, training: dict) -> str:
     if not induction:
         return ""
-    repeats = corpus.get("repeat_tokens", 0)
+    corpus = training["corpus"]
+    repeats, warmup = corpus.get("repeat_tokens", 0), corpus.get("copy_warmup_steps", 0)
     why = (f"The training text mixes such repeated runs ({repeats / (repeats + corpus['train_tokens']):.0%} of its "
            "tokens) into the stories." if repeats else
            "This model's training text is the stories alone, which never reward copying at a distance.")
+    if warmup:
+        why += (f" Its first {warmup:,} steps trained on {corpus['copy_warmup_window']}-token windows of the stories "
+                "mixed half and half\nwith runs of 2 to 7 random tokens and their repeats.")
+    formed = next((entry["step"] for entry in training["history"] if entry.get("induction_score", 0) >= FOUND_SCORE),
+                  None)  # the build runs the standard test at every logged step
+    if formed is not None:
+        why += f" The best induction score first reached {FOUND_SCORE:.2f} at step {formed:,}."
     layer, head = induction["induction_head"]
     prev_layer, prev_head = induction["previous_token_head"]
     test = (f"The standard test (Olsson et al., 2022): an end-of-text token, {TEST_LENGTH} random tokens (drawn from\n"
@@ -269,16 +292,20 @@ looks at the token after the earlier copy: the best, layer {layer}, head {head},
 """
     ablated = "\n".join(f"- ablated: {what}: {loss:.2f} nats" for what, loss in
                         induction["repeat_loss_with_ablation"].items())
+    others = ", ".join(f"layer {other_layer}, head {other_head} ({score:.2f})" for score, other_layer, other_head
+                       in induction.get("induction_heads", []) if (other_layer, other_head) != (layer, head))
+    if others:
+        others = f"\n\nThe other heads with an induction score of at least {FOUND_SCORE:.2f}: {others}."
     return f"""
 ## An induction circuit
-{test} On the repeat it is **{induction['repeat_loss']:.2f}**: the model copies. Two heads do it:
+{test} On the repeat it is **{induction['repeat_loss']:.2f}**: the model copies. The circuit:
 
 - layer {prev_layer}, head {prev_head}, a **previous-token head**: {induction['previous_token_score']:.2f} of its
   attention on the token just before;
-- layer {layer}, head {head}, an **induction head**: {induction['induction_score']:.2f} of its attention on the
-  token just after the earlier copy of the current token.
+- layer {layer}, head {head}, the strongest **induction head**: {induction['induction_score']:.2f} of its attention on the
+  token just after the earlier copy of the current token.{others}
 
-The loss on the repeat with one of them ablated:
+The loss on the repeat with one head ablated:
 
 {ablated}
 

@@ -194,10 +194,10 @@ class Trainer:
         self.step_count = 0
 
     def batch(self, ids: torch.Tensor, generator: torch.Generator,
-              allowed_starts: torch.Tensor | None = None) -> torch.Tensor:
-        """`batch_size` random windows of `block_size` tokens, beginning anywhere or at one of
-        `allowed_starts`: [batch, block_size]."""
-        size = self.config.block_size
+              allowed_starts: torch.Tensor | None = None, window: int | None = None) -> torch.Tensor:
+        """`batch_size` random windows of `window` tokens (default `block_size`), beginning anywhere
+        or at one of `allowed_starts`: [batch, window]."""
+        size = window or self.config.block_size
         if allowed_starts is None:
             starts = torch.randint(0, len(ids) - size, (self.config.batch_size,), generator=generator)  # [batch]
         else:
@@ -211,9 +211,12 @@ class Trainer:
         logits = forward_logits(self.model, inputs, self.config.use_residual, self.config.use_layernorm)
         return next_token_loss(logits, inputs)
 
-    def step(self, measure_layers: bool = False) -> StepResult:
+    def step(self, measure_layers: bool = False, text: torch.Tensor | None = None,
+             window: int | None = None) -> StepResult:
         """One optimisation step. With `measure_layers`, also the gradient norm and the
-        update-to-weight ratio of each layer group (what the Training lesson draws)."""
+        update-to-weight ratio of each layer group (what the Training lesson draws). With `text`
+        and `window`, this step's examples are windows of `window` tokens of that text instead (the
+        course model build's copying warm-up)."""
         began = time.perf_counter()
         self.model.train()
         lr = learning_rate_at(self.step_count, self.config)
@@ -223,7 +226,8 @@ class Trainer:
         micro_steps = max(1, self.config.accumulation_steps)
         loss, tokens = torch.zeros(()), 0
         for _ in range(micro_steps):  # gradients add up over micro-batches: one step on micro_steps × batch_size
-            inputs = self.batch(self.train_ids, self.sampler, self.train_starts)  # [batch, block_size]
+            inputs = (self.batch(self.train_ids, self.sampler, self.train_starts) if text is None
+                      else self.batch(text, self.sampler, window=window))  # [batch, block_size or window]
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.config.precision == "bfloat16"):
                 micro_loss = self.loss(inputs) / micro_steps  # the mean over the whole effective batch
             micro_loss.backward()

@@ -28,6 +28,8 @@ def assert_same_induction(measured: dict, stored: dict) -> None:
     for name in ("induction_score", "previous_token_score", "first_half_loss", "repeat_loss"):
         assert measured[name] == pytest.approx(stored[name], abs=1e-4), name
     assert measured["repeat_loss_with_ablation"] == pytest.approx(stored["repeat_loss_with_ablation"], abs=1e-4)
+    assert [(layer, head) for _, layer, head in measured["induction_heads"]] == \
+        [(layer, head) for _, layer, head in stored.get("induction_heads", [])]  # a card written before the list: none
 
 
 def test_the_card_is_what_the_model_measures_today(stored, measured):

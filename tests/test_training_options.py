@@ -39,6 +39,24 @@ def test_one_step_with_accumulation_equals_one_step_on_the_whole_batch(architect
         torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5, msg=name)
 
 
+def test_a_step_on_other_text_in_shorter_windows_trains_on_exactly_those_windows():
+    """The course build's copying warm-up: `step(text=, window=)` draws its examples from that
+    text in windows of that length, and moves the weights as a step on those examples would."""
+    ids, other = data(), data(seed=1) + 50  # the other text's tokens (50..99) never occur in ids
+    warm = Trainer(replace(BASE, n_embd=32), ids, ids, 100, 0)
+    plain = Trainer(replace(BASE, n_embd=32), ids, ids, 100, 0)
+    seen = []
+    original = warm.batch
+    warm.batch = lambda *args, **kwargs: seen.append(original(*args, **kwargs)) or seen[-1]
+    result = warm.step(text=other, window=6)
+    assert result.tokens == BASE.batch_size * 6 and seen[0].shape == (BASE.batch_size, 6)
+    assert bool((seen[0] >= 50).all())  # every example is a window of the other text
+    plain.batch = lambda *args, **kwargs: seen[0]  # the same examples through the ordinary step
+    assert plain.step().loss == pytest.approx(result.loss, abs=1e-6)
+    for (name, a), b in zip(warm.model.state_dict().items(), plain.model.state_dict().values()):
+        torch.testing.assert_close(a, b, msg=name)
+
+
 def test_schedules_warm_up_then_decay_as_named():
     for schedule in SCHEDULES:
         config = replace(BASE, schedule=schedule, max_steps=100, warmup_steps=10, min_lr_ratio=0.1)
