@@ -154,6 +154,12 @@ def _switch_model() -> None:
     state.model_key, state.model_message = key, ""
 
 
+def use_model(key: str) -> None:
+    """A button's callback: switch to the model `key`, as the sidebar's picker would."""
+    st.session_state.model_box = key
+    _switch_model()
+
+
 def model_picker(where=st.sidebar) -> None:
     init_state()
     state = st.session_state

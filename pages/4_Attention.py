@@ -6,7 +6,7 @@ import course_ui
 from core import attention, diagrams, figures, induction
 from core.cached import cached_induction_circuit, cached_trace
 from core.glassbox import concatenate_heads
-from core.models import model_row, reference_models
+from core.models import REGISTRY, model_row, reference_models
 
 OVERVIEW_TOKENS = 32  # the all-layers overview draws the last tokens only
 SANKEY_TOKENS = 24  # the attention flow draws the last tokens only
@@ -189,6 +189,11 @@ def induction_circuit() -> None:
         st.info(f"The standard test finds no induction circuit in {figures.md_escape(loaded.name)}: its best candidate, layer "
                    f"{layer_i}, head {head_i}, puts only {circuit.induction_score:.2f} of its attention on the token "
                    f"after the earlier copy, and {measured}. The figures below show its best candidates all the same.")
+        with_circuit = next((choice for choice in REGISTRY if not choice.from_hub and choice.key != loaded.name
+                             and getattr(cached_induction_circuit(choice.key), "found", False)), None)
+        if with_circuit is not None:  # a bundled model that has one: one click away
+            st.button(f"Switch to a model that has one: {with_circuit.label.split(' (')[0]}", key="attn-circuit-model",
+                      on_click=course_ui.use_model, args=(with_circuit.key,))
     best = "" if circuit.found else "best candidate for "  # no head is called what the test did not find
     course_ui.chart("induction-patterns", (circuit.induction_head,), lambda: figures.small_multiples(
         [trace["pattern", layer_p][head_p], trace["pattern", layer_i][head_i]],

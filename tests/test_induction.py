@@ -1,6 +1,7 @@
 """The induction test's pieces (core.induction) on hand-made inputs, and lesson 4's circuit view on
-the course model: one click repeats the prompt, the page says the test finds no circuit, and the
-losses it shows, as trained and with either candidate head off, are the glass box's own."""
+the course models: one click repeats the prompt, the page says the GPT-2-design model has no
+circuit and offers the Llama-design one, which has; the losses it shows, as trained and with
+either head off, are the glass box's own."""
 from __future__ import annotations
 
 import pytest
@@ -84,3 +85,21 @@ def test_lesson_4_repeats_the_prompt_in_one_click_and_measures_the_copying_on_th
         losses = token_losses(run_trace(loaded.model, ids, interventions=Interventions(frozenset(heads)))["logits"], ids)
         assert float(shown) == round(float(losses[copied].mean()), 2)
     assert not app.exception
+
+    # one click moves to the bundled model that has a circuit; the page names its heads, and
+    # switching off the previous-token head undoes the copying on the student's own repeat
+    app.button(key="attn-circuit-model").click().run()
+    assert app.session_state["model_key"] == "glassbox-stories-llama" and not app.exception
+    assert not any("finds no induction circuit" in w.value for w in app.info)
+    assert any("layer 0, head 0 is its previous-token head (0.99), layer 1, head 0 its induction head (0.89)"
+               in c.value for c in app.caption)
+    said = next(c.value for c in app.caption if c.value.startswith("Mean loss over the"))
+    count, trained, induction_off, previous_off = re.fullmatch(
+        r"Mean loss over the (\d+) shaded predictions: (\d+\.\d+) as trained, (\d+\.\d+) induction head off "
+        r"\(1\.0\), (\d+\.\d+) previous-token head off \(0\.0\)\.", said).groups()
+    modern = load_model("glassbox-stories-llama")
+    for shown, heads in ((trained, frozenset()), (induction_off, {(1, 0)}), (previous_off, {(0, 0)})):
+        losses = token_losses(run_trace(modern.model, ids, interventions=Interventions(frozenset(heads)))["logits"], ids)
+        assert float(shown) == round(float(losses[copied].mean()), 2)
+    assert float(trained) < 0.5 * float(previous_off)  # the circuit copies the student's repeat, and breaks without it
+    assert not any(b.key == "attn-circuit-model" for b in app.button)  # no switch offered from a model that has one
