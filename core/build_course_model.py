@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 
 from core.corpus import END_OF_TEXT, generate_stories
-from core.induction import induction_test, repeat_documents
+from core.induction import repeat_documents, training_progress
 from core.tokenization import encode_corpus, train_byte_level_bpe
 from core.training import Trainer, TrainConfig, parameter_count
 
@@ -85,14 +85,11 @@ def build(out_dir: Path, config: TrainConfig, log_every: int = 100, tokenizer_fr
                   else trainer.step())
         if result.step % log_every == 0 or result.step == config.max_steps:
             val_loss = trainer.validation_loss()
-            copying = induction_test(trainer.model, pool, eos)  # the card's standard test, at this step
-            best_induction = float(copying.scores[1:].max()) if config.n_layer > 1 else 0.0  # layer 0 has nothing to compose with
+            copying = training_progress(trainer.model, pool, eos)  # the card's standard test, at this step
             history.append({"step": result.step, "train_loss": round(result.loss, 4),
-                            "val_loss": round(val_loss, 4), "learning_rate": result.learning_rate,
-                            "induction_score": round(best_induction, 4),
-                            "repeat_loss_ratio": round(copying.repeat_loss / copying.first_half_loss, 4)})
+                            "val_loss": round(val_loss, 4), "learning_rate": result.learning_rate} | copying)
             print(f"step {result.step:5d}  train {result.loss:.3f}  val {val_loss:.3f}  "
-                  f"induction {best_induction:.2f}  lr {result.learning_rate:.2e}  "
+                  f"induction {copying['induction_score']:.2f}  lr {result.learning_rate:.2e}  "
                   f"{time.perf_counter() - began:.0f} s", flush=True)
     wall_seconds = time.perf_counter() - began
 

@@ -36,6 +36,7 @@ FIGURE_CODE: dict[tuple[int, str], tuple[str, ...]] = {
     (4, "head-roles"): ("core.attention.head_scores",),
     (4, "induction"): ("core.induction.induction_test", "core.induction.find_circuit", "core.induction.token_losses",
                        "core.induction.copyable_positions"),
+    (4, "induction-growth"): ("core.induction.training_progress", "core.induction.induction_test"),
     (4, "head-groups"): ("core.glassbox.share_kv_heads",),
     (4, "kv-cache"): ("core.attention.kv_cache_bytes_per_token",),
     (4, "ablation"): ("core.glassbox.attention_step",),

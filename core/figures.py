@@ -585,3 +585,32 @@ def per_token_loss(labels: list[str], series: dict[str, list[float]], copyable: 
                                       fillcolor="#fde68a", opacity=0.5, line_width=0, layer="below")
                                  for first, last in runs])
     return figure
+
+
+def induction_growth(history: list[dict], warmup_steps: int, warmup_window: int, found_score: float,
+                     title: str) -> go.Figure:
+    """A build's standard induction test at every logged step: the best induction score and the
+    repeat's loss as a share of the first half's, with the copying warm-up shaded and the score
+    that counts as a circuit marked."""
+    steps = [entry["step"] for entry in history]
+    figure = go.Figure()
+    for index, (field, name) in enumerate((("induction_score", "best induction score"),
+                                           ("repeat_loss_ratio", "loss on the repeat ÷ loss on the first half"))):
+        figure.add_trace(go.Scatter(x=steps, y=[entry[field] for entry in history], mode="lines+markers", name=name,
+                                    marker_size=4, line=dict(color=TOKEN_COLOURS[index]),
+                                    hovertemplate=f"step %{{x}}<br>{name}: %{{y:.2f}}<extra></extra>"))
+    shapes = [dict(type="line", xref="paper", x0=0, x1=1, y0=found_score, y1=found_score,
+                   line=dict(color="#6b7280", dash="dash", width=1))]
+    annotations = [dict(xref="paper", x=1, y=found_score, text=f"a circuit: score ≥ {found_score:.2f}",
+                        showarrow=False, xanchor="right", yanchor="bottom", font_size=11)]
+    if warmup_steps:
+        shapes.append(dict(type="rect", xref="x", yref="paper", x0=0, x1=warmup_steps, y0=0, y1=1,
+                           fillcolor="#fde68a", opacity=0.5, line_width=0, layer="below"))
+        annotations.append(dict(xref="x", yref="paper", x=warmup_steps / 2, y=1, showarrow=False, yanchor="bottom",
+                                text=f"copying warm-up: {warmup_window}-token examples", font_size=11))
+    figure.update_layout(title=title, height=360, margin=dict(l=10, r=10, t=90, b=10), shapes=shapes,
+                         annotations=annotations, legend=dict(orientation="h", yanchor="bottom", y=1.08, x=0),
+                         xaxis=dict(title="training step", rangemode="tozero"),
+                         yaxis=dict(title="score or loss ratio",
+                                    range=[0, max(1.1, *(entry["repeat_loss_ratio"] + 0.05 for entry in history))]))
+    return figure

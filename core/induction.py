@@ -86,6 +86,16 @@ def induction_test(model, pool: list[int], eos_token_id: int, interventions: Int
                          float(torch.stack(first_half).mean()), float(torch.stack(repeat).mean()))
 
 
+def training_progress(model, pool: list[int], eos_token_id: int) -> dict[str, float]:
+    """The standard test at one step of a build (what lesson 4's growth figure draws): the best
+    induction score from layer 1 on (layer 0 has no earlier layer to compose with), and the loss
+    on the repeat as a share of the first half's (1: no copying; 0: perfect copying)."""
+    test = induction_test(model, pool, eos_token_id)
+    later_layers = test.scores[1:]  # [layer - 1, head]
+    best = float(later_layers.max()) if later_layers.numel() else 0.0
+    return {"induction_score": round(best, 4), "repeat_loss_ratio": round(test.repeat_loss / test.first_half_loss, 4)}
+
+
 @dataclass(frozen=True)
 class InductionCircuit:
     """The two heads of a model's induction circuit, found by the standard test: the head with the

@@ -176,14 +176,23 @@ class LoadedModel:
     def family(self) -> str:
         return self.model.config.model_type
 
-    @functools.cached_property  # read from disk once per loaded model (lesson 2 asks on every rerun)
+    @functools.cached_property  # read from disk once per loaded model (lessons ask on every rerun)
+    def training_record(self) -> dict:
+        """What the model's build recorded (the course models' training.json); {} when it is not known."""
+        record = Path(self.source) / "training.json"
+        return json.loads(record.read_text(encoding="utf-8")) if record.is_file() else {}
+
+    @property
     def seen_token_ids(self) -> list[int] | None:
         """The tokens of the model's training text (what it ever saw as input), when its folder
-        records them (the course models' training.json); None when that is not known."""
-        record = Path(self.source) / "training.json"
-        if not record.is_file():
-            return None
-        return json.loads(record.read_text(encoding="utf-8")).get("seen_token_ids")
+        records them; None when that is not known."""
+        return self.training_record.get("seen_token_ids")
+
+    @property
+    def induction_history(self) -> list[dict]:
+        """The build's standard induction test at every logged step (step, induction_score,
+        repeat_loss_ratio, val_loss), when the build ran it; [] when it did not."""
+        return [entry for entry in self.training_record.get("history", []) if "induction_score" in entry]
 
     @property
     def parameter_count(self) -> int:

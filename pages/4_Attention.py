@@ -4,7 +4,7 @@ import streamlit as st
 
 import course_ui
 from core import attention, diagrams, figures, induction
-from core.cached import cached_induction_circuit, cached_trace
+from core.cached import cached_induction_circuit, cached_model, cached_trace
 from core.glassbox import concatenate_heads
 from core.models import REGISTRY, model_row, reference_models
 
@@ -215,6 +215,20 @@ def induction_circuit() -> None:
         st.caption("Nothing in your prompt repeats yet, so nothing can be copied: press “Repeat my prompt”.")
 
 
+def induction_growth() -> None:
+    """The build's own record of the circuit growing: the model in hand's, else a bundled model's."""
+    bundled = [cached_model(choice.key) for choice in REGISTRY if not choice.from_hub and choice.key != loaded.name]
+    shown = next((model for model in [loaded, *bundled] if model.induction_history), None)
+    if shown is None:
+        st.info("No model at hand recorded the induction test while it trained.")
+        return
+    corpus = shown.training_record["corpus"]
+    course_ui.chart("induction-growth", (shown.name,), lambda: figures.induction_growth(
+        shown.induction_history, corpus.get("copy_warmup_steps", 0), corpus.get("copy_warmup_window", 0),
+        induction.FOUND_SCORE, f"How {figures.plotly_text(shown.name)}'s circuit grew: the standard test every "
+                               f"{shown.induction_history[0]['step']} steps of its build"))
+
+
 def head_groups() -> None:
     course_ui.chart("head-groups", (), lambda: diagrams.head_groups_figure(loaded.arch, figures.plotly_text(loaded.name)))
 
@@ -232,7 +246,8 @@ def kv_cache() -> None:
 course_ui.render_lesson(lesson, {
     "head-picker": head_picker, "qkv": qkv, "scores": scores, "pattern": pattern, "head-output": head_output,
     "by-hand": by_hand, "all-heads": all_heads, "overview": overview, "sankey": sankey, "head-roles": head_roles,
-    "induction": induction_circuit, "ablation": ablation, "head-groups": head_groups, "kv-cache": kv_cache,
+    "induction": induction_circuit, "induction-growth": induction_growth, "ablation": ablation,
+    "head-groups": head_groups, "kv-cache": kv_cache,
 }, key=course_ui.lesson_key(4), live=(
     course_ui.LiveStretch("head-picker", "sankey", read_head_choice),))
 course_ui.lesson_navigation(4)

@@ -48,6 +48,7 @@ def test_the_circuit_is_the_best_induction_head_fed_by_an_earlier_previous_token
 
 
 def test_lesson_4_repeats_the_prompt_in_one_click_and_measures_the_copying_on_the_model_in_hand():
+    import json
     import re
 
     from streamlit.testing.v1 import AppTest
@@ -66,6 +67,14 @@ def test_lesson_4_repeats_the_prompt_in_one_click_and_measures_the_copying_on_th
     # the course model has no circuit, and the page says so with the card's own numbers
     warning = next(w.value for w in app.info if "finds no induction circuit" in w.value)
     assert "layer 3, head 3, puts only 0.02" in warning and "from 15.99 to 16.21 nats" in warning
+    # the build's record of the circuit growing: the Llama-design model's (the model in hand has none)
+    modern = load_model("glassbox-stories-llama")
+    growth = [json.loads(c.proto.spec) for c in app.get("plotly_chart")
+              if "circuit grew" in json.loads(c.proto.spec)["layout"]["title"]["text"]]
+    assert len(growth) == 1 and "glassbox-stories-llama" in growth[0]["layout"]["title"]["text"]
+    assert growth[0]["data"][0]["y"] == [entry["induction_score"] for entry in modern.induction_history]
+    assert growth[0]["data"][1]["y"] == [entry["repeat_loss_ratio"] for entry in modern.induction_history]
+    assert load_model("glassbox-stories").induction_history == []
     app.button(key="attn-repeat").click().run()
     repeated = "red kite hill sock zoo Mia drum lake red kite hill sock zoo Mia drum lake"
     assert app.session_state["prompt"] == repeated
@@ -97,7 +106,6 @@ def test_lesson_4_repeats_the_prompt_in_one_click_and_measures_the_copying_on_th
     count, trained, induction_off, previous_off = re.fullmatch(
         r"Mean loss over the (\d+) shaded predictions: (\d+\.\d+) as trained, (\d+\.\d+) induction head off "
         r"\(1\.0\), (\d+\.\d+) previous-token head off \(0\.0\)\.", said).groups()
-    modern = load_model("glassbox-stories-llama")
     for shown, heads in ((trained, frozenset()), (induction_off, {(1, 0)}), (previous_off, {(0, 0)})):
         losses = token_losses(run_trace(modern.model, ids, interventions=Interventions(frozenset(heads)))["logits"], ids)
         assert float(shown) == round(float(losses[copied].mean()), 2)
