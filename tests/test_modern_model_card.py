@@ -153,3 +153,16 @@ def test_the_builds_record_of_the_induction_test_ends_with_what_the_model_measur
     pool = test_token_pool(modern.tokenizer, modern.seen_token_ids)
     measured = training_progress(modern.model, pool, modern.tokenizer.eos_token_id)
     assert measured == {name: history[-1][name] for name in ("induction_score", "repeat_loss_ratio")}
+
+
+def test_the_training_lesson_quotes_the_builds_jump():
+    from tests.conftest import lesson_text, quoted
+
+    training = json.loads((MODERN_MODEL_DIR / "training.json").read_text())
+    history = {entry["step"]: entry["induction_score"] for entry in training["history"]}
+    steps, window, before, after, within = quoted(
+        r"began with ([\d,]+) steps on examples of only\s+(\d+) tokens, and its score jumped from ([\d.]+) to "
+        r"([\d.]+) within (\d+) steps", lesson_text("07_training.md"))
+    warmup = int(steps.replace(",", ""))
+    assert warmup == training["corpus"]["copy_warmup_steps"] and int(window) == training["corpus"]["copy_warmup_window"]
+    assert (before, after) == (f"{history[warmup]:.2f}", f"{history[warmup + int(within)]:.2f}")
