@@ -149,10 +149,13 @@ def page(app_url):
         yield opened
 
 
+BROWSER_GROUPS = 2  # one per worker of `pytest -n 2`
+
+
 def pytest_collection_modifyitems(items):
-    """Under pytest-xdist (`pytest -n 2`), every browser test goes to one worker: they share one app
-    server there, instead of each worker starting its own."""
-    for item in items:
-        if {"app_url", "page"} & set(getattr(item, "fixturenames", ())) or \
-                item.path.name.startswith("test_browser"):
-            item.add_marker(pytest.mark.xdist_group("browser"))
+    """Under pytest-xdist (`pytest -n 2`), the browser tests are dealt in turn into two groups, one
+    per worker: each group shares one app server, and the two run side by side."""
+    browser = [item for item in items if {"app_url", "page"} & set(getattr(item, "fixturenames", ()))
+               or item.path.name.startswith("test_browser")]
+    for index, item in enumerate(browser):
+        item.add_marker(pytest.mark.xdist_group(f"browser-{index % BROWSER_GROUPS}"))
