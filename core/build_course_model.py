@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 
 from core.corpus import END_OF_TEXT, generate_stories
-from core.induction import repeat_documents, training_progress
+from core.induction import repeat_documents, test_token_pool, training_progress
 from core.tokenization import encode_corpus, train_byte_level_bpe
 from core.training import Trainer, TrainConfig, parameter_count
 
@@ -69,11 +69,11 @@ def build(out_dir: Path, config: TrainConfig, log_every: int = 100, tokenizer_fr
     eos = tokenizer.convert_tokens_to_ids(END_OF_TEXT)
     story_tokens = len(train_ids)
     seen = sorted(set(train_ids.tolist()))  # the tokens the stories use: the repeats draw from them only
-    pool = [i for i in seen if i != eos]
+    pool = test_token_pool(tokenizer, seen)  # the story tokens, no special token: the runs and the test draw from it
     repeat_ids = repeat_documents(pool, int(repeat_share / (1 - repeat_share) * story_tokens), eos,
                                   REPEAT_SEED)  # [n_repeat_tokens]: a share repeat_share of all
-    warmup_ids = torch.cat([train_ids, repeat_documents(pool, story_tokens if copy_warmup_steps else 0, eos,
-                                                        REPEAT_SEED + 1, shortest=2, longest=(COPY_WINDOW - 1) // 2)])
+    warmup_ids = torch.cat([train_ids, repeat_documents(pool, story_tokens, eos, REPEAT_SEED + 1, shortest=2,
+                                                        longest=(COPY_WINDOW - 1) // 2)]) if copy_warmup_steps else None
     train_ids = torch.cat([train_ids, repeat_ids])  # [n_train_tokens]: windows are drawn anywhere, so they mix
     print(f"corpus: {len(train_texts)} train stories, {story_tokens:,} tokens, {len(repeat_ids):,} repeat tokens; "
           f"vocabulary {len(tokenizer)}; {time.perf_counter() - began:.1f} s", flush=True)

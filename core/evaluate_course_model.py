@@ -18,8 +18,8 @@ import torch
 
 from core.corpus import generate_stories
 from core.glassbox import Interventions, run_trace
-from core.induction import (FOUND_LOSS_RATIO, FOUND_SCORE, TEST_LENGTH, TEST_SEQUENCES, find_circuit, is_circuit,
-                            standard_test)
+from core.induction import (FOUND_LOSS_RATIO, FOUND_SCORE, TEST_LENGTH, TEST_SEQUENCES, find_circuit, induction_heads,
+                            is_circuit, standard_test)
 from core.models import load_local_model
 from core.build_course_model import MODEL_DIR
 
@@ -117,11 +117,8 @@ def induction_measurements(model, tokenizer, model_dir: Path) -> dict:
     ablated = {f"layer {layer} head {head}": standard_test(
         model, tokenizer, seen, Interventions(ablated_heads=frozenset({(layer, head)}))).repeat_loss
         for layer, head in (circuit.induction_head, circuit.previous_token_head)}
-    later_layers = test.scores[1:]  # [layer - 1, head]: layer 0 has no earlier layer to compose with
-    strong = sorted(((float(later_layers[layer, head]), layer + 1, head) for layer, head in
-                     (later_layers >= FOUND_SCORE).nonzero().tolist()), reverse=True)
     return {"induction_head": list(circuit.induction_head), "induction_score": circuit.induction_score,
-            "induction_heads": [list(found) for found in strong],  # every head at or above FOUND_SCORE
+            "induction_heads": [list(found) for found in induction_heads(test)],  # every head at or above FOUND_SCORE
             "previous_token_head": list(circuit.previous_token_head),
             "previous_token_score": circuit.previous_token_score,
             "first_half_loss": test.first_half_loss, "repeat_loss": test.repeat_loss,

@@ -559,6 +559,12 @@ def journey_sankey(flows: list[tuple[str, str, float]], sinks: tuple[str, str], 
     return figure
 
 
+def shaded_band(x0: float, x1: float) -> dict:
+    """A pale band behind a chart's traces, from x0 to x1 over the whole height (a Plotly shape)."""
+    return dict(type="rect", xref="x", yref="paper", x0=x0, x1=x1, y0=0, y1=1, fillcolor="#fde68a", opacity=0.5,
+                line_width=0, layer="below")
+
+
 def per_token_loss(labels: list[str], series: dict[str, list[float]], copyable: list[int], title: str) -> go.Figure:
     """The loss of each next-token prediction of a prompt, one line per run of the model; the
     positions whose next token could be copied from an earlier repeat are shaded."""
@@ -581,9 +587,7 @@ def per_token_loss(labels: list[str], series: dict[str, list[float]], copyable: 
                          xaxis=dict(title="position (the token the prediction is made at)", tickvals=shown,
                                     ticktext=[labels[i] for i in shown], tickangle=-60, tickfont_size=9),
                          yaxis=dict(title="loss, −ln p(next token), nats", rangemode="tozero"),
-                         shapes=[dict(type="rect", xref="x", yref="paper", x0=first - 0.5, x1=last + 0.5, y0=0, y1=1,
-                                      fillcolor="#fde68a", opacity=0.5, line_width=0, layer="below")
-                                 for first, last in runs])
+                         shapes=[shaded_band(first - 0.5, last + 0.5) for first, last in runs])
     return figure
 
 
@@ -604,8 +608,7 @@ def induction_growth(history: list[dict], warmup_steps: int, warmup_window: int,
     annotations = [dict(xref="paper", x=1, y=found_score, text=f"a circuit: score ≥ {found_score:.2f}",
                         showarrow=False, xanchor="right", yanchor="bottom", font_size=11)]
     if warmup_steps:
-        shapes.append(dict(type="rect", xref="x", yref="paper", x0=0, x1=warmup_steps, y0=0, y1=1,
-                           fillcolor="#fde68a", opacity=0.5, line_width=0, layer="below"))
+        shapes.append(shaded_band(0, warmup_steps))
         annotations.append(dict(xref="x", yref="paper", x=warmup_steps / 2, y=1, showarrow=False, yanchor="bottom",
                                 text=f"copying warm-up: {warmup_window}-token examples", font_size=11))
     figure.update_layout(title=title, height=360, margin=dict(l=10, r=10, t=90, b=10), shapes=shapes,

@@ -91,8 +91,8 @@ def training_progress(model, pool: list[int], eos_token_id: int) -> dict[str, fl
     induction score from layer 1 on (layer 0 has no earlier layer to compose with), and the loss
     on the repeat as a share of the first half's (1: no copying; 0: perfect copying)."""
     test = induction_test(model, pool, eos_token_id)
-    later_layers = test.scores[1:]  # [layer - 1, head]
-    best = float(later_layers.max()) if later_layers.numel() else 0.0
+    circuit = find_circuit(test)
+    best = circuit.induction_score if circuit is not None else 0.0
     return {"induction_score": round(best, 4), "repeat_loss_ratio": round(test.repeat_loss / test.first_half_loss, 4)}
 
 
@@ -116,6 +116,13 @@ class InductionCircuit:
 def is_circuit(induction_score: float, first_half_loss: float, repeat_loss: float) -> bool:
     """Whether the model copies: a strong induction head and a repeat it predicts far better."""
     return induction_score >= FOUND_SCORE and repeat_loss < FOUND_LOSS_RATIO * first_half_loss
+
+
+def induction_heads(test: InductionTest, at_least: float = FOUND_SCORE) -> list[tuple[float, int, int]]:
+    """(score, layer, head) of every head from layer 1 on scoring at least `at_least`, best first."""
+    later_layers = test.scores[1:]  # [layer - 1, head]: layer 0 has no earlier layer to compose with
+    return sorted(((float(later_layers[layer, head]), layer + 1, head)
+                   for layer, head in (later_layers >= at_least).nonzero().tolist()), reverse=True)
 
 
 def find_circuit(test: InductionTest) -> InductionCircuit | None:

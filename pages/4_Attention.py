@@ -217,8 +217,8 @@ def induction_circuit() -> None:
 
 def induction_growth() -> None:
     """The build's own record of the circuit growing: the model in hand's, else a bundled model's."""
-    bundled = [cached_model(choice.key) for choice in REGISTRY if not choice.from_hub and choice.key != loaded.name]
-    shown = next((model for model in [loaded, *bundled] if model.induction_history), None)
+    others = (cached_model(choice.key) for choice in REGISTRY if not choice.from_hub and choice.key != loaded.name)
+    shown = loaded if loaded.induction_history else next((model for model in others if model.induction_history), None)
     if shown is None:
         st.info("No model at hand recorded the induction test while it trained.")
         return
