@@ -61,11 +61,10 @@ def qkv() -> None:
 
 @needs_trace
 def scores() -> None:
-    columns = st.columns(3)
-    for column, (name, title) in zip(columns, (("scores", "Q·Kᵀ"), ("scores_scaled", "÷ √d_head"),
-                                               ("scores_masked", "masked"))):
-        course_ui.chart(f"scores-{name}", (layer, head), lambda name=name, title=title: figures.heatmap(
-            trace[name, layer][head], labels, labels, title, "key", "query", colour_title="score"), where=column)
+    stages = [(trace[name, layer][head], title) for name, title in (("scores", "Q·Kᵀ"), ("scores_scaled", "÷ √d_head"),
+                                                                      ("scores_masked", "masked"))]
+    course_ui.chart("scores", (layer, head), lambda: figures.heatmap_panels(
+        stages, labels, labels, f"Scores of layer {layer}, head {head}, step by step", "key", "query", colour_title="score"))
 
 
 @needs_trace
@@ -150,14 +149,12 @@ def head_roles() -> None:
     scores_by_role = attention.head_scores(trace)
     heads = [str(h) for h in range(trace.n_head)]
     layers = [str(l) for l in range(trace.n_layer)]
-    columns = [column for _ in range(0, len(scores_by_role), 2) for column in st.columns(2)]
-    for column, (role, table) in zip(columns, scores_by_role.items()):
-        course_ui.chart(f"role-{role}", (), lambda role=role, table=table: figures.heatmap(
-            table, heads, layers, f"{role} score", "head", "layer", diverging=False, value_range=(0, 1),
-            colour_title="share of attention"),
-            where=column)
+    course_ui.chart("head-roles", (), lambda: figures.heatmap_panels(
+        [(table, f"{role} score") for role, table in scores_by_role.items()], heads, layers, "How much of each head's attention fits each role, on your prompt",
+        "head", "layer", diverging=False, value_range=(0, 1), colour_title="share of attention", columns=2))
+    for role, table in scores_by_role.items():
         best_layer, best_head, best = attention.strongest_head(table)
-        column.caption(f"Highest on your prompt: layer {best_layer}, head {best_head} ({best:.2f}).")
+        st.caption(f"{role.capitalize()} score, highest on your prompt: layer {best_layer}, head {best_head} ({best:.2f}).")
 
 
 @needs_trace

@@ -128,14 +128,11 @@ def mlp_pre() -> None:
     activation = activation_name()
     pre_title, post_title = ((f"Gate x·W_gate, before {activation}", f"{activation}(gate) × up: the neurons' output")
                              if loaded.arch.gated else (f"Before {activation} (x·W_in + b_in)", f"After {activation}"))
-    left, right = st.columns(2)
     neuron_labels = [str(n) for n in active]
-    course_ui.chart("mlp-pre", (layer,), lambda: figures.heatmap(
-        trace["mlp_pre", layer][:, active], neuron_labels, labels, pre_title, "neuron", "position",
-        show_values=False, colour_title="pre-activation"), where=left)
-    course_ui.chart("mlp-post", (layer,), lambda: figures.heatmap(
-        trace["mlp_post", layer][:, active], neuron_labels, labels, post_title, "neuron", "position",
-        show_values=False, colour_title="activation"), where=right)
+    course_ui.chart("mlp-pre-post", (layer,), lambda: figures.heatmap_panels(
+        [(trace["mlp_pre", layer][:, active], pre_title, "pre-activation"),
+         (trace["mlp_post", layer][:, active], post_title, "activation")], neuron_labels, labels,
+        f"Layer {layer}'s most active neurons, before and after {activation}", "neuron", "position", show_values=False))
     st.caption(f"The {len(active)} neurons of layer {layer} with the largest activation anywhere in your prompt, "
                f"most active first (out of {d_mlp}).")
 

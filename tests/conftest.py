@@ -149,13 +149,11 @@ def page(app_url):
         yield opened
 
 
-BROWSER_GROUPS = 2  # one per worker of `pytest -n 2`
-
-
 def pytest_collection_modifyitems(items):
-    """Under pytest-xdist (`pytest -n 2`), the browser tests are dealt in turn into two groups, one
-    per worker: each group shares one app server, and the two run side by side."""
+    """Under pytest-xdist (`pytest -n N`), the browser tests are dealt in turn into N groups, one
+    per worker: each group shares one app server, and the groups run side by side."""
+    groups = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     browser = [item for item in items if {"app_url", "page"} & set(getattr(item, "fixturenames", ()))
                or item.path.name.startswith("test_browser")]
     for index, item in enumerate(browser):
-        item.add_marker(pytest.mark.xdist_group(f"browser-{index % BROWSER_GROUPS}"))
+        item.add_marker(pytest.mark.xdist_group(f"browser-{index % groups}"))

@@ -98,7 +98,7 @@ def test_two_replicas_behind_nginx_keep_students_and_survive_one_stopping():
             sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_FLAGS, headless=True)
         students = {}
-        for index in range(8):  # new browsers until both replicas have a student
+        for index in range(16):  # new browsers until both replicas have a student (all on one: 1 in 32,768)
             prompt = f"Once upon a time, there was a girl named Mia{index}. One day,"
             page, replica = open_student(browser, url, prompt)
             students.setdefault(replica, (page, prompt))

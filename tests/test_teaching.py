@@ -171,10 +171,10 @@ def test_a_figure_slot_marked_on_request_is_drawn_only_when_the_student_opens_it
     charts = lambda: {c.proto.id.split("-", 2)[-1] for c in app.get("plotly_chart")}  # noqa: E731  ($$ID-hash-key)
     section = next(e for e in app.expander if e.label == on_request["qkv"])
     assert not section.children and not {"qkv-q", "qkv-k", "qkv-v"} & charts()  # closed: nothing drawn in it
-    assert {"scores-scores", "pattern", "sankey"} <= charts()  # the lesson around it is drawn
+    assert {"scores", "pattern", "sankey"} <= charts()  # the lesson around it is drawn
     app.session_state[section_key(lesson_key(4), "qkv")] = True  # what a click on the section does
     app.run()
-    assert {"qkv-q", "qkv-k", "qkv-v", "scores-scores"} <= charts()
+    assert {"qkv-q", "qkv-k", "qkv-v", "scores"} <= charts()
     q = json.loads(next(c.proto.spec for c in app.get("plotly_chart") if c.proto.id.endswith("-qkv-q")))
     assert q["layout"]["title"]["text"].startswith("Q (layer 0, head 2)")  # this head's real queries
     # that it stays open across lessons is a browser matter (a click inside a live stretch):
