@@ -38,9 +38,9 @@ LESSONS = {
     "Tokenization": "document.querySelector('.gb-chip')",
     "Embeddings": "[...document.querySelectorAll('svg .gtitle')].some(t => t.textContent.includes('token embedding matrix'))",
     "Positional encoding": "[...document.querySelectorAll('svg .gtitle')].some(t => t.textContent.includes('input to block 0'))",
-    "Attention": "document.querySelector('svg g.sankey')",
+    "Attention": "[...document.querySelectorAll('svg .gtitle')].some(t => t.textContent.includes('Attention flow'))",
     "Feed forward": "[...document.querySelectorAll('svg .gtitle')].some(t => t.textContent.includes('Direct contributions'))",
-    "Sampling": "document.querySelector('svg g.sankey')",
+    "Sampling": "[...document.querySelectorAll('svg .gtitle')].some(t => t.textContent.includes('Where the logit of'))",
 }
 DRAWN = "() => !!({figure}) && !document.querySelector('[data-testid=\"stStatusWidget\"]') && " \
         "[...document.querySelectorAll('h1')].some(h => h.textContent.includes('{title}'))"

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 import plotly.graph_objects as go
 
+from core.flows import FlowLink, FlowNode, flow_figure
 from core.plot_style import DIVERGING, SEQUENTIAL
 from core.tokenization import MergeStep, Token, decode_piece
 
@@ -327,8 +328,6 @@ def small_multiples(patterns: list, titles: list[str], labels: list[str], column
     return go.Figure(traces, layout)
 
 
-# Sankey labels: dark on the light bands (Plotly draws a white halo around them), never grey on grey
-SANKEY_TEXT = dict(color="#111827", size=12)
 TOKEN_COLOURS = ["#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#ca8a04", "#db2777"]
 
 
@@ -344,45 +343,12 @@ def attention_sankey(links: list[tuple[int, int, float]], token_strings: list[st
     the columns are headed "key" and "query"."""
     positions = sorted({k for k, _, _ in links} | {q for _, q, _ in links})
     labels = token_labels(token_strings)
-    left = {p: i for i, p in enumerate(positions)}
-    right = {p: len(positions) + i for i, p in enumerate(positions)}
     colour = {p: TOKEN_COLOURS[p % len(TOKEN_COLOURS)] for p in positions}
-    top, bottom, pad = 70, 10, 14  # pad: px between nodes, enough for a line of token name beside each
-    area = pad * (len(positions) - 1) + 300  # px of the plot area: the gaps, and 300 px of bands
-    height = area + top + bottom
-
-    def centres(totals: list[float]) -> list[float]:
-        """Each node's centre (0 = top), stacked as Plotly stacks a column: node heights in
-        proportion to their flow, `pad` px between them, so that no node has to be moved and the
-        token names in the margins stand level with their nodes."""
-        scale = (area - pad * (len(totals) - 1)) / max(sum(totals), 1e-9)  # px per unit of attention
-        tops = [sum(t * scale + pad for t in totals[:i]) for i in range(len(totals))]
-        return [(y + t * scale / 2) / area for y, t in zip(tops, totals)]
-
-    key_centres = centres([sum(w for k, _, w in links if k == p) for p in positions])
-    query_centres = centres([sum(w for _, q, w in links if q == p) for p in positions])
-    margin = 0.16  # of the width, on each side, for the token names
-    figure = go.Figure(go.Sankey(
-        arrangement="fixed", domain=dict(x=[margin, 1 - margin], y=[0, 1]),
-        node=dict(label=[""] * (2 * len(positions)), pad=pad, thickness=12, color=[colour[p] for p in positions] * 2,
-                  x=[0.001] * len(positions) + [0.999] * len(positions), y=key_centres + query_centres,
-                  customdata=[f"{labels[p]} (key)" for p in positions] + [f"{labels[p]} (query)" for p in positions],
-                  hovertemplate="%{customdata}<extra></extra>"),
-        link=dict(source=[left[k] for k, _, _ in links], target=[right[q] for _, q, _ in links],
-                  value=[w for _, _, w in links], color=[rgba(colour[k], 0.15 + 0.6 * w) for k, _, w in links],
-                  customdata=[(labels[k], labels[q]) for k, q, _ in links],
-                  hovertemplate="from %{customdata[0]} (key)<br>to %{customdata[1]} (query)<br>"
-                                "weight %{value:.3f}<extra></extra>")))
-    annotations = []  # as plain dicts, set once: add_annotation validates the whole layout at every call
-    for side, x, anchor, ys in (("key: what is read", margin - 0.01, "right", key_centres),
-                                ("query: who reads", 1 - margin + 0.01, "left", query_centres)):
-        annotations += [dict(text=labels[position], x=x, y=1 - centre, xref="paper", yref="paper", xanchor=anchor,
-                             showarrow=False, font=dict(size=11, color=colour[position]))
-                        for position, centre in zip(positions, ys)]
-        annotations.append(dict(text=f"<b>{side}</b>", x=x, y=1.0, xref="paper", yref="paper", xanchor=anchor,
-                                yanchor="bottom", showarrow=False, yshift=6, font=dict(size=12)))
-    figure.update_layout(title=title, height=height, margin=dict(l=10, r=10, t=top, b=bottom), annotations=annotations)
-    return figure
+    nodes = [FlowNode((side, p), column, labels[p], colour[p], f"{labels[p]} ({name})")
+             for column, (side, name) in enumerate((("k", "key"), ("q", "query"))) for p in positions]
+    bands = [FlowLink(("k", k), ("q", q), w, rgba(colour[k], 0.15 + 0.6 * w),
+                      f"from {labels[k]} (key)<br>to {labels[q]} (query)<br>weight {w:.3f}") for k, q, w in links]
+    return flow_figure(nodes, bands, title, ["key: what is read", "query: who reads"])
 
 
 def grouped_bars(labels: list[str], series: dict[str, list[float]], title: str, x_title: str = "",
@@ -535,19 +501,20 @@ def cumulative_figure(names: list[str], probabilities: list[float], kept: list[b
 
 
 def funnel_sankey(masses: list[tuple[str, str, float]], title: str) -> go.Figure:
-    """Probability mass flowing between named stages: (from, to, mass). Names must be escaped already
-    (`plotly_text`)."""
+    """Probability mass flowing between named stages: (from, to, mass), each stage a column one
+    step right of the stage it comes from. Names must be escaped already (`plotly_text`)."""
     names = list(dict.fromkeys([a for a, _, _ in masses] + [b for _, b, _ in masses]))
-    index = {name: i for i, name in enumerate(names)}
-    colours = [TOKEN_COLOURS[i % len(TOKEN_COLOURS)] for i in range(len(names))]
-    figure = go.Figure(go.Sankey(
-        textfont=SANKEY_TEXT,
-        node=dict(label=names, pad=14, thickness=16, color=colours),
-        link=dict(source=[index[a] for a, _, _ in masses], target=[index[b] for _, b, _ in masses],
-                  value=[m for _, _, m in masses], color=[rgba(colours[index[b]], 0.3) for _, b, _ in masses],
-                  hovertemplate="%{source.label} → %{target.label}<br>probability %{value:.4f}<extra></extra>")))
-    figure.update_layout(title=title, height=360)
-    return figure
+    column = {name: 0 for name in names}
+    for _ in names:  # a stage stands one column right of the stage its mass comes from
+        for a, b, _ in masses:
+            column[b] = max(column[b], column[a] + 1)
+    colours = {name: TOKEN_COLOURS[i % len(TOKEN_COLOURS)] for i, name in enumerate(names)}
+    through = {name: max(sum(m for a, _, m in masses if a == name), sum(m for _, b, m in masses if b == name))
+               for name in names}
+    nodes = [FlowNode(name, column[name], name, colours[name], f"{name}: probability {through[name]:.4f}")
+             for name in sorted(names, key=lambda name: column[name])]
+    bands = [FlowLink(a, b, m, rgba(colours[b], 0.3), f"{a} → {b}<br>probability {m:.4f}") for a, b, m in masses]
+    return flow_figure(nodes, bands, title, band_px=220, pad=10, side_margin=0.14)
 
 
 def text_heatmap(values, texts: list[list[str]], x_labels: list[str], y_labels: list[str], title: str,
@@ -568,36 +535,27 @@ def journey_sankey(flows: list[tuple[str, str, float]], sinks: tuple[str, str], 
     """Sources → components → two sinks (raises / lowers the logit). `flows` are (source, component,
     signed value); each link's width is |value|; red links raise the logit, blue ones lower it.
     Names must be escaped already (`token_labels`, `plotly_text`)."""
-    components = list(dict.fromkeys(c for _, c, _ in flows))
+    raising, lowering = "rgba(220,38,38,0.45)", "rgba(37,99,235,0.45)"
+    flows = [(source, component, amount) for source, component, amount in flows if abs(amount) >= 1e-9]
     sources = list(dict.fromkeys(s for s, _, _ in flows))
-    names = sources + components + list(sinks)
-    index = {("source", n): i for i, n in enumerate(sources)}
-    index |= {("component", n): len(sources) + i for i, n in enumerate(components)}
-    raise_node, lower_node = len(sources) + len(components), len(sources) + len(components) + 1
-    source, target, value, colour = [], [], [], []
-    for name, component, amount in flows:
-        if abs(amount) < 1e-9:
-            continue
-        source.append(index[("source", name)])
-        target.append(index[("component", component)])
-        value.append(abs(amount))
-        colour.append("rgba(220,38,38,0.45)" if amount > 0 else "rgba(37,99,235,0.45)")
+    components = list(dict.fromkeys(c for _, c, _ in flows))
+    bands = [FlowLink(("source", s), ("component", c), abs(a), raising if a > 0 else lowering,
+                      f"{s} → {c}<br>{a:+.3f} logit") for s, c, a in flows]
     for component in components:
         up = sum(a for _, c, a in flows if c == component and a > 0)
         down = -sum(a for _, c, a in flows if c == component and a < 0)
-        for amount, sink, tint in ((up, raise_node, "rgba(220,38,38,0.45)"), (down, lower_node, "rgba(37,99,235,0.45)")):
+        for amount, sink, tint in ((up, sinks[0], raising), (down, sinks[1], lowering)):
             if amount > 1e-9:
-                source.append(index[("component", component)])
-                target.append(sink)
-                value.append(amount)
-                colour.append(tint)
-    figure = go.Figure(go.Sankey(
-        textfont=SANKEY_TEXT,
-        node=dict(label=names, pad=8, thickness=14),
-        link=dict(source=source, target=target, value=value, color=colour,
-                  hovertemplate="%{source.label} → %{target.label}<br>%{value:.3f} logit<extra></extra>")))
-    figure.update_layout(title=title, height=max(520, 34 * len(sources)))
-    return figure
+                bands.append(FlowLink(("component", component), ("sink", sink), amount, tint,
+                                      f"{component} → {sink}<br>{amount:.3f} logit"))
+    total = {key: sum(b.value for b in bands if key in (b.source, b.target)) for key in
+             [("source", s) for s in sources] + [("component", c) for c in components] + [("sink", s) for s in sinks]}
+    nodes = ([FlowNode(("source", s), 0, s, TOKEN_COLOURS[i % len(TOKEN_COLOURS)], f"{s}: {total[('source', s)]:.3f}")
+              for i, s in enumerate(sources)]
+             + [FlowNode(("component", c), 1, c, "#6b7280", f"{c}: {total[('component', c)]:.3f}") for c in components]
+             + [FlowNode(("sink", s), 2, s, colour, f"{s}: {total[('sink', s)]:.3f}")
+                for s, colour in zip(sinks, ("#dc2626", "#2563eb")) if total[("sink", s)] > 0])
+    return flow_figure(nodes, bands, title, band_px=320, pad=10, side_margin=0.15)
 
 
 def shaded_band(x0: float, x1: float) -> dict:

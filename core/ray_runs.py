@@ -212,12 +212,12 @@ class RayTrainingRun(Attended):
     def _end_actor(self) -> None:
         import ray
 
+        with self._lock:  # said before the actor goes, so that no one sees a running run without its actor
+            if self._latest.status in (*ACTIVE, "ready"):
+                self._latest = _replace_status(self._latest, "stopped", "Stopped: the page was closed.")
         if ray.is_initialized():  # not after the app's Ray connection has been shut down
             ray.kill(self._actor, no_restart=True)
         self._ended.set()
-        with self._lock:
-            if self._latest.status in (*ACTIVE, "ready"):
-                self._latest = _replace_status(self._latest, "stopped", "Stopped: the page was closed.")
 
     # --- the finished model, brought back from the cluster ---
     def zip_bytes(self) -> bytes:

@@ -150,7 +150,8 @@ def head_roles() -> None:
     heads = [str(h) for h in range(trace.n_head)]
     layers = [str(l) for l in range(trace.n_layer)]
     course_ui.chart("head-roles", (), lambda: figures.heatmap_panels(
-        [(table, f"{role} score") for role, table in scores_by_role.items()], heads, layers, "How much of each head's attention fits each role, on your prompt",
+        [(table, f"{role} score") for role, table in scores_by_role.items()], heads, layers,
+        "How much of each head's attention fits each role, on your prompt",
         "head", "layer", diverging=False, value_range=(0, 1), colour_title="share of attention", columns=2))
     for role, table in scores_by_role.items():
         best_layer, best_head, best = attention.strongest_head(table)

@@ -68,9 +68,9 @@ def test_enter_a_prompt_on_home_and_see_its_tokens(app_url, page):
     for number, main_figure, shot in (
             (2, "svg .gtitle >> text=token embedding matrix", "embeddings.png"),
             (3, "svg .gtitle >> text=input to block 0", "positions.png"),
-            (4, "svg g.sankey", "attention.png"),
+            (4, "svg .gtitle >> text=Attention flow", "attention.png"),
             (5, "svg .gtitle >> text=Direct contributions to the logit", "feed_forward.png"),
-            (6, "svg g.sankey", "sampling.png")):
+            (6, "svg .gtitle >> text=Where the logit of", "sampling.png")):
         page.locator('[data-testid="stSidebarNav"]').get_by_role("link", name=LESSONS[number - 1].title, exact=True).click()
         page.locator(main_figure).first.wait_for(timeout=60_000)
         wait_until_idle(page)
@@ -176,7 +176,7 @@ def test_pick_a_model_folder_in_the_picker(app_url, page, tmp_path):
     wait_until_idle(page)
     no_errors(page)
     page.get_by_role("link", name="Attention", exact=True).first.click()
-    page.locator("svg g.sankey").first.wait_for(timeout=60_000)
+    page.locator("svg .gtitle >> text=Attention flow").first.wait_for(timeout=60_000)
     wait_until_idle(page)
     assert page.get_by_text(f"Using {folder}").count() == 1  # the lesson runs on the chosen folder
     no_errors(page)
@@ -204,7 +204,7 @@ def test_a_control_reruns_its_stretch_and_everything_that_depends_on_it_follows(
     sent after the move belongs to one), and no figure that depends on the control is left stale."""
     deltas = received_deltas(page)
     page.goto(app_url + "/Sampling")
-    page.locator("svg g.sankey").first.wait_for(timeout=60_000)
+    page.locator("svg .gtitle >> text=Where the logit of").first.wait_for(timeout=60_000)
     wait_until_idle(page)
     assert any(not delta.fragment_id for delta in deltas)  # the page itself is drawn by a full run
     deltas.clear()
@@ -221,7 +221,7 @@ def test_a_control_reruns_its_stretch_and_everything_that_depends_on_it_follows(
     no_errors(page)
 
     page.goto(app_url + "/Attention")
-    page.locator("svg g.sankey").first.wait_for(timeout=60_000)
+    page.locator("svg .gtitle >> text=Attention flow").first.wait_for(timeout=60_000)
     wait_until_idle(page)
     # the head's output is drawn on request: absent until the student opens its section
     output = "svg .gtitle >> text=Head 2 output z"
