@@ -388,19 +388,22 @@ def embedding_map(coords, labels: list[str], highlighted: list[bool], explained:
 
 def vector_rows(rows: dict[str, object], title: str, x_title: str = "entry of the vector") -> go.Figure:
     """Several vectors of the same width, one bar chart each, stacked (each with its own y scale,
-    one shared x axis: zooming one row zooms them all)."""
+    one shared x axis: zooming one row zooms them all). Each row's bars, side by side with no gap,
+    are drawn as one filled outline (a step line), which the browser draws in a fraction of the time
+    of one shape per entry."""
     names = list(rows)
     cells, subtitles = subplot_grid(len(names), 1, names, gap_y=0.06, title_size=16)
     bottom = cells[-1]
     traces, layout = [], {}
     for cell, name in zip(cells, names):
         values = [float(v) for v in rows[name]]
-        traces.append(go.Bar(x=list(range(len(values))), y=values, xaxis=cell.x, yaxis=cell.y, marker_color="#2563eb",
-                             showlegend=False, hovertemplate=f"{html.escape(name)}<br>entry %{{x}}: %{{y:.4f}}<extra></extra>"))
+        traces.append(go.Scatter(x=list(range(len(values))), y=values, xaxis=cell.x, yaxis=cell.y, mode="lines",
+                                 line=dict(shape="hvh", width=1, color="#2563eb"), fill="tozeroy", fillcolor="#2563eb",
+                                 showlegend=False, hovertemplate=f"{html.escape(name)}<br>entry %{{x}}: %{{y:.4f}}<extra></extra>"))
         shared = dict(title_text=x_title) if cell is bottom else dict(matches=bottom.x, showticklabels=False)
         layout.update(cell.axes(shared, {}))
-    layout.update(title=title, height=40 + 150 * len(names), margin=dict(l=10, r=10, t=60, b=10), bargap=0,
-                  annotations=subtitles)
+    layout.update(title=title, height=40 + 150 * len(names), margin=dict(l=10, r=10, t=60, b=10),
+                  annotations=subtitles, hovermode="x")
     return go.Figure(traces, layout)
 
 
