@@ -59,8 +59,11 @@ def test_lesson_4_repeats_the_prompt_in_one_click_and_measures_the_copying_on_th
     from core.models import load_model
     from core.tokenization import prompt_tokens
 
+    from tests.conftest import open_every_section
+
     app = AppTest.from_file(str(APP_DIR / "Home.py"), default_timeout=90).run()
     app.session_state["prompt"] = "red kite hill sock zoo Mia drum lake"
+    open_every_section(app)  # the build's record is drawn on request
     app.switch_page(LESSONS[3].page).run()
     assert not app.exception
     assert any("Nothing in your prompt repeats yet" in c.value for c in app.caption)
