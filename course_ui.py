@@ -589,8 +589,10 @@ def chart(name: str, depends_on: tuple, build: Callable[[], object], where=None,
     then cost nothing. `on_select(key)`: called when the student clicks a point of the figure."""
     from core.cached import cached_figure
 
-    state = st.session_state
-    figure = cached_figure((state.model_key, state.prompt, name, depends_on), build)
+    from core.plot_style import fit_margins
+
+    state = st.session_state  # the margins are fitted once, as the figure is built (it is shared after)
+    figure = cached_figure((state.model_key, state.prompt, name, depends_on), lambda: fit_margins(build()))
     show_figure(figure, name, where, on_select=None if on_select is None else lambda: on_select(name))
 
 

@@ -40,3 +40,50 @@ GLASSBOX = go.layout.Template(
 
 pio.templates["glassbox"] = GLASSBOX
 pio.templates.default = "glassbox"
+
+
+# --- margins worked out before drawing ---------------------------------------------------------------
+CHAR_PX = 7  # a character of a 12-13 px label, a little wider than the course font's average
+COLOUR_BAR_PX = 110  # a colour bar beside the plot: the bar, its tick labels and its title
+NUMBER_CHARS = 5  # a numeric tick label such as "−0.25" or "0.001"
+TITLE_PX = 26  # an axis title and its standoff
+
+
+def _text_width(labels) -> int:
+    return max((len(str(label)) for label in labels), default=NUMBER_CHARS) * CHAR_PX
+
+
+def fit_margins(figure: go.Figure, plot_px: int = 600) -> go.Figure:
+    """Widen a figure's margins to hold what Plotly's automargin would push them out for: tick
+    labels, axis titles, colour bars and a legend at the side. A chart whose margins grow after its
+    first drawing is drawn a second time; in lessons 4 and 5 that was nearly every chart, about a
+    quarter of a control's redraw time. Automargin stays on, so a short guess costs only that second
+    drawing. Margins are only ever widened. Returns the figure (changed in place: call it while
+    building, never on a shared figure)."""
+    layout, traces = figure.layout, figure.data
+    wanted = dict(l=0, r=0, b=0)
+    for name in [key for key in layout if key.startswith(("xaxis", "yaxis"))] or ["xaxis", "yaxis"]:
+        axis = layout[name]
+        if axis.visible is False or axis.showticklabels is False:
+            continue
+        is_x, short = name.startswith("x"), name.replace("axis", "")  # "x2", "y"
+        bound = [t for t in traces if (getattr(t, "xaxis" if is_x else "yaxis", None) or name[0]) == short]
+        labels = list(axis.ticktext) if axis.ticktext else [
+            v for t in bound for v in (getattr(t, "x" if is_x else "y", None) or ()) if isinstance(v, str)]
+        titled = bool(axis.title and axis.title.text)
+        if is_x:
+            width = _text_width(labels) if labels else NUMBER_CHARS * CHAR_PX
+            upright = labels and width * len(set(labels)) > plot_px
+            wanted["b"] = max(wanted["b"], 14 + (width if upright else 16) + TITLE_PX * titled)
+        elif axis.side != "right":
+            wanted["l"] = max(wanted["l"], 14 + (_text_width(labels) if labels else NUMBER_CHARS * CHAR_PX) + TITLE_PX * titled)
+    if any(t.type in ("heatmap", "contour") and t.showscale is not False and not getattr(t, "coloraxis", None)
+           and (t.colorbar.x is None or t.colorbar.x >= 1) for t in traces):
+        wanted["r"] = COLOUR_BAR_PX
+    named = [t.name for t in traces if t.name and t.showlegend is not False]
+    if (len(named) > 1 or any(t.showlegend for t in traces)) and layout.showlegend is not False \
+            and layout.legend.orientation != "h":
+        wanted["r"] = max(wanted["r"], 60 + _text_width(named))
+    margin = layout.margin
+    layout.margin = {side: max(getattr(margin, side) or 0, value) for side, value in wanted.items()}
+    return figure

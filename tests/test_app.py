@@ -565,3 +565,24 @@ def test_training_page_says_when_a_run_waits_for_the_machine():
     assert run.view().step > 0 and not any("Waiting for the machine" in i.value for i in app.info)
     app.button(key="t_stop").click().run()
     assert run.status == "stopped"
+
+
+def test_fitted_margins_hold_the_labels_colour_bar_and_legend_and_never_shrink():
+    """Issue 19: a chart whose margins Plotly's automargin widens is drawn twice; core.plot_style.
+    fit_margins works them out beforehand from the figure's own labels."""
+    import plotly.graph_objects as go
+
+    from core import figures
+    from core.plot_style import CHAR_PX, COLOUR_BAR_PX, fit_margins
+
+    long_label = "a token with a long name"
+    heat = fit_margins(figures.heatmap([[1.0, 2.0], [3.0, 4.0]], ["x1", "x2"], ["short", long_label], "t", "key", "query"))
+    assert heat.layout.margin.l >= len(long_label) * CHAR_PX + 26  # the longest row label and the axis title
+    assert heat.layout.margin.r >= COLOUR_BAR_PX - 20  # the colour bar
+    lines = fit_margins(figures.lines([1, 2], {"first series": [1, 2], "second, with a longer name": [2, 1]},
+                                      "t", "x", "y"))
+    assert lines.layout.margin.r >= len("second, with a longer name") * CHAR_PX  # the legend at the side
+    flat = go.Figure(go.Scatter(x=[1, 2], y=[1, 2], name="one"), layout=dict(margin=dict(l=300, r=5, b=5, t=5)))
+    assert fit_margins(flat).layout.margin.l == 300  # never narrowed
+    upright = fit_margins(go.Figure(go.Bar(x=[f"label number {i}" for i in range(40)], y=list(range(40)))))
+    assert upright.layout.margin.b >= len("label number 10") * CHAR_PX  # many long x labels stand upright
