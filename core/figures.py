@@ -251,6 +251,8 @@ def heatmap_panels(panels: list[tuple], x_labels: list[str], y_labels: list[str]
     height = 60 + rows * (panel_px + 30)
     cells, subtitles = subplot_grid(len(panels), columns, [panel[1] for panel in panels],
                                     gap_x=0.03 if shared else 0.11, gap_y=30 / height if rows > 1 else 0.1)
+    if show_values is None:  # the values in the cells, where they fit: about 34 px a cell across a panel
+        show_values = len(x_labels) * len(y_labels) <= 400 and len(x_labels) * 34 <= 900 // columns
     traces, layout = [], {}
     for cell, (values, _, *own_colour_title) in zip(cells, panels):
         bar = dict(x=1.01, xanchor="left", y=0.5, len=1.0, thickness=12) if shared else \
@@ -359,11 +361,12 @@ def attention_sankey(links: list[tuple[int, int, float]], token_strings: list[st
     weight. A position has the same colour on both sides; each band takes its key's colour, more
     opaque the larger its weight. The token names stand in the margins, outside the bands, and
     the columns are headed "key" and "query"."""
-    positions = sorted({k for k, _, _ in links} | {q for _, q, _ in links})
+    keys, queries = sorted({k for k, _, _ in links}), sorted({q for _, q, _ in links})  # the positions with a band
     labels = token_labels(token_strings)
-    colour = {p: TOKEN_COLOURS[p % len(TOKEN_COLOURS)] for p in positions}
+    colour = {p: TOKEN_COLOURS[p % len(TOKEN_COLOURS)] for p in keys + queries}
     nodes = [FlowNode((side, p), column, labels[p], colour[p], f"{labels[p]} ({name})")
-             for column, (side, name) in enumerate((("k", "key"), ("q", "query"))) for p in positions]
+             for column, (side, name, positions) in enumerate((("k", "key", keys), ("q", "query", queries)))
+             for p in positions]
     bands = [FlowLink(("k", k), ("q", q), w, rgba(colour[k], 0.15 + 0.6 * w),
                       f"from {labels[k]} (key)<br>to {labels[q]} (query)<br>weight {w:.3f}") for k, q, w in links]
     return flow_figure(nodes, bands, title, ["key: what is read", "query: who reads"])
@@ -415,12 +418,15 @@ def vector_rows(rows: dict[str, object], title: str, x_title: str = "entry of th
     traces, layout = [], {}
     for cell, name in zip(cells, names):
         values = [float(v) for v in rows[name]]
-        traces.append(go.Scatter(x=list(range(len(values))), y=values, xaxis=cell.x, yaxis=cell.y, mode="lines",
-                                 line=dict(shape="hvh", width=1, color="#2563eb"), fill="tozeroy", fillcolor="#2563eb",
-                                 showlegend=False, hovertemplate=f"{html.escape(name)}<br>entry %{{x}}: %{{y:.4f}}<extra></extra>"))
-        shared = dict(title_text=x_title) if cell is bottom else dict(matches=bottom.x, showticklabels=False)
+        edges = [i + side for i in range(len(values)) for side in (-0.5, 0.5)]  # each entry a full-width step
+        traces.append(go.Scatter(x=edges, y=[v for v in values for _ in (0, 1)], xaxis=cell.x, yaxis=cell.y, mode="lines",
+                                 line=dict(width=1, color="#2563eb"), fill="tozeroy", fillcolor="#2563eb",
+                                 showlegend=False, customdata=[i for i in range(len(values)) for _ in (0, 1)],
+                                 hovertemplate=f"{html.escape(name)}<br>entry %{{customdata}}: %{{y:.4f}}<extra></extra>"))
+        shared = dict(title_text=x_title, range=[-0.5, len(values) - 0.5]) if cell is bottom \
+            else dict(matches=bottom.x, showticklabels=False)
         layout.update(cell.axes(shared, {}))
-    layout.update(title=title, height=40 + 150 * len(names), margin=dict(l=10, r=10, t=60, b=10),
+    layout.update(title=title, height=60 + 150 * len(names), margin=dict(l=10, r=10, t=84, b=10),
                   annotations=subtitles, hovermode="x")
     return go.Figure(traces, layout)
 
@@ -529,7 +535,8 @@ def funnel_sankey(masses: list[tuple[str, str, float]], title: str) -> go.Figure
     for _ in names:  # a stage stands one column right of the stage its mass comes from
         for a, b, _ in masses:
             column[b] = max(column[b], column[a] + 1)
-    colours = {name: TOKEN_COLOURS[i % len(TOKEN_COLOURS)] for i, name in enumerate(names)}
+    colours = {name: "#dc2626" if name.startswith("cut") else "#16a34a" if name.startswith("sampled") else "#2563eb"
+               for name in names}  # what is cut red, the drawn token green, what is kept blue
     through = {name: max(sum(m for a, _, m in masses if a == name), sum(m for _, b, m in masses if b == name))
                for name in names}
     nodes = [FlowNode(name, column[name], name, colours[name], f"{name}: probability {through[name]:.4f}")

@@ -35,11 +35,12 @@ class FlowLink:
 
 
 NODE_WIDTH = 0.012  # of the plot's width
+HOVER_POINTS = (0.1, 0.25, 0.4, 0.5, 0.6, 0.75, 0.9)  # where along a band (0: its source, 1: its target) hovering answers
 LABEL_PX = 18  # room above a node of a middle column for its label
 
 
 def flow_figure(nodes: list[FlowNode], links: list[FlowLink], title: str, column_titles: list[str] = (),
-                band_px: int = 300, pad: int = 14, side_margin: float = 0.16, top: int = 70) -> go.Figure:
+                band_px: int = 300, pad: int = 14, side_margin: float = 0.16, top: int = 80) -> go.Figure:
     """Nodes in columns, links as bands from left to right; `band_px` pixels for the largest
     column's flow, `pad` pixels between nodes, `side_margin` of the width on each side for labels."""
     if not nodes:  # nothing flows (e.g. no band reaches the figure's threshold): the title alone says what this is
@@ -87,9 +88,10 @@ def flow_figure(nodes: list[FlowNode], links: list[FlowLink], title: str, column
         shapes.append(dict(type="path", xref="x", yref="y", layer="below", line_width=0, fillcolor=link.colour,
                            path=f"M {x0},{y0} C {middle},{y0} {middle},{y1} {x1},{y1} L {x1},{y1 + width} "
                                 f"C {middle},{y1 + width} {middle},{y0 + width} {x0},{y0 + width} Z"))
-        link_x.append(middle)
-        link_y.append((y0 + y1 + width) / 2)
-        link_hover.append(link.hover)
+        for t in HOVER_POINTS:  # along the band's centre line, so that hovering anywhere on it answers
+            link_x.append((1 - t) ** 3 * x0 + 3 * (1 - t) * t * middle + t ** 3 * x1)
+            link_y.append((1 - t) ** 3 * y0 + 3 * (1 - t) ** 2 * t * y0 + 3 * (1 - t) * t ** 2 * y1 + t ** 3 * y1 + width / 2)
+            link_hover.append(link.hover)
     annotations = []
     for node in nodes:
         x, y, height = column_x[node.column], top_of[node.key], size[node.key] * scale
@@ -110,14 +112,15 @@ def flow_figure(nodes: list[FlowNode], links: list[FlowLink], title: str, column
                                 xanchor="right" if c == 0 else "left" if c == columns - 1 else "center",
                                 showarrow=False, yshift=6, font=dict(size=12)))
     invisible = dict(color="rgba(0,0,0,0)")
-    traces = [go.Scatter(x=link_x, y=link_y, mode="markers", marker=dict(size=14, **invisible), customdata=link_hover,
+    traces = [go.Scatter(x=link_x, y=link_y, mode="markers", marker=dict(size=18, **invisible), customdata=link_hover,
                          hovertemplate="%{customdata}<extra></extra>", showlegend=False),
               go.Scatter(x=[column_x[n.column] for n in nodes], y=[centre[n.key] for n in nodes], mode="markers",
                          marker=dict(size=12, **invisible), customdata=[n.hover for n in nodes],
                          hovertemplate="%{customdata}<extra></extra>", showlegend=False)]
     hidden = dict(visible=False, fixedrange=True)
     figure = go.Figure(traces)
-    figure.update_layout(title=title, height=int(lowest) + top + 10, margin=dict(l=10, r=10, t=top, b=10),
+    figure.update_layout(title=dict(text=title, y=1, yref="container", yanchor="top", pad=dict(t=12)),
+                         height=int(lowest) + top + 24, margin=dict(l=10, r=10, t=top, b=24),
                          shapes=shapes, annotations=annotations, hovermode="closest",
                          xaxis=dict(range=[0, 1], **hidden), yaxis=dict(range=[lowest, 0], **hidden))
     return figure

@@ -31,7 +31,7 @@ GLASSBOX = go.layout.Template(
         xaxis=_AXIS, yaxis=_AXIS,
         colorscale=dict(sequential=SEQUENTIAL, diverging=DIVERGING),
         coloraxis=dict(colorbar=_COLOUR_BAR),
-        hoverlabel=dict(font=dict(family=FONT, size=13), bgcolor="white", bordercolor="#9ca3af"),
+        hoverlabel=dict(font=dict(family=FONT, size=13, color=INK), bgcolor="white", bordercolor="#9ca3af"),
         legend=dict(font=dict(size=12)),
         hovermode="closest",
     ),
@@ -85,5 +85,5 @@ def fit_margins(figure: go.Figure, plot_px: int = 600) -> go.Figure:
             and layout.legend.orientation != "h":
         wanted["r"] = max(wanted["r"], 60 + _text_width(named))
     margin = layout.margin
-    layout.margin = {side: max(getattr(margin, side) or 0, value) for side, value in wanted.items()}
+    margin.update({side: max(getattr(margin, side) or 0, value) for side, value in wanted.items()})  # the top as it was
     return figure

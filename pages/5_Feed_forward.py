@@ -132,7 +132,9 @@ def mlp_pre() -> None:
     course_ui.chart("mlp-pre-post", (layer,), lambda: figures.heatmap_panels(
         [(trace["mlp_pre", layer][:, active], pre_title, "pre-activation"),
          (trace["mlp_post", layer][:, active], post_title, "activation")], neuron_labels, labels,
-        f"Layer {layer}'s most active neurons, before and after {activation}", "neuron", "position", show_values=False))
+        f"Layer {layer}'s most active neurons: the gate before {activation}, and what the neurons pass on"
+        if loaded.arch.gated else f"Layer {layer}'s most active neurons, before and after {activation}",
+        "neuron", "position", show_values=False))
     st.caption(f"The {len(active)} neurons of layer {layer} with the largest activation anywhere in your prompt, "
                f"most active first (out of {d_mlp}).")
 

@@ -583,6 +583,6 @@ def test_fitted_margins_hold_the_labels_colour_bar_and_legend_and_never_shrink()
                                       "t", "x", "y"))
     assert lines.layout.margin.r >= len("second, with a longer name") * CHAR_PX  # the legend at the side
     flat = go.Figure(go.Scatter(x=[1, 2], y=[1, 2], name="one"), layout=dict(margin=dict(l=300, r=5, b=5, t=5)))
-    assert fit_margins(flat).layout.margin.l == 300  # never narrowed
+    assert fit_margins(flat).layout.margin.l == 300 and flat.layout.margin.t == 5  # never narrowed; the top untouched
     upright = fit_margins(go.Figure(go.Bar(x=[f"label number {i}" for i in range(40)], y=list(range(40)))))
     assert upright.layout.margin.b >= len("label number 10") * CHAR_PX  # many long x labels stand upright

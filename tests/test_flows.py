@@ -7,7 +7,7 @@ import re
 import pytest
 
 from core import figures
-from core.flows import NODE_WIDTH, FlowLink, FlowNode, flow_figure
+from core.flows import HOVER_POINTS, NODE_WIDTH, FlowLink, FlowNode, flow_figure
 
 NUMBER = r"-?[\d.]+(?:e-?\d+)?"
 
@@ -44,8 +44,10 @@ def test_bands_are_as_wide_as_their_flow_and_fill_their_nodes():
     assert a_x[1] == pytest.approx(rects["a"].y0) and a_y[1] == pytest.approx(a_x[2])
     assert a_y[2] == pytest.approx(rects["a"].y1)
     assert rects["b"].y0 == pytest.approx(rects["a"].y1 + 10)  # pad between nodes
-    # the hover says what each band is
-    assert list(figure.data[0].customdata) == [link.hover for link in links]
+    # the hover says what each band is, all along it
+    assert list(figure.data[0].customdata) == [link.hover for link in links for _ in HOVER_POINTS]
+    xs = list(figure.data[0].x)[:len(HOVER_POINTS)]  # the first band's hover points, source to target
+    assert xs == sorted(xs) and xs[0] < 0.5 < xs[-1]
 
 
 def test_labels_stand_beside_the_outer_columns_and_above_the_middle_ones_never_over_a_band():
@@ -71,12 +73,13 @@ def test_labels_stand_beside_the_outer_columns_and_above_the_middle_ones_never_o
                     assert bottom <= label.y - 18 + 1e-9 or top >= label.y - 1e-9
 
 
-def test_the_attention_flow_heads_its_columns_and_names_every_position_on_both_sides():
+def test_the_attention_flow_heads_its_columns_and_names_the_positions_with_a_band_on_each_side():
     figure = figures.attention_sankey([(0, 1, 0.6), (1, 1, 0.4), (0, 2, 0.3), (2, 2, 0.7)], ["A", "b", "c"], "flow")
     texts = [a.text for a in figure.layout.annotations]
     assert "<b>key: what is read</b>" in texts and "<b>query: who reads</b>" in texts
-    assert sum(text.endswith("A") for text in texts) == 2  # position 0 named on both sides
-    assert figure.layout.height == pytest.approx(300 + 14 * 2 + 70 + 10, abs=1)
+    assert sum(text.endswith("A") for text in texts) == 1  # position 0 is read, but reads nothing shown: one side
+    assert sum(text.endswith("b") for text in texts) == 2 and sum(text.endswith("c") for text in texts) == 2
+    assert figure.layout.height == pytest.approx(300 + 14 * 2 + 80 + 24, abs=1)  # three keys, the tallest column
 
 
 def test_a_flow_with_nothing_in_it_is_its_title_and_a_note():
