@@ -484,8 +484,10 @@ def lines(x: list[float], series: dict[str, list[float]], title: str, x_title: s
         figure.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name=name,
                                     line=dict(dash="dash" if name in dashed else "solid"),
                                     hovertemplate=f"{name}<br>{x_title} %{{x}}<br>%{{y:.4g}}<extra></extra>"))
-    if marker is not None:
-        figure.add_vline(x=marker[1], line_dash="dot", line_color="#111827", annotation_text=marker[0])
+    if marker is not None:  # its label placed by hand: on a log axis an annotation's x is the value's log10
+        figure.add_vline(x=marker[1], line_dash="dot", line_color="#111827")
+        figure.add_annotation(x=math.log10(marker[1]) if log_x else marker[1], y=1, yref="paper", yanchor="bottom",
+                              xanchor="left", text=marker[0], showarrow=False, font=dict(size=12))
     if reference is not None:
         figure.add_hline(y=reference[1], line_dash="dash", line_color="#9ca3af", annotation_text=reference[0])
     figure.update_layout(title=title, height=height,

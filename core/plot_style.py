@@ -75,6 +75,7 @@ def fit_margins(figure: go.Figure, plot_px: int = 600) -> go.Figure:
             width = _text_width(labels) if labels else NUMBER_CHARS * CHAR_PX
             upright = labels and width * len(set(labels)) > plot_px
             wanted["b"] = max(wanted["b"], 14 + (width if upright else 16) + TITLE_PX * titled)
+            wanted["r"] = max(wanted["r"], 24)  # half of the last tick label stands right of the plot
         elif axis.side != "right":
             wanted["l"] = max(wanted["l"], 14 + (_text_width(labels) if labels else NUMBER_CHARS * CHAR_PX) + TITLE_PX * titled)
     if any(t.type in ("heatmap", "contour") and t.showscale is not False and not getattr(t, "coloraxis", None)

@@ -586,3 +586,15 @@ def test_fitted_margins_hold_the_labels_colour_bar_and_legend_and_never_shrink()
     assert fit_margins(flat).layout.margin.l == 300 and flat.layout.margin.t == 5  # never narrowed; the top untouched
     upright = fit_margins(go.Figure(go.Bar(x=[f"label number {i}" for i in range(40)], y=list(range(40)))))
     assert upright.layout.margin.b >= len("label number 10") * CHAR_PX  # many long x labels stand upright
+
+
+def test_the_sweep_labels_its_temperature_marker_where_the_line_is_on_the_log_axis():
+    """Lesson 6: the slider's temperature is marked on the log-scale sweeps; the label's x is in the
+    axis' log10 units (given as the value, it stood at T = 10, off the plot, and did not show)."""
+    import math
+
+    from core import figures
+
+    figure = figures.sweep_lines([0.1, 1.0, 5.0], {"a": [1.0, 2.0, 3.0]}, "t", "p", marker=2.0)
+    label = next(a for a in figure.layout.annotations if a.text == "T = 2")
+    assert label.x == pytest.approx(math.log10(2.0)) and figure.layout.shapes[0].x0 == 2.0
