@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import plotly.graph_objects as go
 
 from core.flows import FlowLink, FlowNode, flow_figure
-from core.plot_style import DIVERGING, SEQUENTIAL
+from core.plot_style import DIVERGING, SEQUENTIAL, fit_margins
 from core.tokenization import MergeStep, Token, decode_piece
 
 if TYPE_CHECKING:
@@ -88,7 +88,7 @@ def tokenizer_comparison_figure(counts: dict[str, int], n_characters: int) -> go
     figure.update_layout(height=80 + 45 * len(names), margin=dict(l=10, r=10, t=30, b=30),
                          title=f"Tokens for the same {n_characters:,} characters",
                          xaxis_title="number of tokens", yaxis=dict(autorange="reversed"))
-    return figure
+    return fit_margins(figure)  # drawn fresh at each run, not through course_ui.chart, which fits the others
 
 
 def merge_steps_table(steps: list[MergeStep]) -> pd.DataFrame:

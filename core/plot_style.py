@@ -84,7 +84,7 @@ def fit_margins(figure: go.Figure, plot_px: int = 600) -> go.Figure:
     named = [t.name for t in traces if t.name and t.showlegend is not False]
     if (len(named) > 1 or any(t.showlegend for t in traces)) and layout.showlegend is not False \
             and layout.legend.orientation != "h":
-        wanted["r"] = max(wanted["r"], 60 + _text_width(named))
+        wanted["r"] = max(wanted["r"], 64 + _text_width(named))
     margin = layout.margin
     margin.update({side: max(getattr(margin, side) or 0, value) for side, value in wanted.items()})  # the top as it was
     return figure
