@@ -85,3 +85,16 @@ def test_the_attention_flow_heads_its_columns_and_names_the_positions_with_a_ban
 def test_a_flow_with_nothing_in_it_is_its_title_and_a_note():
     figure = figures.attention_sankey([], ["a", "b"], "Attention flow")  # no band reached the threshold
     assert figure.layout.title.text == "Attention flow" and figure.layout.annotations[0].text == "(nothing to draw)"
+
+
+def test_a_flow_built_unchecked_holds_only_what_plotly_js_reads():
+    """flow_figure skips Plotly's checking of its many shapes (most of lesson 6's server time), so it
+    must write plotly.js' own keys: no Python-only "magic underscore" names such as line_width."""
+    import plotly.graph_objects as go
+
+    figure = figures.journey_sankey([("a", "MLP 0", 1.0), ("b", "MLP 0", -0.5), ("a", "attention 0", 0.3)],
+                                    ("raises", "lowers"), "journey")
+    spec = figure.to_plotly_json()
+    for item in spec["layout"]["shapes"] + spec["layout"]["annotations"]:
+        assert all("_" not in key for key in item), item
+    go.Figure(spec)  # and Plotly's own check finds nothing invalid
