@@ -179,23 +179,6 @@ def token_at(position: int, token_string: str) -> str:
     return f"position {position} (“{plotly_text(token_string)}”)"
 
 
-CHAR_PX = 7  # a character of a 12 px tick label, a little wider than the course font's average
-COLOUR_BAR_PX = 90  # a colour bar beside the plot: the bar, its tick labels and its title
-
-
-def label_margins(x_labels: list[str], y_labels: list[str], x_title: str, y_title: str, top: int = 50,
-                  right: int = COLOUR_BAR_PX, plot_px: int = 300) -> dict:
-    """Margins that hold a figure's tick labels, axis titles and colour bar, worked out here so that
-    Plotly's automargin (still on, in case a guess is short) finds nothing to push: a chart whose
-    margins grow after its first drawing is drawn a second time, about a quarter of a control's
-    redraw time. x labels longer than their share of `plot_px` are assumed turned upright."""
-    longest_y = max((len(str(label)) for label in y_labels), default=1)
-    longest_x = max((len(str(label)) for label in x_labels), default=1)
-    upright = longest_x * CHAR_PX * len(x_labels) > plot_px
-    return dict(l=22 + longest_y * CHAR_PX + (26 if y_title else 0), r=right, t=top,
-                b=22 + (longest_x * CHAR_PX if upright else 16) + (26 if x_title else 0))
-
-
 def _heatmap_trace(values, x_labels: list[str], y_labels: list[str], x_title: str, y_title: str, diverging: bool,
                    show_values: bool | None, value_format: str, value_range: tuple[float, float] | None,
                    colour_title: str, **placement) -> go.Heatmap:
@@ -231,7 +214,7 @@ def heatmap(values, x_labels: list[str], y_labels: list[str], title: str, x_titl
     figure = go.Figure(_heatmap_trace(values, x_labels, y_labels, x_title, y_title, diverging, show_values,
                                       value_format, value_range, colour_title))
     figure.update_layout(title=title, height=height or max(260, min(900, 60 + 22 * len(y_labels))),
-                         xaxis_title=x_title, yaxis_title=y_title, margin=label_margins(x_labels, y_labels, x_title, y_title),
+                         xaxis_title=x_title, yaxis_title=y_title, margin=dict(t=50),  # the sides: plot_style.fit_margins
                          yaxis=dict(autorange="reversed", type="category"), xaxis=dict(type="category"))
     return figure
 
@@ -266,7 +249,7 @@ def heatmap_panels(panels: list[tuple], x_labels: list[str], y_labels: list[str]
                                 dict(type="category", autorange="reversed", showticklabels=cell.column == 0,
                                      title=y_title if cell.column == 0 else None)))
     layout.update(title=title, height=height + 20, annotations=subtitles,  # the panels' titles under the figure's
-                  margin=label_margins(x_labels, y_labels, x_title, y_title, top=70, plot_px=900 // columns))
+                  margin=dict(t=70))  # the sides: plot_style.fit_margins, as the page builds the figure
     return go.Figure(traces, layout)
 
 
@@ -344,7 +327,7 @@ def small_multiples(patterns: list, titles: list[str], labels: list[str], column
         layout.update(cell.axes(dict(ticks, tickangle=-90) if lowest else no_ticks,
                                 dict(ticks if cell.column == 0 else no_ticks, autorange="reversed")))
     layout.update(title=title, height=height + label_px, annotations=subtitles,
-                  margin=dict(l=10 + label_px, r=COLOUR_BAR_PX, t=60, b=10 + label_px))
+                  margin=dict(l=10 + label_px, r=10, t=60, b=10 + label_px))  # the colour bar's room: plot_style.fit_margins
     return go.Figure(traces, layout)
 
 

@@ -47,6 +47,7 @@ CHAR_PX = 7  # a character of a 12-13 px label, a little wider than the course f
 COLOUR_BAR_PX = 110  # a colour bar beside the plot: the bar, its tick labels and its title
 NUMBER_CHARS = 5  # a numeric tick label such as "−0.25" or "0.001"
 TITLE_PX = 26  # an axis title and its standoff
+EDGE_PX = 22  # between the tick labels and the figure's edge
 
 
 def _text_width(labels) -> int:
@@ -74,10 +75,11 @@ def fit_margins(figure: go.Figure, plot_px: int = 600) -> go.Figure:
         if is_x:
             width = _text_width(labels) if labels else NUMBER_CHARS * CHAR_PX
             upright = labels and width * len(set(labels)) > plot_px
-            wanted["b"] = max(wanted["b"], 14 + (width if upright else 16) + TITLE_PX * titled)
+            wanted["b"] = max(wanted["b"], EDGE_PX + (width if upright else 16) + TITLE_PX * titled)
             wanted["r"] = max(wanted["r"], 24)  # half of the last tick label stands right of the plot
         elif axis.side != "right":
-            wanted["l"] = max(wanted["l"], 14 + (_text_width(labels) if labels else NUMBER_CHARS * CHAR_PX) + TITLE_PX * titled)
+            wanted["l"] = max(wanted["l"], EDGE_PX + (_text_width(labels) if labels else NUMBER_CHARS * CHAR_PX)
+                              + TITLE_PX * titled)
     if any(t.type in ("heatmap", "contour") and t.showscale is not False and not getattr(t, "coloraxis", None)
            and (t.colorbar.x is None or t.colorbar.x >= 1) for t in traces):
         wanted["r"] = COLOUR_BAR_PX
