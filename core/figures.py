@@ -5,6 +5,7 @@ up in HTML goes through `html.escape` here, so pages can render these fragments 
 """
 from __future__ import annotations
 
+from collections import defaultdict
 import html
 import math
 from dataclasses import dataclass
@@ -12,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import plotly.graph_objects as go
 
-from core.flows import FlowLink, FlowNode, flow_figure
+from core.flows import FlowLink, FlowNode, flow_figure, flow_through
 from core.plot_style import DIVERGING, SEQUENTIAL, fit_margins
 from core.tokenization import MergeStep, Token, decode_piece
 
@@ -522,11 +523,10 @@ def funnel_sankey(masses: list[tuple[str, str, float]], title: str) -> go.Figure
             column[b] = max(column[b], column[a] + 1)
     colours = {name: "#dc2626" if name.startswith("cut") else "#16a34a" if name.startswith("sampled") else "#2563eb"
                for name in names}  # what is cut red, the drawn token green, what is kept blue
-    through = {name: max(sum(m for a, _, m in masses if a == name), sum(m for _, b, m in masses if b == name))
-               for name in names}
+    bands = [FlowLink(a, b, m, rgba(colours[b], 0.3), f"{a} → {b}<br>probability {m:.4f}") for a, b, m in masses]
+    through = flow_through(bands)
     nodes = [FlowNode(name, column[name], name, colours[name], f"{name}: probability {through[name]:.4f}")
              for name in sorted(names, key=lambda name: column[name])]
-    bands = [FlowLink(a, b, m, rgba(colours[b], 0.3), f"{a} → {b}<br>probability {m:.4f}") for a, b, m in masses]
     return flow_figure(nodes, bands, title, band_px=220, pad=10, side_margin=0.14)
 
 
@@ -561,8 +561,7 @@ def journey_sankey(flows: list[tuple[str, str, float]], sinks: tuple[str, str], 
             if amount > 1e-9:
                 bands.append(FlowLink(("component", component), ("sink", sink), amount, tint,
                                       f"{component} → {sink}<br>{amount:.3f} logit"))
-    total = {key: sum(b.value for b in bands if key in (b.source, b.target)) for key in
-             [("source", s) for s in sources] + [("component", c) for c in components] + [("sink", s) for s in sinks]}
+    total = defaultdict(float, flow_through(bands))  # a sink nothing reaches: 0, and not drawn
     nodes = ([FlowNode(("source", s), 0, s, TOKEN_COLOURS[i % len(TOKEN_COLOURS)], f"{s}: {total[('source', s)]:.3f}")
               for i, s in enumerate(sources)]
              + [FlowNode(("component", c), 1, c, "#6b7280", f"{c}: {total[('component', c)]:.3f}") for c in components]

@@ -10,6 +10,7 @@ the first and last columns and above the nodes of the columns between, never ove
 """
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Hashable
 from dataclasses import dataclass
 
@@ -39,6 +40,16 @@ HOVER_POINTS = (0.1, 0.25, 0.4, 0.5, 0.6, 0.75, 0.9)  # where along a band (0: i
 LABEL_PX = 18  # room above a node of a middle column for its label
 
 
+def flow_through(links: list[FlowLink]) -> dict[Hashable, float]:
+    """How much flows through each node: the larger of what comes in and what goes out (a node of
+    the first column only sends, one of the last only receives)."""
+    flow_in, flow_out = defaultdict(float), defaultdict(float)
+    for link in links:
+        flow_out[link.source] += link.value
+        flow_in[link.target] += link.value
+    return {key: max(flow_in[key], flow_out[key]) for key in flow_in.keys() | flow_out.keys()}
+
+
 def flow_figure(nodes: list[FlowNode], links: list[FlowLink], title: str, column_titles: list[str] = (),
                 band_px: int = 300, pad: int = 14, side_margin: float = 0.16, top: int = 80) -> go.Figure:
     """Nodes in columns, links as bands from left to right; `band_px` pixels for the largest
@@ -51,9 +62,8 @@ def flow_figure(nodes: list[FlowNode], links: list[FlowLink], title: str, column
         return figure
     columns = max(node.column for node in nodes) + 1
     column_x = [side_margin + (1 - 2 * side_margin) * c / max(1, columns - 1) for c in range(columns)]
-    flow_in = {node.key: sum(link.value for link in links if link.target == node.key) for node in nodes}
-    flow_out = {node.key: sum(link.value for link in links if link.source == node.key) for node in nodes}
-    size = {node.key: max(flow_in[node.key], flow_out[node.key]) for node in nodes}
+    through = flow_through(links)
+    size = {node.key: through.get(node.key, 0.0) for node in nodes}
     biggest = max(sum(size[n.key] for n in nodes if n.column == c) for c in range(columns))
     scale = band_px / max(biggest, 1e-9)  # px per unit of flow
 

@@ -98,3 +98,11 @@ def test_a_flow_built_unchecked_holds_only_what_plotly_js_reads():
     for item in spec["layout"]["shapes"] + spec["layout"]["annotations"]:
         assert all("_" not in key for key in item), item
     go.Figure(spec)  # and Plotly's own check finds nothing invalid
+
+
+def test_each_node_says_how_much_flows_through_it():
+    """A middle node passes on what it receives: its hover gives that amount once (it gave in + out,
+    twice the flow, for the journey's components)."""
+    figure = figures.journey_sankey([("a", "MLP 0", 1.0), ("b", "MLP 0", -0.5)], ("raises", "lowers"), "journey")
+    hovers = list(figure.data[1].customdata)
+    assert "MLP 0: 1.500" in hovers and "a: 1.000" in hovers and "raises: 1.000" in hovers and "lowers: 0.500" in hovers
