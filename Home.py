@@ -63,6 +63,7 @@ def home() -> None:
     st.caption(home_lesson.summary)
     course_ui.render_lesson(home_lesson, {"model-picker": model_picker, "prompt-box": prompt_box,
                                           "lesson-list": lesson_list}, key="home")
+    course_ui.load_lesson_elements_early()
 
 
 home_page = st.Page(home, title="Home", default=True)

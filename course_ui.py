@@ -61,6 +61,23 @@ def warm_up_in_background() -> None:
     threading.Thread(target=work, name="glassbox-warm-up", daemon=True).start()
 
 
+def load_lesson_elements_early() -> None:
+    """Draw, out of sight at the end of Home, one empty element of each kind the lessons draw first
+    (a Plotly chart, a table, a code block), so that the browser fetches and compiles their
+    JavaScript (about 8 MB: Plotly alone 4.7 MB) while the student reads Home, not after the click
+    on lesson 1. Nothing here shows; Home's own elements are sent before these."""
+    with st.container(key="glassbox-early-elements", height=1, border=False):
+        st.html("<style>.st-key-glassbox-early-elements{visibility:hidden;position:absolute;"
+                "height:1px;width:1px;overflow:hidden}</style>")
+        import plotly.graph_objects as go
+
+        import core.plot_style  # noqa: F401  (the course's template: every chart, even this one)
+
+        show_figure(go.Figure(layout=dict(height=10)), "glassbox-early-plotly")
+        st.dataframe([{"": ""}], hide_index=True)
+        st.code("", language="python")
+
+
 def init_state() -> None:
     """Session defaults, set once. `prompt` and `model_key` outlive any one page's widgets. A new
     session (a shared link, a reload) starts from the address's ?prompt=…&model=… if it has them."""
@@ -364,12 +381,11 @@ def on_request(label: str, open_key: str, draw: Callable[[], object]) -> None:
 
 def code_beside(key: str, slot: str) -> None:
     """The project's own code that computed this figure, read from the source as it runs."""
-    from core.code_view import figure_code
+    from core.code_view import FIGURE_CODE, figure_code
 
     number = int(key.removeprefix("lesson")) if key.removeprefix("lesson").isdigit() else None
-    sources = figure_code(number, slot) if number is not None else []
-    if sources and st.toggle("Show the code that computed this", key=f"code-{key}-{slot}"):
-        for where, source in sources:  # drawn only on request: highlighted code is heavy for the browser
+    if (number, slot) in FIGURE_CODE and st.toggle("Show the code that computed this", key=f"code-{key}-{slot}"):
+        for where, source in figure_code(number, slot):  # read and drawn only on request (highlighting is heavy)
             st.caption(f"`{where}`")
             st.code(source, language="python")
 
@@ -488,13 +504,14 @@ def you_are_here(loaded: LoadedModel, number: int) -> None:
     # (not the head chosen in lesson 4: the head picker reruns only its stretch of the lesson, and a
     # sidebar that followed it would go stale)
     from core.cached import cached_figure
+    from core.plot_style import finished
 
     state = st.session_state  # one block stands for all: a head switched off in any layer is crossed out on it
     ablated = {f"blocks.0.attn.head.{head}" for _, head in state.get("attn_ablate", [])}
     ablated |= {"blocks.0.mlp"} if state.get("ff_ablate") else set()
     key = (state.model_key, "you-are-here", number, tuple(sorted(ablated)), tuple(sorted(highlight)))
-    figure = cached_figure(key, lambda: diagrams.model_map_figure(
-        model_map.build_map(loaded.model, small=True), "", highlight=highlight, height=330, ablated=ablated))
+    figure = cached_figure(key, lambda: finished(diagrams.model_map_figure(
+        model_map.build_map(loaded.model, small=True), "", highlight=highlight, height=330, ablated=ablated)))
     with st.sidebar:
         st.caption("You are here (click a part to open its lesson):")
         show_figure(figure, "you-are-here", on_select=lambda: open_clicked_lesson("you-are-here"),
@@ -589,10 +606,10 @@ def chart(name: str, depends_on: tuple, build: Callable[[], object], where=None,
     then cost nothing. `on_select(key)`: called when the student clicks a point of the figure."""
     from core.cached import cached_figure
 
-    from core.plot_style import fit_margins
+    from core.plot_style import finished
 
-    state = st.session_state  # the margins are fitted once, as the figure is built (it is shared after)
-    figure = cached_figure((state.model_key, state.prompt, name, depends_on), lambda: fit_margins(build()))
+    state = st.session_state  # margins fitted and the dict Streamlit draws made once, as the figure is built
+    figure = cached_figure((state.model_key, state.prompt, name, depends_on), lambda: finished(build()))
     show_figure(figure, name, where, on_select=None if on_select is None else lambda: on_select(name))
 
 

@@ -90,7 +90,7 @@ def cached_shift_change(model_key: str, token_ids: tuple[int, ...], shift: int) 
 
 @st.cache_resource(max_entries=300, show_spinner=False)
 def cached_figure(key: tuple, _build):
-    """A Plotly figure built once per key and shared read-only (Streamlit copies it to draw it).
+    """A Plotly figure built once per key and shared read-only (finished: `plot_style.finished`).
     The key must hold everything the figure depends on: model, prompt, and the page's choices."""
     return _build()
 

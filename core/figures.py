@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import plotly.graph_objects as go
 
 from core.flows import FlowLink, FlowNode, flow_figure, flow_through
-from core.plot_style import DIVERGING, SEQUENTIAL, fit_margins
+from core.plot_style import DIVERGING, SEQUENTIAL, finished, guide_line
 from core.tokenization import MergeStep, Token, decode_piece
 
 if TYPE_CHECKING:
@@ -89,7 +89,7 @@ def tokenizer_comparison_figure(counts: dict[str, int], n_characters: int) -> go
     figure.update_layout(height=80 + 45 * len(names), margin=dict(l=10, r=10, t=30, b=30),
                          title=f"Tokens for the same {n_characters:,} characters",
                          xaxis_title="number of tokens", yaxis=dict(autorange="reversed"))
-    return fit_margins(figure)  # drawn fresh at each run, not through course_ui.chart, which fits the others
+    return finished(figure)  # drawn fresh at each run, not through course_ui.chart, which finishes the others
 
 
 def merge_steps_table(steps: list[MergeStep]) -> pd.DataFrame:
@@ -215,7 +215,7 @@ def heatmap(values, x_labels: list[str], y_labels: list[str], title: str, x_titl
     figure = go.Figure(_heatmap_trace(values, x_labels, y_labels, x_title, y_title, diverging, show_values,
                                       value_format, value_range, colour_title))
     figure.update_layout(title=title, height=height or max(260, min(900, 60 + 22 * len(y_labels))),
-                         xaxis_title=x_title, yaxis_title=y_title, margin=dict(t=50),  # the sides: plot_style.fit_margins
+                         xaxis_title=x_title, yaxis_title=y_title, margin=dict(t=50),  # the sides: plot_style.finished
                          yaxis=dict(autorange="reversed", type="category"), xaxis=dict(type="category"))
     return figure
 
@@ -250,7 +250,7 @@ def heatmap_panels(panels: list[tuple], x_labels: list[str], y_labels: list[str]
                                 dict(type="category", autorange="reversed", showticklabels=cell.column == 0,
                                      title=y_title if cell.column == 0 else None)))
     layout.update(title=title, height=height + 20, annotations=subtitles,  # the panels' titles under the figure's
-                  margin=dict(t=70))  # the sides: plot_style.fit_margins, as the page builds the figure
+                  margin=dict(t=70))  # the sides: plot_style.finished, as the page builds the figure
     return go.Figure(traces, layout)
 
 
@@ -328,7 +328,7 @@ def small_multiples(patterns: list, titles: list[str], labels: list[str], column
         layout.update(cell.axes(dict(ticks, tickangle=-90) if lowest else no_ticks,
                                 dict(ticks if cell.column == 0 else no_ticks, autorange="reversed")))
     layout.update(title=title, height=height + label_px, annotations=subtitles,
-                  margin=dict(l=10 + label_px, r=10, t=60, b=10 + label_px))  # the colour bar's room: plot_style.fit_margins
+                  margin=dict(l=10 + label_px, r=10, t=60, b=10 + label_px))  # the colour bar's room: plot_style.finished
     return go.Figure(traces, layout)
 
 
@@ -469,11 +469,10 @@ def lines(x: list[float], series: dict[str, list[float]], title: str, x_title: s
                                     line=dict(dash="dash" if name in dashed else "solid"),
                                     hovertemplate=f"{name}<br>{x_title} %{{x}}<br>%{{y:.4g}}<extra></extra>"))
     if marker is not None:  # its label placed by hand: on a log axis an annotation's x is the value's log10
-        figure.add_vline(x=marker[1], line_dash="dot", line_color="#111827")
-        figure.add_annotation(x=math.log10(marker[1]) if log_x else marker[1], y=1, yref="paper", yanchor="bottom",
-                              xanchor="left", text=marker[0], showarrow=False, font=dict(size=12))
+        guide_line(figure, x=marker[1], label=marker[0], dash="dot", colour="#111827",
+                   label_x=math.log10(marker[1]) if log_x else None)
     if reference is not None:
-        figure.add_hline(y=reference[1], line_dash="dash", line_color="#9ca3af", annotation_text=reference[0])
+        guide_line(figure, y=reference[1], label=reference[0], colour="#9ca3af")
     figure.update_layout(title=title, height=height,
                          xaxis=dict(type="log" if log_x else "linear", title=x_title),
                          yaxis=dict(type="log" if log_y else "linear", title=y_title))
@@ -507,7 +506,7 @@ def cumulative_figure(names: list[str], probabilities: list[float], kept: list[b
         go.Scatter(x=names, y=running, mode="lines+markers", name="cumulative", line=dict(color="#dc2626"),
                    hovertemplate="up to %{x}: %{y:.4f}<extra></extra>"),
     ])
-    figure.add_hline(y=top_p, line_dash="dash", line_color="#dc2626", annotation_text=f"top-p = {top_p:g}")
+    guide_line(figure, y=top_p, label=f"top-p = {top_p:g}", colour="#dc2626")
     figure.update_layout(title=title, height=380, yaxis=dict(range=[0, 1.05]),
                          xaxis=dict(type="category", title="candidates, most likely first (grey: cut)"))
     return figure

@@ -54,39 +54,83 @@ def _text_width(labels) -> int:
     return max((len(str(label)) for label in labels), default=NUMBER_CHARS) * CHAR_PX
 
 
-def fit_margins(figure: go.Figure, plot_px: int = 600) -> go.Figure:
-    """Widen a figure's margins to hold what Plotly's automargin would push them out for: tick
-    labels, axis titles, colour bars and a legend at the side. A chart whose margins grow after its
-    first drawing is drawn a second time; in lessons 4 and 5 that was nearly every chart, about a
-    quarter of a control's redraw time. Automargin stays on, so a short guess costs only that second
-    drawing. Margins are only ever widened. Returns the figure (changed in place: call it while
-    building, never on a shared figure)."""
-    layout, traces = figure.layout, figure.data
+def _strings(values) -> list[str]:
+    """The text labels among a trace's x or y (numeric arrays are base64 dicts in a figure's dict: none)."""
+    return [v for v in values if isinstance(v, str)] if isinstance(values, (list, tuple)) else []
+
+
+def _fitted_margin(spec: dict, plot_px: int) -> dict:
+    """The margins a figure's dict (`Figure.to_dict()`) needs for its tick labels, axis titles,
+    colour bars and a legend at the side; its own margins where they are wider, its top as it was."""
+    layout, traces = spec["layout"], spec["data"]
     wanted = dict(l=0, r=0, b=0)
     for name in [key for key in layout if key.startswith(("xaxis", "yaxis"))] or ["xaxis", "yaxis"]:
-        axis = layout[name]
-        if axis.visible is False or axis.showticklabels is False:
+        axis = layout.get(name, {})
+        if axis.get("visible") is False or axis.get("showticklabels") is False:
             continue
         is_x, short = name.startswith("x"), name.replace("axis", "")  # "x2", "y"
-        bound = [t for t in traces if (getattr(t, "xaxis" if is_x else "yaxis", None) or name[0]) == short]
-        labels = list(axis.ticktext) if axis.ticktext else [
-            v for t in bound for v in (getattr(t, "x" if is_x else "y", None) or ()) if isinstance(v, str)]
-        titled = bool(axis.title and axis.title.text)
+        bound = [t for t in traces if t.get("xaxis" if is_x else "yaxis", name[0]) == short]
+        labels = _strings(axis["ticktext"]) if axis.get("ticktext") else [
+            v for t in bound for v in _strings(t.get("x" if is_x else "y"))]
+        titled = bool(axis.get("title", {}).get("text"))
         if is_x:
             width = _text_width(labels) if labels else NUMBER_CHARS * CHAR_PX
             upright = labels and width * len(set(labels)) > plot_px
             wanted["b"] = max(wanted["b"], EDGE_PX + (width if upright else 16) + TITLE_PX * titled)
             wanted["r"] = max(wanted["r"], 24)  # half of the last tick label stands right of the plot
-        elif axis.side != "right":
+        elif axis.get("side") != "right":
             wanted["l"] = max(wanted["l"], EDGE_PX + (_text_width(labels) if labels else NUMBER_CHARS * CHAR_PX)
                               + TITLE_PX * titled)
-    if any(t.type in ("heatmap", "contour") and t.showscale is not False and not getattr(t, "coloraxis", None)
-           and (t.colorbar.x is None or t.colorbar.x >= 1) for t in traces):
+    if any(t.get("type") in ("heatmap", "contour") and t.get("showscale") is not False and not t.get("coloraxis")
+           and t.get("colorbar", {}).get("x", 1) >= 1 for t in traces):
         wanted["r"] = COLOUR_BAR_PX
-    named = [t.name for t in traces if t.name and t.showlegend is not False]
-    if (len(named) > 1 or any(t.showlegend for t in traces)) and layout.showlegend is not False \
-            and layout.legend.orientation != "h":
+    named = [t["name"] for t in traces if t.get("name") and t.get("showlegend") is not False]
+    if (len(named) > 1 or any(t.get("showlegend") for t in traces)) and layout.get("showlegend") is not False \
+            and layout.get("legend", {}).get("orientation") != "h":
         wanted["r"] = max(wanted["r"], 64 + _text_width(named))
-    margin = layout.margin
-    margin.update({side: max(getattr(margin, side) or 0, value) for side, value in wanted.items()})  # the top as it was
+    margin = dict(layout.get("margin", {}))
+    margin.update({side: max(margin.get(side) or 0, value) for side, value in wanted.items()})
+    return margin
+
+
+class FinishedFigure(go.Figure):
+    """A figure whose building is over. Streamlit asks a Plotly figure for its dict at every draw,
+    and Plotly deep-copies the whole figure for it (with its template), ~10 ms a chart at every
+    rerun; a finished figure answers with the dict made when it was finished. Never change one."""
+
+    def to_dict(self) -> dict:
+        return self._finished_dict
+
+
+def finished(figure: go.Figure, plot_px: int = 600) -> FinishedFigure:
+    """Finish building a figure: widen its margins to hold what Plotly's automargin would push them
+    out for (tick labels, axis titles, colour bars, a legend at the side), and make its dict once.
+    A chart whose margins grow after its first drawing is drawn a second time; in lessons 4 and 5
+    that was nearly every chart, about a quarter of a control's redraw time. Automargin stays on, so
+    a short guess costs only that second drawing. Margins are only ever widened, the top never.
+    Returns the same figure object, finished (call it once, as the last step of building)."""
+    spec = figure.to_dict()
+    spec["layout"]["margin"] = _fitted_margin(spec, plot_px)
+    figure.layout.margin = spec["layout"]["margin"]  # the object says what its dict says
+    figure.__class__ = FinishedFigure
+    figure._finished_dict = spec
     return figure
+
+
+def guide_line(figure: go.Figure, *, x: float | None = None, y: float | None = None, label: str = "",
+               dash: str = "dash", colour: str = INK, label_x: float | None = None) -> None:
+    """A labelled line across the plot at `x` (vertical) or at `y` (horizontal): the shape and note
+    Plotly's add_vline / add_hline make, about a tenth of their time (they check the whole layout at each call).
+    A vertical line's label sits above the plot at `label_x` (on a log axis: log10 of x); a
+    horizontal one's at the right end, above the line."""
+    line = dict(type="line", line=dict(color=colour, dash=dash))
+    if x is not None:
+        line.update(x0=x, x1=x, xref="x", y0=0, y1=1, yref="y domain")
+        note = dict(x=x if label_x is None else label_x, xref="x", y=1, yref="paper", xanchor="left",
+                    yanchor="bottom", font=dict(size=12))
+    else:
+        line.update(x0=0, x1=1, xref="x domain", y0=y, y1=y, yref="y")
+        note = dict(x=1, xref="x domain", y=y, yref="y", xanchor="right", yanchor="bottom")
+    figure.layout.shapes += (line,)
+    if label:
+        figure.layout.annotations += (note | dict(text=label, showarrow=False),)

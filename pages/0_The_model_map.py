@@ -93,9 +93,8 @@ def compare() -> None:
                                         else "nothing in the design (only the weights)."))
     for column, model in zip((left, right), models):
         model_trace = cached_trace(model.name, prompt) if prompt else None
-        course_ui.show_figure(diagrams.model_map_figure(model_map.build_map(model.model, small=True),
-                                                        figures.plotly_text(model.name), show_labels=True),
-                              f"compare-{column is left}", column)
+        course_ui.chart(f"compare-{column is left}", (model.name,), lambda model=model: diagrams.model_map_figure(
+            model_map.build_map(model.model, small=True), figures.plotly_text(model.name), show_labels=True), column)
         if model_trace is not None:
             top = model_trace.next_token_probs().topk(5)
             column.dataframe(pd.DataFrame([{"next token": figures.token_name(model.tokenizer, i), "probability": round(p, 4)}
@@ -104,9 +103,9 @@ def compare() -> None:
 
 
 def export() -> None:
-    figure = full_map_figure(loaded, trace, f"{figures.plotly_text(loaded.name)}: the map of the model")
+    title = f"{figures.plotly_text(loaded.name)}: the map of the model"
     st.download_button("Download the map as a web page (opens in any browser, no server needed)",
-                       data=lambda: figure.to_html(include_plotlyjs=True, full_html=True),
+                       data=lambda: full_map_figure(loaded, trace, title).to_html(include_plotlyjs=True, full_html=True),
                        file_name=f"glassbox-map-{loaded.name.rsplit('/', 1)[-1]}.html", mime="text/html",
                        key="map_download", on_click="ignore")
     st.caption("For a picture, use the camera button above the map (it saves a PNG).")

@@ -568,24 +568,41 @@ def test_training_page_says_when_a_run_waits_for_the_machine():
 
 
 def test_fitted_margins_hold_the_labels_colour_bar_and_legend_and_never_shrink():
-    """Issue 19: a chart whose margins Plotly's automargin widens is drawn twice; core.plot_style.
-    fit_margins works them out beforehand from the figure's own labels."""
+    """Issue 19: a chart whose margins Plotly's automargin widens is drawn twice;
+    core.plot_style.finished works them out beforehand from the figure's own labels."""
     import plotly.graph_objects as go
 
     from core import figures
-    from core.plot_style import CHAR_PX, COLOUR_BAR_PX, fit_margins
+    from core.plot_style import CHAR_PX, COLOUR_BAR_PX, finished
 
     long_label = "a token with a long name"
-    heat = fit_margins(figures.heatmap([[1.0, 2.0], [3.0, 4.0]], ["x1", "x2"], ["short", long_label], "t", "key", "query"))
+    heat = finished(figures.heatmap([[1.0, 2.0], [3.0, 4.0]], ["x1", "x2"], ["short", long_label], "t", "key", "query"))
     assert heat.layout.margin.l >= len(long_label) * CHAR_PX + 26  # the longest row label and the axis title
     assert heat.layout.margin.r >= COLOUR_BAR_PX - 20  # the colour bar
-    lines = fit_margins(figures.lines([1, 2], {"first series": [1, 2], "second, with a longer name": [2, 1]},
+    lines = finished(figures.lines([1, 2], {"first series": [1, 2], "second, with a longer name": [2, 1]},
                                       "t", "x", "y"))
     assert lines.layout.margin.r >= len("second, with a longer name") * CHAR_PX  # the legend at the side
     flat = go.Figure(go.Scatter(x=[1, 2], y=[1, 2], name="one"), layout=dict(margin=dict(l=300, r=5, b=5, t=5)))
-    assert fit_margins(flat).layout.margin.l == 300 and flat.layout.margin.t == 5  # never narrowed; the top untouched
-    upright = fit_margins(go.Figure(go.Bar(x=[f"label number {i}" for i in range(40)], y=list(range(40)))))
+    assert finished(flat).layout.margin.l == 300 and flat.layout.margin.t == 5  # never narrowed; the top untouched
+    upright = finished(go.Figure(go.Bar(x=[f"label number {i}" for i in range(40)], y=list(range(40)))))
     assert upright.layout.margin.b >= len("label number 10") * CHAR_PX  # many long x labels stand upright
+
+
+def test_a_finished_figure_hands_streamlit_the_dict_of_what_it_holds_made_once():
+    """Issue 19: Streamlit asks for a figure's dict at every draw (Plotly deep-copies the figure for
+    it); a finished figure answers with the one made when it was finished, which must be the dict
+    of the figure as it stands, its fitted margins included."""
+    import plotly.graph_objects as go
+
+    from core import figures
+    from core.plot_style import finished
+
+    figure = finished(figures.sweep_lines([0.1, 1.0, 5.0], {"a": [1.0, 2.0, 3.0], "b": [3.0, 2.0, 1.0]}, "t", "p",
+                                          marker=2.0, reference=("uniform", 1.5)))
+    assert figure.to_dict() is figure.to_dict()
+    assert figure.to_dict() == go.Figure(data=figure.data, layout=figure.layout).to_dict()
+    assert figure.to_dict()["layout"]["margin"]["r"] >= 64  # the legend's room, in what is drawn
+    assert [s["y0"] for s in figure.to_dict()["layout"]["shapes"] if s["yref"] == "y"] == [1.5]
 
 
 def test_the_sweep_labels_its_temperature_marker_where_the_line_is_on_the_log_axis():
