@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import numpy as np
 import plotly.graph_objects as go
 
 from core.flows import FlowLink, FlowNode, flow_figure, flow_through
@@ -25,6 +26,12 @@ VISIBLE_WHITESPACE = {" ": "␣", "\n": "↵", "\t": "⇥", "\r": "␍"}
 
 
 MARKDOWN_SPECIALS = set("\\`*_{}[]()#+-.!|<>~$:")
+
+
+def numbers(values) -> np.ndarray:
+    """Numbers for a trace as one array (a list, a tensor or an array in): Plotly checks an array at
+    once, where it walks a list value by value, and sends it to the browser as one binary block."""
+    return np.asarray([float(v) for v in values] if isinstance(values, (list, tuple)) else values, dtype=np.float64)
 
 
 def md_escape(text: str) -> str:
@@ -401,11 +408,12 @@ def vector_rows(rows: dict[str, object], title: str, x_title: str = "entry of th
     bottom = cells[-1]
     traces, layout = [], {}
     for cell, name in zip(cells, names):
-        values = [float(v) for v in rows[name]]
-        edges = [i + side for i in range(len(values)) for side in (-0.5, 0.5)]  # each entry a full-width step
-        traces.append(go.Scatter(x=edges, y=[v for v in values for _ in (0, 1)], xaxis=cell.x, yaxis=cell.y, mode="lines",
+        values = numbers(rows[name])  # [width]
+        entries = np.arange(len(values))  # [width]
+        edges = (entries[:, None] + np.array([-0.5, 0.5])).ravel()  # [2 × width]: each entry a full-width step
+        traces.append(go.Scatter(x=edges, y=np.repeat(values, 2), xaxis=cell.x, yaxis=cell.y, mode="lines",
                                  line=dict(width=1, color="#2563eb"), fill="tozeroy", fillcolor="#2563eb",
-                                 showlegend=False, customdata=[i for i in range(len(values)) for _ in (0, 1)],
+                                 showlegend=False, customdata=np.repeat(entries, 2),
                                  hovertemplate=f"{html.escape(name)}<br>entry %{{customdata}}: %{{y:.4f}}<extra></extra>"))
         shared = dict(title_text=x_title, range=[-0.5, len(values) - 0.5]) if cell is bottom \
             else dict(matches=bottom.x, showticklabels=False)
@@ -419,9 +427,9 @@ def activation_curve_figure(curve_x, curve_y, points_x, points_y, point_labels: 
                             activation: str = "GELU", pre_name: str = "c_fc output") -> go.Figure:
     """The activation function as a line, with the prompt's real (pre, post) pairs as points on it."""
     figure = go.Figure([
-        go.Scatter(x=[float(v) for v in curve_x], y=[float(v) for v in curve_y], mode="lines", name=f"{activation}(x)",
+        go.Scatter(x=numbers(curve_x), y=numbers(curve_y), mode="lines", name=f"{activation}(x)",
                    line=dict(color="#6b7280"), hoverinfo="skip"),
-        go.Scatter(x=[float(v) for v in points_x], y=[float(v) for v in points_y], mode="markers",
+        go.Scatter(x=numbers(points_x), y=numbers(points_y), mode="markers",
                    name="your prompt", marker=dict(size=6, color="#dc2626", opacity=0.6), text=point_labels,
                    hovertemplate="%{text}<br>before %{x:.3f} → after %{y:.3f}<extra></extra>"),
     ])
@@ -459,15 +467,16 @@ def lines(x: list[float], series: dict[str, list[float]], title: str, x_title: s
     `marker` draws a labelled vertical line, `reference` a labelled horizontal one; series named in
     `dashed` are drawn dashed (e.g. an earlier run for comparison). Long series are drawn with
     every k-th point (and the last), at most `max_points`. Names must be escaped already."""
-    figure = go.Figure()
+    traces = []
     for name, values in series.items():
         xs, ys = values if isinstance(values, tuple) else (x, values)
         if len(xs) > max_points:
             keep = list(range(0, len(xs), -(-len(xs) // max_points))) + [len(xs) - 1]
             xs, ys = [xs[i] for i in keep], [ys[i] for i in keep]
-        figure.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name=name,
-                                    line=dict(dash="dash" if name in dashed else "solid"),
-                                    hovertemplate=f"{name}<br>{x_title} %{{x}}<br>%{{y:.4g}}<extra></extra>"))
+        traces.append(go.Scatter(x=numbers(xs), y=numbers(ys), mode="lines", name=name,
+                                 line=dict(dash="dash" if name in dashed else "solid"),
+                                 hovertemplate=f"{name}<br>{x_title} %{{x}}<br>%{{y:.4g}}<extra></extra>"))
+    figure = go.Figure(traces)
     if marker is not None:  # its label placed by hand: on a log axis an annotation's x is the value's log10
         guide_line(figure, x=marker[1], label=marker[0], dash="dot", colour="#111827",
                    label_x=math.log10(marker[1]) if log_x else None)
@@ -532,9 +541,8 @@ def funnel_sankey(masses: list[tuple[str, str, float]], title: str) -> go.Figure
 def text_heatmap(values, texts: list[list[str]], x_labels: list[str], y_labels: list[str], title: str,
                  x_title: str, y_title: str, colour_title: str = "probability") -> go.Figure:
     """A 0–1 heatmap with a short text (already escaped) written in each cell."""
-    z = [[float(v) for v in row] for row in values]
     figure = go.Figure(go.Heatmap(
-        z=z, x=x_labels, y=y_labels, text=texts, texttemplate="%{text}", textfont={"size": 10},
+        z=np.array([numbers(row) for row in values]), x=x_labels, y=y_labels, text=texts, texttemplate="%{text}", textfont={"size": 10},
         colorscale=SEQUENTIAL, zmin=0, zmax=1, colorbar=dict(title=colour_title),
         hovertemplate=f"{y_title} %{{y}}<br>{x_title} %{{x}}<br>%{{text}}: %{{z:.4f}}<extra></extra>"))
     figure.update_layout(title=title, height=max(280, min(1000, 80 + 28 * len(y_labels))),
