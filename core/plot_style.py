@@ -64,7 +64,7 @@ def _fitted_margin(spec: dict, plot_px: int) -> dict:
     colour bars and a legend at the side; its own margins where they are wider, its top as it was."""
     layout, traces = spec["layout"], spec["data"]
     wanted = dict(l=0, r=0, b=0)
-    for name in [key for key in layout if key.startswith(("xaxis", "yaxis"))] or ["xaxis", "yaxis"]:
+    for name in dict.fromkeys(["xaxis", "yaxis"] + [key for key in layout if key.startswith(("xaxis", "yaxis"))]):
         axis = layout.get(name, {})
         if axis.get("visible") is False or axis.get("showticklabels") is False:
             continue

@@ -584,6 +584,8 @@ def test_fitted_margins_hold_the_labels_colour_bar_and_legend_and_never_shrink()
     assert lines.layout.margin.r >= len("second, with a longer name") * CHAR_PX  # the legend at the side
     flat = go.Figure(go.Scatter(x=[1, 2], y=[1, 2], name="one"), layout=dict(margin=dict(l=300, r=5, b=5, t=5)))
     assert finished(flat).layout.margin.l == 300 and flat.layout.margin.t == 5  # never narrowed; the top untouched
+    only_x_set = finished(go.Figure(go.Bar(x=["a", "b"], y=[1.5, 2.5]), layout=dict(xaxis=dict(type="category"))))
+    assert only_x_set.layout.margin.l >= 5 * CHAR_PX  # the y axis' numbers, though the layout names no y axis
     upright = finished(go.Figure(go.Bar(x=[f"label number {i}" for i in range(40)], y=list(range(40)))))
     assert upright.layout.margin.b >= len("label number 10") * CHAR_PX  # many long x labels stand upright
 
