@@ -8,6 +8,7 @@
 """
 from __future__ import annotations
 
+import codecs
 import functools
 import json
 import os
@@ -66,13 +67,33 @@ def pretokens(tokenizer, text: str) -> list[str]:
 @dataclass(frozen=True)
 class Token:
     id: int | None  # None for tokenizers with no vocabulary (characters, words)
-    text: str  # the text it stands for; may be part of a multi-byte character ('�')
+    text: str  # the text it stands for; part of a multi-byte character as its bytes ('<0xF0><0x9F>')
     symbols: str  # its byte-level spelling ('Ġcat'), or the text itself
 
 
+def _bytes_in_hex(error: UnicodeDecodeError) -> tuple[str, int]:
+    return "".join(f"<0x{byte:02X}>" for byte in error.object[error.start:error.end]), error.end
+
+
+codecs.register_error("glassbox-bytes-in-hex", _bytes_in_hex)
+
+
 def decode_piece(symbols: str) -> str:
-    """A token's own text. Bytes that are only part of a UTF-8 character show as '�'."""
-    return symbols_to_bytes(symbols).decode("utf-8", errors="replace")
+    """A token's own text. Bytes that are only part of a UTF-8 character are written in hexadecimal,
+    '<0xF0><0x9F>' (as SentencePiece names its byte tokens), not as '�', which would make every
+    piece of an emoji look alike."""
+    return symbols_to_bytes(symbols).decode("utf-8", errors="glassbox-bytes-in-hex")
+
+
+def token_text(tokenizer, token_id: int) -> str:
+    """One token's text as the tokenizer decodes it; a byte-level token holding part of a character
+    as `decode_piece` writes it (its bytes in hexadecimal)."""
+    text = tokenizer.decode([token_id])
+    if "\ufffd" in text:
+        symbols = tokenizer.convert_ids_to_tokens(token_id)
+        if isinstance(symbols, str) and all(symbol in symbol_to_byte() for symbol in symbols):
+            return decode_piece(symbols)
+    return text
 
 
 # --- the tokenizers compared in lesson 1 ----------------------------------------------------

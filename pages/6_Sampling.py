@@ -10,7 +10,7 @@ import course_ui
 from core import figures, sampling
 from core.cached import cached_logit_lens, cached_temperature_sweep
 from core.sampling import Strategy
-from core.tokenization import prompt_tokens
+from core.tokenization import prompt_tokens, token_text
 
 CANDIDATES = 10  # rows of the candidates table
 SWEEP_CANDIDATES = 6  # lines in the temperature sweep
@@ -54,7 +54,7 @@ def name(token_id: int) -> str:
 
 
 def plotly_name(token_id: int) -> str:
-    return figures.plotly_text(loaded.tokenizer.decode([token_id]))
+    return figures.plotly_text(token_text(loaded.tokenizer, token_id))
 
 
 @needs_trace

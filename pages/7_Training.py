@@ -13,6 +13,7 @@ from core.backprop_step import frozen_step_example, model_for_frozen_step
 from core.cached import cached_frozen_step, cached_model, cached_step_seconds, cached_training_data
 from core.copy_task import copy_line, copy_test_lines
 from core.live_training import PRESETS, TextRejected
+from core.tokenization import token_text
 from core.models import DEFAULT_MODEL
 from core.training_run import RUNS, TrainingRun, new_run
 from core.training import SCHEDULES, TrainConfig, learning_rate_at, schedule_curve
@@ -281,7 +282,7 @@ def attention_over_training(view) -> None:
     every = max(1, -(-len(view.snapshots) // SNAPSHOTS_SHOWN))
     chosen = view.snapshots[::every][: SNAPSHOTS_SHOWN - 1] + [view.snapshots[-1]]
     chosen = list({step: (step, p) for step, p in chosen}.values())
-    labels = figures.token_labels([run.data.tokenizer.decode([i]) for i in run.probe_ids])
+    labels = figures.token_labels([token_text(run.data.tokenizer, i) for i in run.probe_ids])
     course_ui.chart("t_snapshots", (run.serial, len(view.snapshots), layer, head), lambda: figures.small_multiples(
         [p[layer, head] for _, p in chosen], [f"step {s}" for s, _ in chosen], labels, columns=min(3, len(chosen)),
         title=f"Layer {layer}, head {head} (rows: query, columns: key)"))

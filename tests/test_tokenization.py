@@ -48,9 +48,22 @@ def test_prompt_tokens_decode_back_to_the_prompt():
     assert 50256 not in [t.id for t in prompt_tokens(tokenizer, "<|endoftext|>")]
 
 
-def test_partial_characters_show_as_replacement_character():
-    tokens = prompt_tokens(gpt2_tokenizer(), "🙂")
-    assert len(tokens) > 1 and any("\ufffd" in t.text for t in tokens)
+def test_partial_characters_show_their_bytes_in_hexadecimal_as_lesson_1_says():
+    """Every piece of an emoji printed as '�' looked alike; the course writes a piece's bytes."""
+    from core.figures import token_name
+    from core.models import load_model
+    from tests.conftest import lesson_text
+
+    tokenizer = gpt2_tokenizer()
+    tokens = prompt_tokens(tokenizer, "🙂 and a word")
+    pieces = [t for t in tokens if "<0x" in t.text]
+    assert len(pieces) > 1 and "".join(t.text for t in pieces) == "".join(f"<0x{b:02X}>" for b in "🙂".encode())
+    assert [token_name(tokenizer, t.id) for t in pieces] == [t.text for t in pieces]  # tables and figures too
+    assert not any("\ufffd" in token_name(tokenizer, t.id) or "\ufffd" in t.text for t in tokens)
+    assert [t.text for t in tokens[len(pieces):]] == [" and", " a", " word"]  # whole characters as they are
+    lesson = " ".join(lesson_text("01_tokenization.md").split())
+    for quoted_tokenizer in (load_model("glassbox-stories").tokenizer, tokenizer):  # the lesson's examples: the real splits
+        assert " ".join(f"`{t.text}`" for t in prompt_tokens(quoted_tokenizer, "😀")) in lesson
 
 
 def test_character_and_word_splits():
