@@ -191,10 +191,13 @@ def token_at(position: int, token_string: str) -> str:
 
 def _heatmap_trace(values, x_labels: list[str], y_labels: list[str], x_title: str, y_title: str, diverging: bool,
                    show_values: bool | None, value_format: str, value_range: tuple[float, float] | None,
-                   colour_title: str, **placement) -> go.Heatmap:
+                   colour_title: str, clip_outliers: bool = False, **placement) -> go.Heatmap:
     """One heatmap of real values: NaN and -inf cells (masked scores) blank; diverging around 0 with
     its own ±max, or sequential (fixed to `value_range` if given); the values written in the cells
-    when there are at most 400 of them (unless `show_values` says otherwise)."""
+    when there are at most 400 of them (unless `show_values` says otherwise). `clip_outliers`: when a
+    few cells are over three times the rest (98% of cells within ±t), the diverging colours stop at
+    ±t, so that one cell does not wash the others out; the colour bar's ends say "≥ t", the cells
+    and the hover keep their real values."""
     import torch
 
     z = values.detach().float() if isinstance(values, torch.Tensor) else torch.tensor(values, dtype=torch.float32)
@@ -202,8 +205,15 @@ def _heatmap_trace(values, x_labels: list[str], y_labels: list[str], x_title: st
     rows, cols = z.shape
     if show_values is None:
         show_values = rows * cols <= 400
-    limit = float(torch.nan_to_num(z.abs(), nan=0.0).max()) or 1.0
+    magnitudes = z.abs()[torch.isfinite(z)]  # [finite cells]
+    limit = float(magnitudes.max()) if magnitudes.numel() else 0.0
+    typical = float(torch.quantile(magnitudes, 0.98)) if clip_outliers and magnitudes.numel() >= 20 else 0.0
+    clipped = diverging and typical > 0 and limit > 3 * typical
+    limit = (typical if clipped else limit) or 1.0
     colour_bar = dict(title=dict(text=colour_title, side="right"), **placement.pop("colorbar", {}))
+    if clipped:  # the ends of the scale stand for everything beyond them
+        colour_bar.update(tickvals=[-limit, -limit / 2, 0, limit / 2, limit],
+                          ticktext=[f"≤ {-limit:.2g}", f"{-limit / 2:.2g}", "0", f"{limit / 2:.2g}", f"≥ {limit:.2g}"])
     return go.Heatmap(
         z=z.numpy(), x=x_labels, y=y_labels,  # an array goes to the browser as one binary block, not a list
         colorscale=DIVERGING if diverging else SEQUENTIAL, zmid=0 if diverging else None,
@@ -232,11 +242,12 @@ def heatmap(values, x_labels: list[str], y_labels: list[str], title: str, x_titl
 def heatmap_panels(panels: list[tuple], x_labels: list[str], y_labels: list[str], title: str,
                    x_title: str = "", y_title: str = "", diverging: bool = True, show_values: bool | None = None,
                    value_format: str = ".2f", value_range: tuple[float, float] | None = None,
-                   colour_title: str = "value", columns: int | None = None) -> go.Figure:
+                   colour_title: str = "value", columns: int | None = None, clip_outliers: bool = False) -> go.Figure:
     """Heatmaps of the same shape side by side in one figure, (values, panel title) or (values,
     panel title, colour title) each: what `heatmap` draws, as panels of one chart (a browser draws
     one chart of three panels in about half the time of three charts). A fixed `value_range` gives
-    all panels one scale and one colour bar; otherwise each panel has its own, beside it."""
+    all panels one scale and one colour bar; otherwise each panel has its own, beside it.
+    `clip_outliers`: see `_heatmap_trace`."""
     columns = columns or len(panels)
     rows = (len(panels) + columns - 1) // columns
     panel_px = max(240, min(900, 40 + 22 * len(y_labels)))
@@ -252,7 +263,8 @@ def heatmap_panels(panels: list[tuple], x_labels: list[str], y_labels: list[str]
             dict(x=cell.x_domain[1] + 0.005, xanchor="left", y=sum(cell.y_domain) / 2,
                  len=cell.y_domain[1] - cell.y_domain[0], thickness=12)  # each panel's own, beside it
         traces.append(_heatmap_trace(values, x_labels, y_labels, x_title, y_title, diverging, show_values, value_format,
-                                     value_range, (own_colour_title or [colour_title])[0], xaxis=cell.x, yaxis=cell.y, colorbar=bar,
+                                     value_range, (own_colour_title or [colour_title])[0], clip_outliers,
+                                     xaxis=cell.x, yaxis=cell.y, colorbar=bar,
                                      showscale=not shared or cell.index == len(panels) - 1))
         lowest = cell.index + columns >= len(panels)
         layout.update(cell.axes(dict(type="category", title=x_title if lowest else None, showticklabels=lowest),

@@ -134,7 +134,7 @@ def mlp_pre() -> None:
          (trace["mlp_post", layer][:, active], post_title, "activation")], neuron_labels, labels,
         f"Layer {layer}'s most active neurons: the gate before {activation}, and what the neurons pass on"
         if loaded.arch.gated else f"Layer {layer}'s most active neurons, before and after {activation}",
-        "neuron", "position", show_values=False))
+        "neuron", "position", show_values=False, clip_outliers=True))
     st.caption(f"The {len(active)} neurons of layer {layer} with the largest activation anywhere in your prompt, "
                f"most active first (out of {d_mlp}).")
 

@@ -109,3 +109,24 @@ def test_share_of_attention_heatmaps_use_a_fixed_zero_to_one_scale():
     assert free.data[0].zmin is None and free.data[0].zmax is None  # Plotly fits the data
     signed = figures.heatmap(spread - 0.5, ["a", "b", "c"], ["a", "b", "c"], "t")
     assert signed.data[0].zmin == -signed.data[0].zmax == pytest.approx(-0.2)
+
+
+def test_one_outlier_does_not_wash_out_a_panel_whose_scale_says_where_it_stops():
+    """Lesson 5's neuron panels (the Llama model's "what the neurons pass on" was white but for one
+    cell at 20): the colours stop where 98% of the cells are, the scale's ends say "≥", the cells
+    keep their real values; a panel with no outlier keeps its full ±max."""
+    from core import figures
+
+    values = torch.linspace(-1.0, 1.0, 60).reshape(6, 10)  # [rows, cols]
+    with_outlier = values.clone()
+    with_outlier[2, 3] = 20.0
+    labels_x, labels_y = [str(i) for i in range(10)], [str(i) for i in range(6)]
+    figure = figures.heatmap_panels([(values, "plain"), (with_outlier, "outlier")], labels_x, labels_y, "t",
+                                    clip_outliers=True)
+    plain, clipped = figure.data
+    assert plain.zmax == pytest.approx(1.0) and plain.colorbar.ticktext is None
+    assert clipped.zmax == pytest.approx(float(torch.quantile(with_outlier.abs().flatten(), 0.98)))
+    assert clipped.zmax < 3 and clipped.colorbar.ticktext[-1].startswith("≥") and clipped.colorbar.ticktext[0].startswith("≤")
+    assert float(clipped.z[2][3]) == 20.0  # the cell's own value is what it shows on hover
+    unclipped = figures.heatmap_panels([(with_outlier, "outlier")], labels_x, labels_y, "t")
+    assert unclipped.data[0].zmax == pytest.approx(20.0)  # only where a page asks for it
