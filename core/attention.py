@@ -68,6 +68,15 @@ def head_scores(trace: Trace) -> dict[str, torch.Tensor]:
     return scores
 
 
+def role_queries(trace: Trace) -> dict[str, int]:
+    """How many queries of this prompt each role of `head_scores` is measured on (0: the role cannot
+    show on this prompt, and its scores are 0 for every head)."""
+    ids = trace.token_ids
+    repeats = sum(1 for q in range(trace.n_tokens) if ids[q] in ids[:q])  # queries whose token came before
+    return {"previous-token": trace.n_tokens - 1, "first-token": trace.n_tokens - 1,
+            "same-token": repeats, "induction": repeats}
+
+
 def strongest_head(scores: torch.Tensor) -> tuple[int, int, float]:
     """(layer, head, score) of the highest score in a [layer, head] table."""
     flat = int(scores.argmax())

@@ -153,9 +153,16 @@ def head_roles() -> None:
         [(table, f"{role} score") for role, table in scores_by_role.items()], heads, layers,
         "How much of each head's attention fits each role, on your prompt",
         "head", "layer", diverging=False, value_range=(0, 1), colour_title="share of attention", columns=2))
+    measured_on = attention.role_queries(trace)
     for role, table in scores_by_role.items():
         best_layer, best_head, best = attention.strongest_head(table)
-        st.caption(f"{role.capitalize()} score, highest on your prompt: layer {best_layer}, head {best_head} ({best:.2f}).")
+        if measured_on[role] == 0:  # the role cannot show on this prompt: say why its map is blank
+            why = ("it needs at least two tokens" if role in ("previous-token", "first-token") else
+                   "your prompt repeats no token (try **Repeat my prompt** below)")
+            st.caption(f"{role.capitalize()} score: 0 for every head, because {why}.")
+        else:
+            st.caption(f"{role.capitalize()} score, highest on your prompt: layer {best_layer}, head {best_head} "
+                       f"({best:.2f}, over {measured_on[role]} positions).")
 
 
 @needs_trace

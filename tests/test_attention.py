@@ -130,3 +130,24 @@ def test_one_outlier_does_not_wash_out_a_panel_whose_scale_says_where_it_stops()
     assert float(clipped.z[2][3]) == 20.0  # the cell's own value is what it shows on hover
     unclipped = figures.heatmap_panels([(with_outlier, "outlier")], labels_x, labels_y, "t")
     assert unclipped.data[0].zmax == pytest.approx(20.0)  # only where a page asks for it
+
+
+def test_a_role_that_cannot_show_on_a_prompt_says_why_its_map_is_blank():
+    """A prompt that repeats no token has no query for the same-token and induction roles: their
+    maps are 0 for every head, and lesson 4 says why instead of naming a 'highest' head at 0.00."""
+    from core.models import load_model
+    from tests.test_app import run_page
+
+    loaded = load_model("glassbox-stories")
+    ids = loaded.tokenizer("The cat sat on the mat")["input_ids"]
+    trace = run_trace(loaded.model, ids)
+    counts = attention.role_queries(trace)
+    assert counts == {"previous-token": len(ids) - 1, "first-token": len(ids) - 1, "same-token": 0, "induction": 0}
+    assert float(attention.head_scores(trace)["induction"].abs().max()) == 0.0
+    repeated = run_trace(loaded.model, ids + ids)
+    assert attention.role_queries(repeated)["induction"] == len(ids)  # every token of the second copy
+
+    captions = [c.value for c in run_page("pages/4_Attention.py", "The cat sat on the mat").caption]
+    assert any(c.startswith("Induction score: 0 for every head, because your prompt repeats no token") for c in captions)
+    assert not any(c.startswith("Induction score, highest") for c in captions)
+    assert any(c.startswith("Previous-token score, highest on your prompt") and "over 5 positions" in c for c in captions)
