@@ -11,7 +11,7 @@ from core.course import LESSONS, LessonEntry, lesson, neighbours
 from core.figures import md_escape
 from core.lessons import BadSlot, Figure, Lesson, Markdown, Question, load_lesson
 from core.models import DEFAULT_MODEL, REGISTRY, LoadedModel, ModelLoadError, family_order, picker_label
-from core.tokenization import token_text
+from core.tokenization import tokens_text
 
 LOCAL_FOLDER = "local-folder"
 # Home.py's page object, set by Home.py at every run before any page runs. The lessons link to it
@@ -588,7 +588,7 @@ def prediction_change_view(loaded: LoadedModel, before, after, key: str) -> None
         st.caption("Nothing is switched off yet: pick some above to see the prediction change.")
         st.metric(f"log P({top})", f"{change.logprob_before:.4f}")
         return
-    names = [figures.plotly_text(token_text(loaded.tokenizer, i)) for i in change.token_ids]
+    names = [figures.plotly_text(tokens_text(loaded.tokenizer, [i])) for i in change.token_ids]
     show_figure(figures.grouped_bars(names, {"before": change.before, "after": change.after},
                                      "Next-token probabilities, before and after (log scale: small ones show too)",
                                      "candidate next token", log_scale=True), f"{key}-bars")

@@ -56,9 +56,9 @@ def visible(text: str) -> str:
 def token_name(tokenizer, token_id: int) -> str:
     """One token's text as a tokenizer decodes it, whitespace made visible (for tables, widgets
     and, through `md_escape` or `plotly_text`, markdown and figures)."""
-    from core.tokenization import token_text
+    from core.tokenization import tokens_text
 
-    return visible(token_text(tokenizer, token_id))
+    return visible(tokens_text(tokenizer, [token_id]))
 
 
 def token_chips_html(tokens: list[Token], limit: int = 300, show: str = "symbols") -> str:

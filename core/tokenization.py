@@ -85,13 +85,14 @@ def decode_piece(symbols: str) -> str:
     return symbols_to_bytes(symbols).decode("utf-8", errors="glassbox-bytes-in-hex")
 
 
-def token_text(tokenizer, token_id: int) -> str:
-    """One token's text as the tokenizer decodes it; a byte-level token holding part of a character
-    as `decode_piece` writes it (its bytes in hexadecimal)."""
-    text = tokenizer.decode([token_id])
+def tokens_text(tokenizer, token_ids: list[int]) -> str:
+    """The text of some tokens as the tokenizer decodes it; where the tokens hold only part of a
+    character (one token of an emoji, or a stretch cut through one) a byte-level tokenizer's bytes
+    are written as `decode_piece` writes them, in hexadecimal, not as '�'."""
+    text = tokenizer.decode(list(token_ids))
     if "\ufffd" in text:
-        symbols = tokenizer.convert_ids_to_tokens(token_id)
-        if isinstance(symbols, str) and all(symbol in symbol_to_byte() for symbol in symbols):
+        symbols = "".join(tokenizer.convert_ids_to_tokens(list(token_ids)))
+        if all(symbol in symbol_to_byte() for symbol in symbols):
             return decode_piece(symbols)
     return text
 

@@ -28,6 +28,7 @@ from core.corpus import END_OF_TEXT
 from core.glassbox import run_trace
 from core.live_training import PreparedData
 from core.sampling import Strategy, generate
+from core.tokenization import tokens_text
 from core.training import Trainer, TrainConfig, layer_groups
 
 ABANDON_AFTER = 20.0  # seconds with no open page (no live session, no touch()): the student is gone, the run stops
@@ -365,7 +366,7 @@ class TrainingRun(Attended):
         model.eval()
         result = generate(model, prompt_ids, n_tokens, Strategy(0.8, 40, 1.0), seed)
         model.train(was_training)
-        return self.data.tokenizer.decode(result.prompt_ids + result.new_ids)
+        return tokens_text(self.data.tokenizer, result.prompt_ids + result.new_ids)
 
     def attention_patterns(self) -> torch.Tensor:
         """Every head's attention pattern on the probe sentence: [layer, head, pos, pos]."""

@@ -10,7 +10,7 @@ import course_ui
 from core import figures, sampling
 from core.cached import cached_logit_lens, cached_temperature_sweep
 from core.sampling import Strategy
-from core.tokenization import prompt_tokens, token_text
+from core.tokenization import prompt_tokens, tokens_text
 
 CANDIDATES = 10  # rows of the candidates table
 SWEEP_CANDIDATES = 6  # lines in the temperature sweep
@@ -54,7 +54,7 @@ def name(token_id: int) -> str:
 
 
 def plotly_name(token_id: int) -> str:
-    return figures.plotly_text(token_text(loaded.tokenizer, token_id))
+    return figures.plotly_text(tokens_text(loaded.tokenizer, [token_id]))
 
 
 @needs_trace
@@ -192,7 +192,8 @@ def generate() -> None:
         st.caption(f"The first {main.dropped_prompt_tokens} prompt tokens were left out so that prompt and "
                    f"continuation fit the model's context of {loaded.context_length} tokens.")
     st.markdown(f"**Your settings** ({strategy_label(shown[1])}, seed {seed}):")
-    st.code(loaded.tokenizer.decode(main.prompt_ids[-40:]) + "▕" + loaded.tokenizer.decode(main.new_ids),
+    st.code(("…" if len(main.prompt_ids) > 40 else "") + tokens_text(loaded.tokenizer, main.prompt_ids[-40:])
+            + "▕" + tokens_text(loaded.tokenizer, main.new_ids),
             language=None, wrap_lines=True)
     st.caption(f"log P(continuation | prompt) = {main.total_logprob:.2f}, i.e. a probability of "
                f"{math.exp(main.total_logprob):.2e}. The bar ▕ marks where the prompt ends.")
@@ -208,7 +209,7 @@ def generate() -> None:
     st.markdown("**Side by side**, same prompt and seed:")
     for column, choice, result in zip(st.columns(len(shown)), shown, results):
         column.markdown(f"**{figures.md_escape(strategy_label(choice))}**")
-        column.code(loaded.tokenizer.decode(result.new_ids), language=None, wrap_lines=True)
+        column.code(tokens_text(loaded.tokenizer, result.new_ids), language=None, wrap_lines=True)
         column.caption(f"log P = {result.total_logprob:.2f}")
 
 

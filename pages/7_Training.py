@@ -13,7 +13,7 @@ from core.backprop_step import frozen_step_example, model_for_frozen_step
 from core.cached import cached_frozen_step, cached_model, cached_step_seconds, cached_training_data
 from core.copy_task import copy_line, copy_test_lines
 from core.live_training import PRESETS, TextRejected
-from core.tokenization import token_text
+from core.tokenization import tokens_text
 from core.models import DEFAULT_MODEL
 from core.training_run import RUNS, TrainingRun, new_run
 from core.training import SCHEDULES, TrainConfig, learning_rate_at, schedule_curve
@@ -167,7 +167,7 @@ def start_run() -> bool:
         return False  # the page already says why, next to the text or the settings
     probe, prompt = PROBES.get(state.t_source, (None, None))
     if probe is None:
-        val_text = data.tokenizer.decode(data.val_ids[:200].tolist())
+        val_text = tokens_text(data.tokenizer, data.val_ids[:200].tolist())
         probe, prompt = val_text[:80], val_text[:30]
     try:
         started, state.t_run_note = new_run(config, data, probe_text=probe, sample_prompt=prompt,
@@ -282,7 +282,7 @@ def attention_over_training(view) -> None:
     every = max(1, -(-len(view.snapshots) // SNAPSHOTS_SHOWN))
     chosen = view.snapshots[::every][: SNAPSHOTS_SHOWN - 1] + [view.snapshots[-1]]
     chosen = list({step: (step, p) for step, p in chosen}.values())
-    labels = figures.token_labels([token_text(run.data.tokenizer, i) for i in run.probe_ids])
+    labels = figures.token_labels([tokens_text(run.data.tokenizer, [i]) for i in run.probe_ids])
     course_ui.chart("t_snapshots", (run.serial, len(view.snapshots), layer, head), lambda: figures.small_multiples(
         [p[layer, head] for _, p in chosen], [f"step {s}" for s, _ in chosen], labels, columns=min(3, len(chosen)),
         title=f"Layer {layer}, head {head} (rows: query, columns: key)"))
@@ -322,7 +322,7 @@ def frozen_step() -> None:
     rate = st.select_slider("Learning rate for this step", [0.001, 0.01, 0.1, 0.5, 1.0], value=0.1, key="t_frozen_lr")
     step = cached_frozen_step(picked.name, tuple(ids), rate)
     name = lambda i: figures.token_name(picked.tokenizer, i)  # noqa: E731
-    context = figures.md_escape(" ".join(picked.tokenizer.decode(ids[max(0, step.position - 5):step.position + 1]).split()))
+    context = figures.md_escape(" ".join(tokens_text(picked.tokenizer, ids[max(0, step.position - 5):step.position + 1]).split()))
     st.caption(f"Model: {figures.md_escape(picked.name)}. Example: the first {len(ids)} tokens of your prompt; every "
                f"token predicts the next. The table shows the prediction the model found hardest: after "
                f"“…{context}” the real next token is {figures.md_escape(name(step.target))}. The loss averages "

@@ -52,6 +52,7 @@ def test_partial_characters_show_their_bytes_in_hexadecimal_as_lesson_1_says():
     """Every piece of an emoji printed as '�' looked alike; the course writes a piece's bytes."""
     from core.figures import token_name
     from core.models import load_model
+    from core.tokenization import tokens_text
     from tests.conftest import lesson_text
 
     tokenizer = gpt2_tokenizer()
@@ -61,9 +62,12 @@ def test_partial_characters_show_their_bytes_in_hexadecimal_as_lesson_1_says():
     assert [token_name(tokenizer, t.id) for t in pieces] == [t.text for t in pieces]  # tables and figures too
     assert not any("\ufffd" in token_name(tokenizer, t.id) or "\ufffd" in t.text for t in tokens)
     assert [t.text for t in tokens[len(pieces):]] == [" and", " a", " word"]  # whole characters as they are
+    cut = [t.id for t in tokens][1:]  # a stretch that begins inside the emoji (lesson 6 shows prompt tails so)
+    assert tokens_text(tokenizer, cut) == "".join(t.text for t in pieces[1:]) + " and a word"
     lesson = " ".join(lesson_text("01_tokenization.md").split())
     for quoted_tokenizer in (load_model("glassbox-stories").tokenizer, tokenizer):  # the lesson's examples: the real splits
         assert " ".join(f"`{t.text}`" for t in prompt_tokens(quoted_tokenizer, "😀")) in lesson
+    assert " ".join(f"`{symbol}`" for symbol in to_byte_symbols("😀")) in lesson  # and its byte symbols
 
 
 def test_character_and_word_splits():
