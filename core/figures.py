@@ -189,15 +189,52 @@ def token_at(position: int, token_string: str) -> str:
     return f"position {position} (“{plotly_text(token_string)}”)"
 
 
+def _tick_number(value: float) -> str:
+    """A colour-bar label: two significant digits, whole numbers from 100 on, a true minus sign."""
+    return (f"{value:.2g}" if abs(value) < 100 else f"{value:,.0f}").replace("-", "−")
+
+
+@dataclass(frozen=True)
+class ColourRange:
+    """A diverging heatmap's colours span ±limit; lowest and highest are its real extremes."""
+    limit: float
+    lowest: float
+    highest: float
+
+    @property
+    def clipped(self) -> bool:
+        return self.lowest < -self.limit or self.highest > self.limit
+
+    def note(self) -> str:
+        """What a clipped scale leaves out, for the figure's own words ('' when nothing)."""
+        beyond = [f"down to {_tick_number(self.lowest)}" if self.lowest < -self.limit else "",
+                  f"up to {_tick_number(self.highest)}" if self.highest > self.limit else ""]
+        return (f"colours stop at ±{_tick_number(self.limit)}; a few cells go " + " and ".join(b for b in beyond if b)
+                if self.clipped else "")
+
+
+def colour_range(z, clip_outliers: bool = False) -> ColourRange:
+    """±max of a [rows, cols] tensor (NaN cells left out); with `clip_outliers`, when the largest
+    magnitude is over twice the one 98% of the cells stay within, ±that instead, so that a few cells
+    do not wash the others out (they are drawn in the end colours and keep their values)."""
+    import torch
+
+    values = z[torch.isfinite(z)]  # [finite cells]
+    if values.numel() == 0:
+        return ColourRange(1.0, 0.0, 0.0)
+    largest = float(values.abs().max())
+    typical = float(torch.quantile(values.abs(), 0.98)) if clip_outliers and values.numel() >= 20 else 0.0
+    limit = typical if typical > 0 and largest > 2 * typical else largest
+    return ColourRange(limit or 1.0, float(values.min()), float(values.max()))
+
+
 def _heatmap_trace(values, x_labels: list[str], y_labels: list[str], x_title: str, y_title: str, diverging: bool,
                    show_values: bool | None, value_format: str, value_range: tuple[float, float] | None,
                    colour_title: str, clip_outliers: bool = False, **placement) -> go.Heatmap:
     """One heatmap of real values: NaN and -inf cells (masked scores) blank; diverging around 0 with
-    its own ±max, or sequential (fixed to `value_range` if given); the values written in the cells
-    when there are at most 400 of them (unless `show_values` says otherwise). `clip_outliers`: when a
-    few cells are over three times the rest (98% of cells within ±t), the diverging colours stop at
-    ±t, so that one cell does not wash the others out; the colour bar's ends say "≥ t", the cells
-    and the hover keep their real values."""
+    its own ±max (`colour_range`: with `clip_outliers`, a few far larger cells do not set it, and the
+    colour bar's exceeded end says "≥"), or sequential (fixed to `value_range` if given); the values
+    written in the cells when there are at most 400 of them (unless `show_values` says otherwise)."""
     import torch
 
     z = values.detach().float() if isinstance(values, torch.Tensor) else torch.tensor(values, dtype=torch.float32)
@@ -205,15 +242,13 @@ def _heatmap_trace(values, x_labels: list[str], y_labels: list[str], x_title: st
     rows, cols = z.shape
     if show_values is None:
         show_values = rows * cols <= 400
-    magnitudes = z.abs()[torch.isfinite(z)]  # [finite cells]
-    limit = float(magnitudes.max()) if magnitudes.numel() else 0.0
-    typical = float(torch.quantile(magnitudes, 0.98)) if clip_outliers and magnitudes.numel() >= 20 else 0.0
-    clipped = diverging and typical > 0 and limit > 3 * typical
-    limit = (typical if clipped else limit) or 1.0
+    scale = colour_range(z, clip_outliers and diverging)
+    limit = scale.limit
     colour_bar = dict(title=dict(text=colour_title, side="right"), **placement.pop("colorbar", {}))
-    if clipped:  # the ends of the scale stand for everything beyond them
-        colour_bar.update(tickvals=[-limit, -limit / 2, 0, limit / 2, limit],
-                          ticktext=[f"≤ {-limit:.2g}", f"{-limit / 2:.2g}", "0", f"{limit / 2:.2g}", f"≥ {limit:.2g}"])
+    if scale.clipped:  # an end of the scale that values go beyond says so
+        colour_bar.update(tickvals=[-limit, -limit / 2, 0, limit / 2, limit], ticktext=[
+            ("≤ " if scale.lowest < -limit else "") + _tick_number(-limit), _tick_number(-limit / 2), "0",
+            _tick_number(limit / 2), ("≥ " if scale.highest > limit else "") + _tick_number(limit)])
     return go.Heatmap(
         z=z.numpy(), x=x_labels, y=y_labels,  # an array goes to the browser as one binary block, not a list
         colorscale=DIVERGING if diverging else SEQUENTIAL, zmid=0 if diverging else None,
@@ -248,12 +283,17 @@ def heatmap_panels(panels: list[tuple], x_labels: list[str], y_labels: list[str]
     one chart of three panels in about half the time of three charts). A fixed `value_range` gives
     all panels one scale and one colour bar; otherwise each panel has its own, beside it.
     `clip_outliers`: see `_heatmap_trace`."""
+    import torch
+
     columns = columns or len(panels)
     rows = (len(panels) + columns - 1) // columns
     panel_px = max(240, min(900, 40 + 22 * len(y_labels)))
     shared = value_range is not None and not diverging
     height = 60 + rows * (panel_px + 30)
-    cells, subtitles = subplot_grid(len(panels), columns, [panel[1] for panel in panels],
+    notes = [colour_range(torch.as_tensor(panel[0], dtype=torch.float32), True).note() if clip_outliers and diverging
+             else "" for panel in panels]  # a clipped panel says so under its title
+    cells, subtitles = subplot_grid(len(panels), columns, [panel[1] + (f"<br><i>({note})</i>" if note else "")
+                                                           for panel, note in zip(panels, notes)],
                                     gap_x=0.03 if shared else 0.11, gap_y=30 / height if rows > 1 else 0.1)
     if show_values is None:  # the values in the cells, where they fit: about 34 px a cell across a panel
         show_values = len(x_labels) * len(y_labels) <= 400 and len(x_labels) * 34 <= 900 // columns
@@ -271,7 +311,7 @@ def heatmap_panels(panels: list[tuple], x_labels: list[str], y_labels: list[str]
                                 dict(type="category", autorange="reversed", showticklabels=cell.column == 0,
                                      title=y_title if cell.column == 0 else None)))
     layout.update(title=title, height=height + 20, annotations=subtitles,  # the panels' titles under the figure's
-                  margin=dict(t=70))  # the sides: plot_style.finished, as the page builds the figure
+                  margin=dict(t=90 if any(notes) else 70))  # the sides: plot_style.finished, as the page builds the figure
     return go.Figure(traces, layout)
 
 

@@ -1,6 +1,7 @@
 """Lesson 4: Attention. Layout and widgets; the math is in core.attention, the figures in core.figures."""
 import pandas as pd
 import streamlit as st
+import torch
 
 import course_ui
 import induction_views
@@ -148,22 +149,24 @@ def sankey() -> None:
 @needs_trace
 def head_roles() -> None:
     scores_by_role = attention.head_scores(trace)
+    measured_on = attention.role_queries(trace)  # 0: the role cannot show on this prompt; its map is left blank
     heads = [str(h) for h in range(trace.n_head)]
     layers = [str(l) for l in range(trace.n_layer)]
     course_ui.chart("head-roles", (), lambda: figures.heatmap_panels(
-        [(table, f"{role} score") for role, table in scores_by_role.items()], heads, layers,
+        [(table if measured_on[role] else torch.full_like(table, float("nan")), f"{role} score")
+         for role, table in scores_by_role.items()], heads, layers,
         "How much of each head's attention fits each role, on your prompt",
         "head", "layer", diverging=False, value_range=(0, 1), colour_title="share of attention", columns=2))
-    measured_on = attention.role_queries(trace)
     for role, table in scores_by_role.items():
         best_layer, best_head, best = attention.strongest_head(table)
-        if measured_on[role] == 0:  # the role cannot show on this prompt: say why its map is blank
+        if measured_on[role] == 0:
             why = ("it needs at least two tokens" if role in ("previous-token", "first-token") else
-                   "your prompt repeats no token (try **Repeat my prompt** below)")
-            st.caption(f"{role.capitalize()} score: 0 for every head, because {why}.")
+                   "no token in it comes twice (“The” and “ the” are different tokens; try **Repeat my prompt** below)")
+            st.caption(f"{role.capitalize()} score: not measured on your prompt, because {why}.")
         else:
+            positions = f"{measured_on[role]} position" + ("s" if measured_on[role] > 1 else "")
             st.caption(f"{role.capitalize()} score, highest on your prompt: layer {best_layer}, head {best_head} "
-                       f"({best:.2f}, over {measured_on[role]} positions).")
+                       f"({best:.2f}, over {positions}).")
 
 
 @needs_trace

@@ -113,28 +113,34 @@ def test_share_of_attention_heatmaps_use_a_fixed_zero_to_one_scale():
 
 def test_one_outlier_does_not_wash_out_a_panel_whose_scale_says_where_it_stops():
     """Lesson 5's neuron panels (the Llama model's "what the neurons pass on" was white but for one
-    cell at 20): the colours stop where 98% of the cells are, the scale's ends say "≥", the cells
-    keep their real values; a panel with no outlier keeps its full ±max."""
+    cell at 20): the colours stop where 98% of the cells are, only the exceeded end of the colour
+    bar says "≥", the panel's subtitle says how far the cells go, and the cells keep their real
+    values; a panel with no outlier keeps its full ±max."""
     from core import figures
 
     values = torch.linspace(-1.0, 1.0, 60).reshape(6, 10)  # [rows, cols]
     with_outlier = values.clone()
-    with_outlier[2, 3] = 20.0
+    with_outlier[2, 3] = 406.0
     labels_x, labels_y = [str(i) for i in range(10)], [str(i) for i in range(6)]
     figure = figures.heatmap_panels([(values, "plain"), (with_outlier, "outlier")], labels_x, labels_y, "t",
                                     clip_outliers=True)
     plain, clipped = figure.data
     assert plain.zmax == pytest.approx(1.0) and plain.colorbar.ticktext is None
     assert clipped.zmax == pytest.approx(float(torch.quantile(with_outlier.abs().flatten(), 0.98)))
-    assert clipped.zmax < 3 and clipped.colorbar.ticktext[-1].startswith("≥") and clipped.colorbar.ticktext[0].startswith("≤")
-    assert float(clipped.z[2][3]) == 20.0  # the cell's own value is what it shows on hover
+    assert clipped.zmax < 3 and clipped.colorbar.ticktext[-1].startswith("≥ ")
+    assert not clipped.colorbar.ticktext[0].startswith("≤") and clipped.colorbar.ticktext[0].startswith("−")
+    assert float(clipped.z[2][3]) == 406.0  # the cell's own value is what it shows on hover
+    subtitles = [a.text for a in figure.layout.annotations]
+    assert subtitles[0] == "plain" and subtitles[1].startswith("outlier") and "up to 406" in subtitles[1]
+    assert "down to" not in subtitles[1]
     unclipped = figures.heatmap_panels([(with_outlier, "outlier")], labels_x, labels_y, "t")
-    assert unclipped.data[0].zmax == pytest.approx(20.0)  # only where a page asks for it
+    assert unclipped.data[0].zmax == pytest.approx(406.0)  # only where a page asks for it
 
 
 def test_a_role_that_cannot_show_on_a_prompt_says_why_its_map_is_blank():
     """A prompt that repeats no token has no query for the same-token and induction roles: their
-    maps are 0 for every head, and lesson 4 says why instead of naming a 'highest' head at 0.00."""
+    maps are left blank (not 0.00 in every cell), and lesson 4 says why instead of naming a
+    'highest' head at 0.00."""
     from core.models import load_model
     from tests.test_app import run_page
 
@@ -147,7 +153,17 @@ def test_a_role_that_cannot_show_on_a_prompt_says_why_its_map_is_blank():
     repeated = run_trace(loaded.model, ids + ids)
     assert attention.role_queries(repeated)["induction"] == len(ids)  # every token of the second copy
 
-    captions = [c.value for c in run_page("pages/4_Attention.py", "The cat sat on the mat").caption]
-    assert any(c.startswith("Induction score: 0 for every head, because your prompt repeats no token") for c in captions)
+    app = run_page("pages/4_Attention.py", "The cat sat on the mat")
+    captions = [c.value for c in app.caption]
+    assert any(c.startswith("Induction score: not measured on your prompt, because no token in it comes twice")
+               for c in captions)
     assert not any(c.startswith("Induction score, highest") for c in captions)
     assert any(c.startswith("Previous-token score, highest on your prompt") and "over 5 positions" in c for c in captions)
+    import base64
+
+    import numpy as np
+
+    roles = next(json.loads(c.proto.spec) for c in app.get("plotly_chart") if "each role" in c.proto.spec)
+    drawn = {trace["xaxis"]: np.frombuffer(base64.b64decode(trace["z"]["bdata"]), dtype=trace["z"]["dtype"])
+             for trace in roles["data"]}  # each panel's cells as sent to the browser
+    assert [bool(np.isnan(cells).all()) for cells in drawn.values()] == [False, False, True, True]
