@@ -68,7 +68,8 @@ def load_lesson_elements_early() -> None:
     JavaScript (about 8 MB: Plotly alone 4.7 MB) while the student reads Home, not after the click
     on lesson 1. Nothing here shows; Home's own elements are sent before these."""
     with st.container(key="glassbox-early-elements", height=1, border=False):
-        st.html("<style>.st-key-glassbox-early-elements{visibility:hidden;position:absolute;"
+        st.html("<style>.st-key-glassbox-early-elements,"  # out of sight, and out of the page's flow
+                ":has(> .st-key-glassbox-early-elements){visibility:hidden;position:absolute;"
                 "height:1px;width:1px;overflow:hidden}</style>")
         import plotly.graph_objects as go
 
