@@ -516,7 +516,7 @@ def line(labels: list[str], values: list[float], title: str, y_title: str = "") 
 def lines(x: list[float], series: dict[str, list[float]], title: str, x_title: str, y_title: str,
           log_x: bool = False, log_y: bool = False, marker: tuple[str, float] | None = None,
           reference: tuple[str, float] | None = None, dashed: tuple[str, ...] = (), height: int = 380,
-          max_points: int = 400) -> go.Figure:
+          max_points: int = 400, x_format: str = "") -> go.Figure:
     """Several lines over one x axis (series may hold their own (x, y) as a pair of lists).
     `marker` draws a labelled vertical line, `reference` a labelled horizontal one; series named in
     `dashed` are drawn dashed (e.g. an earlier run for comparison). Long series are drawn with
@@ -529,7 +529,8 @@ def lines(x: list[float], series: dict[str, list[float]], title: str, x_title: s
             xs, ys = [xs[i] for i in keep], [ys[i] for i in keep]
         traces.append(go.Scatter(x=numbers(xs), y=numbers(ys), mode="lines", name=name,
                                  line=dict(dash="dash" if name in dashed else "solid"),
-                                 hovertemplate=f"{name}<br>{x_title} %{{x}}<br>%{{y:.4g}}<extra></extra>"))
+                                 hovertemplate=f"{name}<br>{x_title} %{{x{':' + x_format if x_format else ''}}}"
+                                               f"<br>%{{y:.4g}}<extra></extra>"))
     figure = go.Figure(traces)
     if marker is not None:  # its label placed by hand: on a log axis an annotation's x is the value's log10
         guide_line(figure, x=marker[1], label=marker[0], dash="dot", colour="#111827",
@@ -547,7 +548,7 @@ def sweep_lines(temperatures: list[float], series: dict[str, list[float]], title
     """Lines across temperatures on a log axis, the slider's temperature marked. The axis spans
     exactly the swept temperatures, labelled at 1-2-5 steps."""
     figure = lines(temperatures, series, title, "temperature T (log scale)", y_title, log_x=True,
-                   marker=(f"T = {marker:g}", marker) if marker else None, reference=reference)
+                   marker=(f"T = {marker:g}", marker) if marker else None, reference=reference, x_format=".3g")
     low, high = min(temperatures), max(temperatures)
     ticks = [t for t in (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50) if low <= t <= high]
     figure.update_xaxes(range=[math.log10(low), math.log10(high)], tickvals=ticks, ticktext=[f"{t:g}" for t in ticks])
