@@ -14,15 +14,30 @@ from __future__ import annotations
 import streamlit as st
 
 from core.glassbox import Interventions, Trace, run_trace
-from core.models import SMALL_MODEL_PARAMETERS, LoadedModel, load_model
+from core.models import REGISTRY, SMALL_MODEL_PARAMETERS, LoadedModel, load_model
 from core.tokenization import bpe_merges, gpt2_tokenizer, prompt_tokens
 
 MAX_TRACE_TOKENS = 128  # the glass box shows at most this many tokens (the last ones)
 
 
-@st.cache_resource(max_entries=2, show_spinner="Loading the model…")
+BUNDLED_KEYS = frozenset(choice.key for choice in REGISTRY if not choice.from_hub)  # the course's own small models
+
+
 def cached_model(key: str) -> LoadedModel:
-    """Raises `ModelLoadError` (not cached, so a later try can succeed)."""
+    """Raises `ModelLoadError` (not cached, so a later try can succeed). The bundled course models
+    (a few MB each) are kept for good, apart from the cap of two on the others: a page that names
+    the course models beside a large one (the map's size table names all three) evicted and
+    reloaded the large one at every run, ~1.2 s for GPT-2 small."""
+    return _cached_bundled_model(key) if key in BUNDLED_KEYS else _cached_large_model(key)
+
+
+@st.cache_resource(show_spinner="Loading the model…")
+def _cached_bundled_model(key: str) -> LoadedModel:
+    return load_model(key)
+
+
+@st.cache_resource(max_entries=2, show_spinner="Loading the model…")
+def _cached_large_model(key: str) -> LoadedModel:
     return load_model(key)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections import defaultdict
 import html
 import math
+import unicodedata
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -41,13 +42,17 @@ def md_escape(text: str) -> str:
 
 
 def visible(text: str) -> str:
-    """Text with whitespace and control characters made visible (a space shows as '␣')."""
+    """Text with whitespace, control and invisible format characters made visible: a space shows
+    as '␣'; a zero-width joiner (between the emoji of a family) or a right-to-left mark as
+    '⟨U+200D⟩', '⟨U+200F⟩' (unseen, they would also let a prompt reorder the labels around them)."""
     out = []
     for ch in text:
         if ch in VISIBLE_WHITESPACE:
             out.append(VISIBLE_WHITESPACE[ch])
         elif ord(ch) < 32 or ord(ch) == 127:
             out.append(f"\\x{ord(ch):02x}")
+        elif unicodedata.category(ch) == "Cf":
+            out.append(f"⟨U+{ord(ch):04X}⟩")
         else:
             out.append(ch)
     return "".join(out)

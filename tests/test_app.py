@@ -332,6 +332,27 @@ def gpt2_family_folder(tmp_path_factory):
     return str(folder)
 
 
+def test_a_large_model_is_not_reloaded_at_every_run_of_a_page_that_names_the_course_models_too(
+        gpt2_family_folder, monkeypatch):
+    """The map's size table names both course models beside the model in use; with one cache of two
+    models for all, every rerun evicted and reloaded the large one (~1.2 s of server CPU for GPT-2
+    small). The bundled models are kept apart: after the first run, no model is loaded again."""
+    import core.cached
+
+    loads = []
+    real_load = core.cached.load_model
+    monkeypatch.setattr(core.cached, "load_model", lambda key: loads.append(key) or real_load(key))
+    app = AppTest.from_file(str(APP_DIR / "Home.py"), default_timeout=90)
+    app.session_state["model_key"] = gpt2_family_folder
+    app.run()
+    app.switch_page("pages/0_The_model_map.py").run()
+    assert not app.exception, [e.value for e in app.exception]
+    loads.clear()
+    for _ in range(2):
+        app.run()
+    assert loads == []
+
+
 @pytest.mark.parametrize("page", [p for p in PAGES if p != "Home.py"])
 @pytest.mark.parametrize("prompt", ["default", "5000-characters", "emoji"])
 def test_lesson_pages_run_on_another_gpt2_family_model(page, prompt, gpt2_family_folder):

@@ -95,3 +95,15 @@ def test_trained_bpe_is_deterministic():
     first = train_byte_level_bpe(texts, 350)
     second = train_byte_level_bpe(texts, 350)
     assert first.backend_tokenizer.to_str() == second.backend_tokenizer.to_str()
+
+
+def test_invisible_format_characters_show_by_their_code_point_in_every_label():
+    """A family emoji is emoji joined by zero-width joiners, and a right-to-left override would
+    reverse the labels after it on screen: both are written out wherever the course names text."""
+    from core.figures import plotly_text, token_labels, visible
+
+    assert visible("👩\u200d👧") == "👩⟨U+200D⟩👧"
+    assert visible("abc\u202edef") == "abc⟨U+202E⟩def"
+    assert plotly_text("\u200f<b>") == "⟨U+200F⟩&lt;b&gt;"
+    assert token_labels(["\u202e", "x"]) == ["0 ⟨U+202E⟩", "1 x"]
+    assert visible("שלום مرحبا 你好") == "שלום␣مرحبا␣你好"  # letters of any script stay as they are
