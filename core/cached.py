@@ -134,10 +134,10 @@ def cached_frozen_step(model_key: str, token_ids: tuple[int, ...], learning_rate
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
-def cached_logit_lens(model_key: str, prompt: str):
+def cached_logit_lens(model_key: str, prompt: str, last_positions: int):
     from core.sampling import logit_lens
 
-    return logit_lens(cached_trace(model_key, prompt), cached_model(model_key).model)
+    return logit_lens(cached_trace(model_key, prompt), cached_model(model_key).model, last_positions)
 
 
 @st.cache_data(max_entries=16, show_spinner=False)

@@ -176,6 +176,11 @@ class LoadedModel:
     def family(self) -> str:
         return self.model.config.model_type
 
+    @functools.cached_property  # a large vocabulary's dict takes ~0.1 s to build: once per loaded model
+    def vocabulary(self) -> dict[str, int]:
+        """The tokenizer's vocabulary, token -> id (two models read the same tokens when theirs are equal)."""
+        return self.tokenizer.get_vocab()
+
     @functools.cached_property  # read from disk once per loaded model (lessons ask on every rerun)
     def training_record(self) -> dict:
         """What the model's build recorded (the course models' training.json); {} when it is not known."""

@@ -228,28 +228,37 @@ def generate(model, prompt_ids: list[int], n_tokens: int, strategy: Strategy, se
 class LogitLens:
     """What the model would predict if it stopped early, after the embeddings and after each block
     (the residual stream through the final LayerNorm and the unembedding). Rows: n_layer + 1."""
-    top_probs: torch.Tensor  # [n_layer + 1, pos] probability of each cell's most likely token
+    top_probs: torch.Tensor  # [n_layer + 1, pos] probability of each cell's most likely token (the last pos asked for)
     top_ids: torch.Tensor  # [n_layer + 1, pos] that token
     last_position: torch.Tensor  # [n_layer + 1, vocab] the whole distribution at the last position
 
 
+LENS_CELLS = 256  # (row, position) cells put through the unembedding at once: ~50 MB of logits for GPT-2
+
+
 @torch.no_grad()
-def logit_lens(trace: Trace, model) -> LogitLens:
-    """The logit lens, one row at a time (the full [layers, pos, vocab] array of a GPT-2 would take
-    hundreds of MB). Each row puts the stream through what the model's own output does: the final
-    norm (where the family has one) and the unembedding. Its last row is the model's own output."""
+def logit_lens(trace: Trace, model, last_positions: int | None = None) -> LogitLens:
+    """The logit lens: each row puts the stream through what the model's own output does, the final
+    norm (where the family has one) and the unembedding; its last row is the model's own output.
+    Rows go through together, LENS_CELLS cells at a time (one large product is faster than one per
+    row; the full [rows, pos, vocab] array of a GPT-2 would take hundreds of MB), and a cell's top
+    probability is exp(top logit − logsumexp), without the softmax of the whole vocabulary.
+    `last_positions`: the lens of the last positions only (what a figure draws)."""
     weights = weights_of(model)
-    streams = [trace["blocks.0.resid_pre"]] + [trace["resid_post", l] for l in range(trace.n_layer)]
+    streams = torch.stack([trace["blocks.0.resid_pre"]]
+                          + [trace["resid_post", l] for l in range(trace.n_layer)])  # [rows, pos, d_model]
+    streams = streams[:, -(last_positions or trace.n_tokens):]  # [rows, shown positions, d_model]
+    if weights.arch.final_norm:
+        streams = norm(streams, weights.ln_final, weights.arch, {}, "lens")  # [rows, shown positions, d_model]
+    rows_at_once = max(1, LENS_CELLS // streams.shape[1])
     top_probs, top_ids, last = [], [], []
-    for stream in streams:  # [pos, d_model]
-        if weights.arch.final_norm:
-            stream = norm(stream, weights.ln_final, weights.arch, {}, "lens")  # [pos, d_model]
-        probs = torch.softmax(stream @ weights.W_U + weights.b_U, dim=-1)  # [pos, vocab]
-        best = probs.max(dim=-1)
-        top_probs.append(best.values)
+    for start in range(0, streams.shape[0], rows_at_once):
+        logits = streams[start:start + rows_at_once] @ weights.W_U + weights.b_U  # [rows_at_once, pos, vocab]
+        best = logits.max(dim=-1)  # [rows_at_once, pos]
+        top_probs.append(torch.exp(best.values - logits.logsumexp(dim=-1)))
         top_ids.append(best.indices)
-        last.append(probs[-1])
-    return LogitLens(torch.stack(top_probs), torch.stack(top_ids), torch.stack(last))
+        last.append(torch.softmax(logits[:, -1], dim=-1))  # [rows_at_once, vocab]
+    return LogitLens(torch.cat(top_probs), torch.cat(top_ids), torch.cat(last))
 
 
 def lens_row_names(n_layer: int) -> list[str]:

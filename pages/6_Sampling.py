@@ -231,12 +231,11 @@ def journey() -> None:
 
 @needs_trace
 def logit_lens() -> None:
-    lens = cached_logit_lens(loaded.name, prompt)
-    first = max(0, trace.n_tokens - LENS_POSITIONS)
+    lens = cached_logit_lens(loaded.name, prompt, LENS_POSITIONS)  # the last positions only: what is drawn
     rows = sampling.lens_row_names(trace.n_layer)
-    columns = figures.token_labels(trace.token_strings)[first:]
+    columns = figures.token_labels(trace.token_strings)[-lens.top_probs.shape[1]:]
     course_ui.chart("lens", (), lambda: figures.text_heatmap(
-        lens.top_probs[:, first:].tolist(), [[plotly_name(i) for i in row] for row in lens.top_ids[:, first:].tolist()],
+        lens.top_probs.tolist(), [[plotly_name(i) for i in row] for row in lens.top_ids.tolist()],
         columns, rows, "Logit lens: the top prediction if the model stopped after each block",
         "position (predicting the next token)", "stopped after"))
     followed = list(dict.fromkeys(log_probs.topk(5).indices.tolist() + lens.top_ids[:, -1].tolist()))

@@ -137,7 +137,7 @@ def test_guess_probability(model):
     assert result.first_rank == int((log_probs[2] > log_probs[2, 8]).sum()) + 1
 
 
-def test_logit_lens_last_layer_is_the_models_output(model):
+def test_logit_lens_last_layer_is_the_models_output(model, monkeypatch):
     trace = run_trace(model, [5, 17, 3, 44, 9])
     lens = sampling.logit_lens(trace, model)
     assert lens.top_probs.shape == lens.top_ids.shape == (trace.n_layer + 1, 5)
@@ -150,6 +150,15 @@ def test_logit_lens_last_layer_is_the_models_output(model):
     gpt = model.transformer
     by_hand = torch.softmax(model.lm_head(gpt.ln_f(trace["blocks.0.resid_post"])), dim=-1)
     torch.testing.assert_close(lens.top_probs[1], by_hand.max(dim=-1).values, atol=1e-6, rtol=0)
+    # rows put through the unembedding a few at a time give the same lens as all at once
+    monkeypatch.setattr(sampling, "LENS_CELLS", 7)  # 5 positions: one row per product
+    one_by_one = sampling.logit_lens(trace, model)
+    torch.testing.assert_close(one_by_one.top_probs, lens.top_probs, atol=1e-6, rtol=0)
+    assert torch.equal(one_by_one.top_ids, lens.top_ids)
+    torch.testing.assert_close(one_by_one.last_position, lens.last_position, atol=1e-6, rtol=0)
+    last_two = sampling.logit_lens(trace, model, last_positions=2)  # what a figure of the last positions needs
+    torch.testing.assert_close(last_two.top_probs, lens.top_probs[:, -2:], atol=1e-6, rtol=0)
+    torch.testing.assert_close(last_two.last_position, lens.last_position, atol=1e-6, rtol=0)
 
 
 def test_journey_flows_sum_to_the_logit_and_match_the_components(model):
