@@ -15,7 +15,11 @@ within about 2,000 steps, where the full 128-token windows grew none in 2,500 (n
 Llama recipe's repeats and no warm-up: best score 0.12, a control build not kept). The Llama-design model
 is built with both (its rotary positions are relative, so heads that learned to look one token
 back in 16-token windows do the same at every position of 128); the GPT-2-design model with neither
-(lesson 4 says what was measured).
+(lesson 4 says what was measured). `--grow-window FIRST,LAST` grows the warm-up's windows from 16
+tokens at step FIRST to the whole context at step LAST, with runs of 8-60 tokens beside the short
+ones: the GPT-2 design's learned positions had learned to copy only as far back as its 16-token
+windows reached; `--copy-warmup 8000 --steps 0 --grow-window 1500,6000 --repeat-share 0` grew a
+circuit in it (induction 0.89, previous-token 0.88; not yet the shipped model's recipe).
 Then run `python -m core.evaluate_course_model [--model FOLDER]` to measure it and write its card.
 """
 from __future__ import annotations
@@ -47,12 +51,25 @@ MODERN_CONFIG = TrainConfig(n_layer=4, n_head=4, n_embd=128, block_size=128, bat
 THREADS = 2
 REPEAT_SEED = 4  # the random runs of `--repeat-share` (the copying warm-up's: REPEAT_SEED + 1)
 COPY_WINDOW = 16  # tokens per example in the copying warm-up: runs of 2 to 7 tokens and their repeats
+LONG_RUNS = (8, 60)  # with a growing window (`--grow-window`), the warm-up also has runs of 8 to 60 tokens
 # each design's recipe: (repeat share of the main training tokens, copying warm-up steps)
 RECIPES = {"gpt2": (0.0, 0), "llama": (0.3, 2000)}
 
 
+def warmup_window(step: int, grow_window: tuple[int, int] | None, block_size: int) -> int:
+    """Tokens per example at this step of the copying warm-up: COPY_WINDOW, or with `grow_window`
+    (first, last) COPY_WINDOW until step `first`, then growing evenly to the whole context by step
+    `last`, so that the copying learned on short distances is asked for at longer ones as it forms."""
+    if grow_window is None:
+        return COPY_WINDOW
+    first, last = grow_window
+    share = min(1.0, max(0.0, (step - first) / max(1, last - first)))
+    return int(COPY_WINDOW + (block_size - COPY_WINDOW) * share)
+
+
 def build(out_dir: Path, config: TrainConfig, log_every: int = 100, tokenizer_from: Path | None = None,
-          threads: int = THREADS, repeat_share: float = 0.0, copy_warmup_steps: int = 0) -> dict:
+          threads: int = THREADS, repeat_share: float = 0.0, copy_warmup_steps: int = 0,
+          grow_window: tuple[int, int] | None = None) -> dict:
     torch.set_num_threads(threads)
     torch.manual_seed(config.seed)
     began = time.perf_counter()
@@ -72,8 +89,12 @@ def build(out_dir: Path, config: TrainConfig, log_every: int = 100, tokenizer_fr
     pool = test_token_pool(tokenizer, seen)  # the story tokens, no special token: the runs and the test draw from it
     repeat_ids = repeat_documents(pool, int(repeat_share / (1 - repeat_share) * story_tokens), eos,
                                   REPEAT_SEED)  # [n_repeat_tokens]: a share repeat_share of all
-    warmup_ids = torch.cat([train_ids, repeat_documents(pool, story_tokens, eos, REPEAT_SEED + 1, shortest=2,
-                                                        longest=(COPY_WINDOW - 1) // 2)]) if copy_warmup_steps else None
+    if grow_window is not None:  # short and long runs, half as many tokens as the stories each
+        runs = [repeat_documents(pool, story_tokens // 2, eos, REPEAT_SEED + 1, shortest=2, longest=(COPY_WINDOW - 1) // 2),
+                repeat_documents(pool, story_tokens // 2, eos, REPEAT_SEED + 2, *LONG_RUNS)]
+    else:
+        runs = [repeat_documents(pool, story_tokens, eos, REPEAT_SEED + 1, shortest=2, longest=(COPY_WINDOW - 1) // 2)]
+    warmup_ids = torch.cat([train_ids] + runs) if copy_warmup_steps else None
     train_ids = torch.cat([train_ids, repeat_ids])  # [n_train_tokens]: windows are drawn anywhere, so they mix
     print(f"corpus: {len(train_texts)} train stories, {story_tokens:,} tokens, {len(repeat_ids):,} repeat tokens; "
           f"vocabulary {len(tokenizer)}; {time.perf_counter() - began:.1f} s", flush=True)
@@ -82,8 +103,8 @@ def build(out_dir: Path, config: TrainConfig, log_every: int = 100, tokenizer_fr
     trainer = Trainer(config, train_ids, val_ids, vocab_size=len(tokenizer), eos_token_id=eos)
     history = []
     for step in range(config.max_steps):
-        result = (trainer.step(text=warmup_ids, window=COPY_WINDOW) if step < copy_warmup_steps
-                  else trainer.step())
+        result = (trainer.step(text=warmup_ids, window=warmup_window(step, grow_window, config.block_size))
+                  if step < copy_warmup_steps else trainer.step())
         if result.step % log_every == 0 or result.step == config.max_steps:
             val_loss = trainer.validation_loss()
             copying = training_progress(trainer.model, pool, eos)  # the card's standard test, at this step
@@ -103,12 +124,15 @@ def build(out_dir: Path, config: TrainConfig, log_every: int = 100, tokenizer_fr
                                                             if config.architecture != "gpt2" else "")
                    + (f" --threads {threads}" if threads != THREADS else "")
                    + (f" --repeat-share {repeat_share}" if repeat_share else "")
-                   + (f" --copy-warmup {copy_warmup_steps}" if copy_warmup_steps else ""),
+                   + (f" --copy-warmup {copy_warmup_steps}" if copy_warmup_steps else "")
+                   + (f" --grow-window {grow_window[0]},{grow_window[1]}" if grow_window else ""),
         "config": asdict(config),
         "corpus": {"train_stories": TRAIN_STORIES, "train_seed": TRAIN_SEED, "val_stories": VAL_STORIES,
                    "val_seed": VAL_SEED, "train_tokens": story_tokens, "val_tokens": len(val_ids),
                    "repeat_tokens": len(repeat_ids), "repeat_seed": REPEAT_SEED,
-                   "copy_warmup_steps": copy_warmup_steps, "copy_warmup_window": COPY_WINDOW},
+                   "copy_warmup_steps": copy_warmup_steps, "copy_warmup_window": COPY_WINDOW}
+                  | ({"copy_warmup_window_growth": list(grow_window), "copy_warmup_long_runs": list(LONG_RUNS)}
+                     if grow_window else {}),
         "vocab_size": len(tokenizer),
         "seen_token_ids": seen,  # the tokens the model ever saw as input (lesson 2)
         "parameters": parameter_count(trainer.model),
@@ -148,6 +172,9 @@ def main() -> None:
     parser.add_argument("--copy-warmup", type=int, default=None,
                         help="steps of 16-token windows of stories and short repeats before the main training "
                              "(default: the design's recipe, RECIPES)")
+    parser.add_argument("--grow-window", default=None, metavar="FIRST,LAST",
+                        help="grow the warm-up's windows from 16 tokens at step FIRST to the whole context at "
+                             "step LAST, with runs of 8-60 tokens beside the short ones")
     parser.add_argument("--record-seen-tokens", action="store_true",
                         help="only add the training text's token ids to an existing model's training.json")
     args = parser.parse_args()
@@ -155,12 +182,13 @@ def main() -> None:
         record_seen_tokens(args.out or (MODERN_MODEL_DIR if args.architecture == "llama" else MODEL_DIR))
         return
     base = MODERN_CONFIG if args.architecture == "llama" else COURSE_CONFIG
-    config = TrainConfig(**{**asdict(base), "max_steps": args.steps or base.max_steps})
+    config = TrainConfig(**{**asdict(base), "max_steps": base.max_steps if args.steps is None else args.steps})
     out = args.out or (MODERN_MODEL_DIR if args.architecture == "llama" else MODEL_DIR)
     repeat_share, copy_warmup_steps = RECIPES[args.architecture]
     build(out, config, tokenizer_from=MODEL_DIR if args.architecture == "llama" else None, threads=args.threads,
           repeat_share=repeat_share if args.repeat_share is None else args.repeat_share,
-          copy_warmup_steps=copy_warmup_steps if args.copy_warmup is None else args.copy_warmup)
+          copy_warmup_steps=copy_warmup_steps if args.copy_warmup is None else args.copy_warmup,
+          grow_window=tuple(int(step) for step in args.grow_window.split(",")) if args.grow_window else None)
 
 
 if __name__ == "__main__":

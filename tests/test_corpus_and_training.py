@@ -129,3 +129,16 @@ def test_a_diverging_run_is_flagged():
     with torch.no_grad():
         trainer.model.transformer.wte.weight.fill_(float("nan"))  # this trainer's own model, not a shared one
     assert trainer.step().diverged
+
+
+def test_the_warmup_window_grows_from_16_tokens_to_the_whole_context_when_asked():
+    """`--grow-window FIRST,LAST` (the GPT-2 design's copying grew only at the distances its 16-token
+    windows showed it): 16 tokens until FIRST, evenly more up to the context at LAST, then all of it."""
+    from core.build_course_model import COPY_WINDOW, warmup_window
+
+    assert COPY_WINDOW == 16
+    assert [warmup_window(step, None, 128) for step in (0, 5000, 9000)] == [16, 16, 16]  # no growth asked
+    grown = [warmup_window(step, (1500, 6000), 128) for step in (0, 1500, 3750, 6000, 8000)]
+    assert grown == [16, 16, 72, 128, 128]
+    steps = [warmup_window(step, (1500, 6000), 128) for step in range(8000)]
+    assert steps == sorted(steps)  # never shrinks
