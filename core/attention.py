@@ -37,6 +37,11 @@ def worked_query_row(trace: Trace, layer: int, head: int, query: int) -> list[Qu
             for j in range(trace.n_tokens)]
 
 
+def earlier_copies(token_ids: list[int]) -> list[list[int]]:
+    """For each position, the earlier positions holding the same token (empty: its first occurrence)."""
+    return [[j for j in range(q) if token_ids[j] == token_ids[q]] for q in range(len(token_ids))]
+
+
 def head_scores(trace: Trace) -> dict[str, torch.Tensor]:
     """Per-head scores on this prompt, each [layer, head], mean over the queries it applies to.
 
@@ -48,8 +53,7 @@ def head_scores(trace: Trace) -> dict[str, torch.Tensor]:
                     where a repeated text goes on (the same queries; 0 if there are none)
     """
     n = trace.n_tokens
-    ids = trace.token_ids
-    earlier_same = [[j for j in range(q) if ids[j] == ids[q]] for q in range(n)]
+    earlier_same = earlier_copies(trace.token_ids)
     repeat_queries = [q for q in range(n) if earlier_same[q]]
     after_copy = {q: [j + 1 for j in earlier_same[q]] for q in repeat_queries}  # j + 1 <= q: always a key
     scores = {name: torch.zeros(trace.n_layer, trace.n_head)
@@ -71,8 +75,7 @@ def head_scores(trace: Trace) -> dict[str, torch.Tensor]:
 def role_queries(trace: Trace) -> dict[str, int]:
     """How many queries of this prompt each role of `head_scores` is measured on (0: the role cannot
     show on this prompt, and its scores are 0 for every head)."""
-    ids = trace.token_ids
-    repeats = sum(1 for q in range(trace.n_tokens) if ids[q] in ids[:q])  # queries whose token came before
+    repeats = sum(1 for copies in earlier_copies(trace.token_ids) if copies)  # queries whose token came before
     return {"previous-token": trace.n_tokens - 1, "first-token": trace.n_tokens - 1,
             "same-token": repeats, "induction": repeats}
 

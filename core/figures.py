@@ -235,11 +235,13 @@ def colour_range(z, clip_outliers: bool = False) -> ColourRange:
 
 def _heatmap_trace(values, x_labels: list[str], y_labels: list[str], x_title: str, y_title: str, diverging: bool,
                    show_values: bool | None, value_format: str, value_range: tuple[float, float] | None,
-                   colour_title: str, clip_outliers: bool = False, **placement) -> go.Heatmap:
+                   colour_title: str, clip_outliers: bool = False, scale: ColourRange | None = None,
+                   **placement) -> go.Heatmap:
     """One heatmap of real values: NaN and -inf cells (masked scores) blank; diverging around 0 with
     its own ±max (`colour_range`: with `clip_outliers`, a few far larger cells do not set it, and the
     colour bar's exceeded end says "≥"), or sequential (fixed to `value_range` if given); the values
-    written in the cells when there are at most 400 of them (unless `show_values` says otherwise)."""
+    written in the cells when there are at most 400 of them (unless `show_values` says otherwise).
+    `scale`: the colour range when the caller has worked it out already."""
     import torch
 
     z = values.detach().float() if isinstance(values, torch.Tensor) else torch.tensor(values, dtype=torch.float32)
@@ -247,7 +249,7 @@ def _heatmap_trace(values, x_labels: list[str], y_labels: list[str], x_title: st
     rows, cols = z.shape
     if show_values is None:
         show_values = rows * cols <= 400
-    scale = colour_range(z, clip_outliers and diverging)
+    scale = scale or colour_range(z, clip_outliers and diverging)
     limit = scale.limit
     colour_bar = dict(title=dict(text=colour_title, side="right"), **placement.pop("colorbar", {}))
     if scale.clipped:  # an end of the scale that values go beyond says so
@@ -295,20 +297,21 @@ def heatmap_panels(panels: list[tuple], x_labels: list[str], y_labels: list[str]
     panel_px = max(240, min(900, 40 + 22 * len(y_labels)))
     shared = value_range is not None and not diverging
     height = 60 + rows * (panel_px + 30)
-    notes = [colour_range(torch.as_tensor(panel[0], dtype=torch.float32), True).note() if clip_outliers and diverging
-             else "" for panel in panels]  # a clipped panel says so under its title
+    scales = [colour_range(torch.as_tensor(panel[0], dtype=torch.float32), clip_outliers and diverging)
+              for panel in panels]  # each panel's, worked out once: for its colours and its title
+    notes = [scale.note() for scale in scales]  # a clipped panel says so under its title
     cells, subtitles = subplot_grid(len(panels), columns, [panel[1] + (f"<br><i>({note})</i>" if note else "")
                                                            for panel, note in zip(panels, notes)],
                                     gap_x=0.03 if shared else 0.11, gap_y=30 / height if rows > 1 else 0.1)
     if show_values is None:  # the values in the cells, where they fit: about 34 px a cell across a panel
         show_values = len(x_labels) * len(y_labels) <= 400 and len(x_labels) * 34 <= 900 // columns
     traces, layout = [], {}
-    for cell, (values, _, *own_colour_title) in zip(cells, panels):
+    for cell, scale, (values, _, *own_colour_title) in zip(cells, scales, panels):
         bar = dict(x=1.01, xanchor="left", y=0.5, len=1.0, thickness=12) if shared else \
             dict(x=cell.x_domain[1] + 0.005, xanchor="left", y=sum(cell.y_domain) / 2,
                  len=cell.y_domain[1] - cell.y_domain[0], thickness=12)  # each panel's own, beside it
         traces.append(_heatmap_trace(values, x_labels, y_labels, x_title, y_title, diverging, show_values, value_format,
-                                     value_range, (own_colour_title or [colour_title])[0], clip_outliers,
+                                     value_range, (own_colour_title or [colour_title])[0], clip_outliers, scale,
                                      xaxis=cell.x, yaxis=cell.y, colorbar=bar,
                                      showscale=not shared or cell.index == len(panels) - 1))
         lowest = cell.index + columns >= len(panels)

@@ -158,12 +158,12 @@ def head_roles() -> None:
         "How much of each head's attention fits each role, on your prompt",
         "head", "layer", diverging=False, value_range=(0, 1), colour_title="share of attention", columns=2))
     for role, table in scores_by_role.items():
-        best_layer, best_head, best = attention.strongest_head(table)
         if measured_on[role] == 0:
             why = ("it needs at least two tokens" if role in ("previous-token", "first-token") else
                    "no token in it comes twice (“The” and “ the” are different tokens; try **Repeat my prompt** below)")
             st.caption(f"{role.capitalize()} score: not measured on your prompt, because {why}.")
         else:
+            best_layer, best_head, best = attention.strongest_head(table)
             positions = f"{measured_on[role]} position" + ("s" if measured_on[role] > 1 else "")
             st.caption(f"{role.capitalize()} score, highest on your prompt: layer {best_layer}, head {best_head} "
                        f"({best:.2f}, over {positions}).")
