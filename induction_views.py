@@ -61,8 +61,8 @@ def growth(loaded) -> None:
     if shown is None:
         st.info("No model at hand recorded the induction test while it trained.")
         return
-    corpus = shown.training_record["corpus"]
+    phases = induction.warmup_phases(shown.training_record["corpus"], shown.arch.n_ctx)
+    title = (f"How {figures.plotly_text(shown.name)}'s circuit grew: the standard test every "
+             f"{shown.induction_history[0]['step']} steps of its build")
     course_ui.chart("induction-growth", (shown.name,), lambda: figures.induction_growth(
-        shown.induction_history, corpus.get("copy_warmup_steps", 0), corpus.get("copy_warmup_window", 0),
-        induction.FOUND_SCORE, f"How {figures.plotly_text(shown.name)}'s circuit grew: the standard test every "
-                               f"{shown.induction_history[0]['step']} steps of its build"))
+        shown.induction_history, phases, induction.FOUND_SCORE, title))

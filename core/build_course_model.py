@@ -7,19 +7,21 @@ Steps, all seeded: write the story corpus (train and validation from different s
 train a byte-level BPE tokenizer on the training stories (the Llama-design model reuses the
 GPT-2-design model's tokenizer, so the two see the same tokens and can be compared token for
 token), train the model with the course's own `Trainer`, and save a Hugging Face model folder.
-`--repeat-share S` also mixes in runs of random story tokens, each followed by its repeat
-(`core.induction.repeat_documents`, a share S of the training tokens): text that rewards copying at
-any distance. `--copy-warmup N` first trains N steps on 16-token windows of the stories mixed
-half and half with short runs and their repeats: in so short a context a copying circuit forms
-within about 2,000 steps, where the full 128-token windows grew none in 2,500 (nor in 4,500 with the
-Llama recipe's repeats and no warm-up: best score 0.12, a control build not kept). The Llama-design model
-is built with both (its rotary positions are relative, so heads that learned to look one token
-back in 16-token windows do the same at every position of 128); the GPT-2-design model with neither
-(lesson 4 says what was measured). `--grow-window FIRST,LAST` grows the warm-up's windows from 16
-tokens at step FIRST to the whole context at step LAST, with runs of 8-60 tokens beside the short
-ones: the GPT-2 design's learned positions had learned to copy only as far back as its 16-token
-windows reached; `--copy-warmup 8000 --steps 0 --grow-window 1500,6000 --repeat-share 0` grew a
-circuit in it (induction 0.89, previous-token 0.88; not yet the shipped model's recipe).
+Each design has its recipe (`RECIPES`; every flag below overrides one part of it). A copying
+warm-up (`--copy-warmup N`) trains N steps on windows of the stories mixed half and half with runs
+of random story tokens, each followed by its repeat (`core.induction.repeat_documents`): text that
+rewards copying at any distance. In 16-token windows a copying circuit forms within about 2,000
+steps, where full 128-token windows of stories grew none in 2,500 (nor in 4,500 with the Llama
+recipe's repeats and no warm-up: best score 0.12, a control build not kept).
+The Llama design: 2,000 warm-up steps in 16-token windows, then 2,500 steps of stories with a
+share of repeats (`--repeat-share 0.3`); its rotary positions are relative, so heads that learned
+to look one token back in 16-token windows do the same at every position of 128.
+The GPT-2 design: its learned positions learn to copy only as far back as its windows reach, so its
+warm-up windows grow (`--grow-window 1500,6000`: 16 tokens until step 1,500, the whole context by
+step 6,000, with runs of 8 to 60 tokens beside the short ones, half of them stretches of the
+stories and their repeats: `--story-spans`), for 8,000 steps and no main training after them
+(`--steps 0`); its circuit forms suddenly around step 4,400. Without the stories' stretches it
+formed too, but copied only random runs, not a student's repeated sentence.
 Then run `python -m core.evaluate_course_model [--model FOLDER]` to measure it and write its card.
 """
 from __future__ import annotations
@@ -29,11 +31,12 @@ import json
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 
 from core.corpus import END_OF_TEXT, generate_stories
-from core.induction import repeat_documents, test_token_pool, training_progress
+from core.induction import repeat_documents, repeated_spans, test_token_pool, training_progress
 from core.tokenization import encode_corpus, train_byte_level_bpe
 from core.training import Trainer, TrainConfig, parameter_count
 
@@ -52,8 +55,24 @@ THREADS = 2
 REPEAT_SEED = 4  # the random runs of `--repeat-share` (the copying warm-up's: REPEAT_SEED + 1)
 COPY_WINDOW = 16  # tokens per example in the copying warm-up: runs of 2 to 7 tokens and their repeats
 LONG_RUNS = (8, 60)  # with a growing window (`--grow-window`), the warm-up also has runs of 8 to 60 tokens
-# each design's recipe: (repeat share of the main training tokens, copying warm-up steps)
-RECIPES = {"gpt2": (0.0, 0), "llama": (0.3, 2000)}
+
+
+class Recipe(NamedTuple):
+    """How a design is trained: a copying warm-up (stories mixed with repeated random runs), then the
+    main training on stories with a share of repeats."""
+    copy_warmup_steps: int
+    main_steps: int
+    repeat_share: float  # repeated random runs, as a share of the main training's tokens
+    grow_window: tuple[int, int] | None  # the warm-up's windows grow to the whole context between these steps
+    story_spans: bool = False  # with grow_window: half of the long runs are stretches of the stories, repeated
+
+
+# The GPT-2 design grows its induction circuit only when the warm-up's windows grow (16 tokens for
+# 1,500 steps, the whole context by step 6,000), and copies ordinary text, not only random runs,
+# when stretches of the stories are repeated too; the Llama design grows one from 16-token windows.
+RECIPES = {"gpt2": Recipe(copy_warmup_steps=8000, main_steps=0, repeat_share=0.0, grow_window=(1500, 6000),
+                          story_spans=True),
+           "llama": Recipe(copy_warmup_steps=2000, main_steps=2500, repeat_share=0.3, grow_window=None)}
 
 
 def warmup_window(step: int, grow_window: tuple[int, int] | None, block_size: int) -> int:
@@ -69,7 +88,7 @@ def warmup_window(step: int, grow_window: tuple[int, int] | None, block_size: in
 
 def build(out_dir: Path, config: TrainConfig, log_every: int = 100, tokenizer_from: Path | None = None,
           threads: int = THREADS, repeat_share: float = 0.0, copy_warmup_steps: int = 0,
-          grow_window: tuple[int, int] | None = None) -> dict:
+          grow_window: tuple[int, int] | None = None, story_spans: bool = False) -> dict:
     torch.set_num_threads(threads)
     torch.manual_seed(config.seed)
     began = time.perf_counter()
@@ -90,8 +109,12 @@ def build(out_dir: Path, config: TrainConfig, log_every: int = 100, tokenizer_fr
     repeat_ids = repeat_documents(pool, int(repeat_share / (1 - repeat_share) * story_tokens), eos,
                                   REPEAT_SEED)  # [n_repeat_tokens]: a share repeat_share of all
     if grow_window is not None:  # short and long runs, half as many tokens as the stories each
-        runs = [repeat_documents(pool, story_tokens // 2, eos, REPEAT_SEED + 1, shortest=2, longest=(COPY_WINDOW - 1) // 2),
-                repeat_documents(pool, story_tokens // 2, eos, REPEAT_SEED + 2, *LONG_RUNS)]
+        runs = [repeat_documents(pool, story_tokens // 2, eos, REPEAT_SEED + 1, shortest=2, longest=(COPY_WINDOW - 1) // 2)]
+        if story_spans:  # half of the long runs are stretches of the stories, repeated
+            runs += [repeat_documents(pool, story_tokens // 4, eos, REPEAT_SEED + 2, *LONG_RUNS),
+                     repeated_spans(train_ids, story_tokens // 4, eos, REPEAT_SEED + 3, *LONG_RUNS)]
+        else:
+            runs += [repeat_documents(pool, story_tokens // 2, eos, REPEAT_SEED + 2, *LONG_RUNS)]
     else:
         runs = [repeat_documents(pool, story_tokens, eos, REPEAT_SEED + 1, shortest=2, longest=(COPY_WINDOW - 1) // 2)]
     warmup_ids = torch.cat([train_ids] + runs) if copy_warmup_steps else None
@@ -120,19 +143,20 @@ def build(out_dir: Path, config: TrainConfig, log_every: int = 100, tokenizer_fr
     trainer.model.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
     record = {
-        "command": "python -m core.build_course_model" + (f" --architecture {config.architecture}"
-                                                            if config.architecture != "gpt2" else "")
-                   + (f" --threads {threads}" if threads != THREADS else "")
-                   + (f" --repeat-share {repeat_share}" if repeat_share else "")
-                   + (f" --copy-warmup {copy_warmup_steps}" if copy_warmup_steps else "")
-                   + (f" --grow-window {grow_window[0]},{grow_window[1]}" if grow_window else ""),
+        "command": f"python -m core.build_course_model --architecture {config.architecture}"
+                   f" --steps {config.max_steps - copy_warmup_steps} --copy-warmup {copy_warmup_steps}"
+                   f" --repeat-share {repeat_share}"
+                   + (f" --grow-window {grow_window[0]},{grow_window[1]}" if grow_window else "")
+                   + (" --story-spans" if story_spans else "")
+                   + (f" --threads {threads}" if threads != THREADS else ""),
         "config": asdict(config),
         "corpus": {"train_stories": TRAIN_STORIES, "train_seed": TRAIN_SEED, "val_stories": VAL_STORIES,
                    "val_seed": VAL_SEED, "train_tokens": story_tokens, "val_tokens": len(val_ids),
                    "repeat_tokens": len(repeat_ids), "repeat_seed": REPEAT_SEED,
                    "copy_warmup_steps": copy_warmup_steps, "copy_warmup_window": COPY_WINDOW}
                   | ({"copy_warmup_window_growth": list(grow_window), "copy_warmup_long_runs": list(LONG_RUNS)}
-                     if grow_window else {}),
+                     if grow_window else {})
+                  | ({"copy_warmup_story_spans": True} if story_spans else {}),
         "vocab_size": len(tokenizer),
         "seen_token_ids": seen,  # the tokens the model ever saw as input (lesson 2)
         "parameters": parameter_count(trainer.model),
@@ -163,32 +187,41 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--architecture", choices=("gpt2", "llama"), default="gpt2")
     parser.add_argument("--out", type=Path, default=None)
-    parser.add_argument("--steps", type=int, default=None)
+    parser.add_argument("--steps", type=int, default=None,
+                        help="main training steps after the warm-up (default: the design's recipe, RECIPES)")
     parser.add_argument("--threads", type=int, default=THREADS,
                         help="torch threads (the float sums, and so the weights, depend on it)")
     parser.add_argument("--repeat-share", type=float, default=None,
                         help="repeated random runs, as a share of the training tokens (default: the design's "
                              "recipe, RECIPES)")
     parser.add_argument("--copy-warmup", type=int, default=None,
-                        help="steps of 16-token windows of stories and short repeats before the main training "
+                        help="steps of windows of stories and repeated runs before the main training "
                              "(default: the design's recipe, RECIPES)")
     parser.add_argument("--grow-window", default=None, metavar="FIRST,LAST",
                         help="grow the warm-up's windows from 16 tokens at step FIRST to the whole context at "
-                             "step LAST, with runs of 8-60 tokens beside the short ones")
+                             "step LAST, with runs of 8-60 tokens beside the short ones; 'none' keeps them at 16 "
+                             "(default: the design's recipe, RECIPES)")
+    parser.add_argument("--story-spans", action=argparse.BooleanOptionalAction, default=None,
+                        help="with --grow-window, half of the long runs are stretches of the stories and their "
+                             "repeats instead of random tokens (default: the design's recipe, RECIPES)")
     parser.add_argument("--record-seen-tokens", action="store_true",
                         help="only add the training text's token ids to an existing model's training.json")
     args = parser.parse_args()
     if args.record_seen_tokens:
         record_seen_tokens(args.out or (MODERN_MODEL_DIR if args.architecture == "llama" else MODEL_DIR))
         return
+    recipe = RECIPES[args.architecture]
     base = MODERN_CONFIG if args.architecture == "llama" else COURSE_CONFIG
-    config = TrainConfig(**{**asdict(base), "max_steps": base.max_steps if args.steps is None else args.steps})
+    config = replace(base, max_steps=recipe.main_steps if args.steps is None else args.steps)
     out = args.out or (MODERN_MODEL_DIR if args.architecture == "llama" else MODEL_DIR)
-    repeat_share, copy_warmup_steps = RECIPES[args.architecture]
+    if args.grow_window is None:
+        grow_window = recipe.grow_window
+    else:
+        grow_window = None if args.grow_window == "none" else tuple(int(step) for step in args.grow_window.split(","))
     build(out, config, tokenizer_from=MODEL_DIR if args.architecture == "llama" else None, threads=args.threads,
-          repeat_share=repeat_share if args.repeat_share is None else args.repeat_share,
-          copy_warmup_steps=copy_warmup_steps if args.copy_warmup is None else args.copy_warmup,
-          grow_window=tuple(int(step) for step in args.grow_window.split(",")) if args.grow_window else None)
+          repeat_share=recipe.repeat_share if args.repeat_share is None else args.repeat_share,
+          copy_warmup_steps=recipe.copy_warmup_steps if args.copy_warmup is None else args.copy_warmup,
+          grow_window=grow_window, story_spans=recipe.story_spans if args.story_spans is None else args.story_spans)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from core.glassbox import Interventions, run_trace
 from core.induction import (FOUND_LOSS_RATIO, FOUND_SCORE, TEST_LENGTH, TEST_SEQUENCES, find_circuit, induction_heads,
                             is_circuit, standard_test)
 from core.models import load_local_model
-from core.build_course_model import MODEL_DIR
+from core.build_course_model import MODEL_DIR, warmup_window
 
 EVAL_STORIES, EVAL_SEED = 500, 3
 MAT_PROMPT = "The cat sat on the"
@@ -250,13 +250,23 @@ Open the Attention lesson with a prompt such as
 
 
 def steps_line(config: dict, corpus: dict) -> str:
-    """How many steps, on how many tokens: the copying warm-up's short windows counted apart."""
+    """How many steps, on how many tokens: the copying warm-up's windows counted apart."""
     warmup, window = corpus.get("copy_warmup_steps", 0), corpus.get("copy_warmup_window", 0)
+    growth = corpus.get("copy_warmup_window_growth")
     main = config["max_steps"] - warmup
-    tokens = config["batch_size"] * (warmup * window + main * config["block_size"])
+    windows = [warmup_window(step, tuple(growth), config["block_size"]) if growth else window
+               for step in range(warmup)]  # tokens per example at each warm-up step
+    tokens = config["batch_size"] * (sum(windows) + main * config["block_size"])
     if not warmup:
         return f"{main:,} ({tokens:,} tokens seen)"
-    return (f"{warmup:,} steps of copying warm-up on {window}-token windows, then {main:,} on\n"
+    if growth:
+        warmup_text = (f"{warmup:,} steps of copying warm-up, its windows {window} tokens long until step "
+                       f"{growth[0]:,},\n  then growing to {config['block_size']} by step {growth[1]:,}")
+    else:
+        warmup_text = f"{warmup:,} steps of copying warm-up on {window}-token windows"
+    if not main:
+        return f"{warmup_text}\n  ({tokens:,} tokens seen in all)"
+    return (f"{warmup_text}, then {main:,} on\n"
             f"  {config['block_size']}-token windows ({tokens:,} tokens seen in all)")
 
 
@@ -265,16 +275,32 @@ def induction_section(induction: dict | None, training: dict) -> str:
         return ""
     corpus = training["corpus"]
     repeats, warmup = corpus.get("repeat_tokens", 0), corpus.get("copy_warmup_steps", 0)
-    why = (f"The training text mixes such repeated runs ({repeats / (repeats + corpus['train_tokens']):.0%} of its "
-           "tokens) into the stories." if repeats else
-           "This model's training text is the stories alone, which never reward copying at a distance.")
-    if warmup:
-        why += (f" Its first {warmup:,} steps trained on {corpus['copy_warmup_window']}-token windows of the stories "
+    main = training["config"]["max_steps"] - warmup
+    if repeats:
+        why = (f"The training text mixes such repeated runs ({repeats / (repeats + corpus['train_tokens']):.0%} of "
+               "its tokens) into the stories.")
+    elif not warmup:
+        why = "This model's training text is the stories alone, which never reward copying at a distance."
+    else:
+        why = ""
+    which_steps = f"All its {warmup:,} steps" if warmup and not main else f"Its first {warmup:,} steps"
+    growth = corpus.get("copy_warmup_window_growth")
+    if warmup and growth:
+        shortest, longest = corpus["copy_warmup_long_runs"]
+        runs = (f"runs and their repeats (2 to 7 random tokens; {shortest} to {longest} tokens, half of them random\n"
+                "and half stretches of the stories)" if corpus.get("copy_warmup_story_spans") else
+                f"runs of random tokens and their repeats (2 to 7 tokens, and {shortest} to {longest})")
+        why += (f" {which_steps} trained on windows of the stories mixed half and half with\n{runs}, the windows "
+                f"{corpus['copy_warmup_window']} tokens long\nuntil step {growth[0]:,} and the whole context by "
+                f"step {growth[1]:,}.")
+    elif warmup:
+        why += (f" {which_steps} trained on {corpus['copy_warmup_window']}-token windows of the stories "
                 "mixed half and half\nwith runs of 2 to 7 random tokens and their repeats.")
     formed = next((entry["step"] for entry in training["history"] if entry.get("induction_score", 0) >= FOUND_SCORE),
                   None)  # the build runs the standard test at every logged step
     if formed is not None:
         why += f" The best induction score first reached {FOUND_SCORE:.2f} at step {formed:,}."
+    why = why.strip()
     layer, head = induction["induction_head"]
     prev_layer, prev_head = induction["previous_token_head"]
     test = (f"The standard test (Olsson et al., 2022): an end-of-text token, {TEST_LENGTH} random tokens (drawn from\n"

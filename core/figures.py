@@ -640,9 +640,9 @@ def journey_sankey(flows: list[tuple[str, str, float]], sinks: tuple[str, str], 
     return flow_figure(nodes, bands, title, band_px=320, pad=10, side_margin=0.15)
 
 
-def shaded_band(x0: float, x1: float) -> dict:
+def shaded_band(x0: float, x1: float, opacity: float = 0.5) -> dict:
     """A pale band behind a chart's traces, from x0 to x1 over the whole height (a Plotly shape)."""
-    return dict(type="rect", xref="x", yref="paper", x0=x0, x1=x1, y0=0, y1=1, fillcolor="#fde68a", opacity=0.5,
+    return dict(type="rect", xref="x", yref="paper", x0=x0, x1=x1, y0=0, y1=1, fillcolor="#fde68a", opacity=opacity,
                 line_width=0, layer="below")
 
 
@@ -672,11 +672,11 @@ def per_token_loss(labels: list[str], series: dict[str, list[float]], copyable: 
     return figure
 
 
-def induction_growth(history: list[dict], warmup_steps: int, warmup_window: int, found_score: float,
+def induction_growth(history: list[dict], phases: list[tuple[int, int, str]], found_score: float,
                      title: str) -> go.Figure:
     """A build's standard induction test at every logged step: the best induction score and the
-    repeat's loss as a share of the first half's, with the copying warm-up shaded and the score
-    that counts as a circuit marked."""
+    repeat's loss as a share of the first half's, with the copying warm-up's phases shaded (each
+    named above its band, darker first) and the score that counts as a circuit marked."""
     steps = [entry["step"] for entry in history]
     figure = go.Figure()
     for index, (field, name) in enumerate((("induction_score", "best induction score"),
@@ -688,10 +688,10 @@ def induction_growth(history: list[dict], warmup_steps: int, warmup_window: int,
                    line=dict(color="#6b7280", dash="dash", width=1))]
     annotations = [dict(xref="paper", x=1, y=found_score, text=f"a circuit: score ≥ {found_score:.2f}",
                         showarrow=False, xanchor="right", yanchor="bottom", font_size=11)]
-    if warmup_steps:
-        shapes.append(shaded_band(0, warmup_steps))
-        annotations.append(dict(xref="x", yref="paper", x=warmup_steps / 2, y=1, showarrow=False, yanchor="bottom",
-                                text=f"copying warm-up: {warmup_window}-token examples", font_size=11))
+    for index, (first, last, what) in enumerate(phases):
+        shapes.append(shaded_band(first, last, opacity=0.5 / (index + 1)))
+        annotations.append(dict(xref="x", yref="paper", x=(first + last) / 2, y=1, showarrow=False, yanchor="bottom",
+                                text=what, font_size=11))
     figure.update_layout(title=title, height=360, margin=dict(l=10, r=10, t=90, b=10), shapes=shapes,
                          annotations=annotations, legend=dict(orientation="h", yanchor="bottom", y=1.08, x=0),
                          xaxis=dict(title="training step", rangemode="tozero"),

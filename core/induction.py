@@ -45,6 +45,21 @@ def repeat_documents(pool: list[int], n_tokens: int, eos_token_id: int, seed: in
     return torch.tensor(ids, dtype=torch.long)  # [n_ids]
 
 
+def repeated_spans(text_ids: torch.Tensor, n_tokens: int, eos_token_id: int, seed: int,
+                   shortest: int = 8, longest: int = 60) -> torch.Tensor:
+    """Training text that rewards copying ordinary text: documents of a span of `text_ids` (a
+    stretch of the stories, where any starts) and its repeat, each after an end-of-text token,
+    about `n_tokens` in all: [n_ids]."""
+    generator = torch.Generator().manual_seed(seed)
+    ids: list[int] = []
+    while len(ids) < n_tokens:
+        length = int(torch.randint(shortest, longest + 1, (1,), generator=generator))
+        start = int(torch.randint(len(text_ids) - length, (1,), generator=generator))
+        span = text_ids[start:start + length].tolist()  # [length]
+        ids += [eos_token_id] + span + span
+    return torch.tensor(ids, dtype=torch.long)  # [n_ids]
+
+
 @dataclass(frozen=True)
 class InductionTest:
     scores: torch.Tensor  # [layer, head] mean attention to the token after the earlier copy
@@ -94,6 +109,20 @@ def training_progress(model, pool: list[int], eos_token_id: int) -> dict[str, fl
     circuit = find_circuit(test)
     best = circuit.induction_score if circuit is not None else 0.0
     return {"induction_score": round(best, 4), "repeat_loss_ratio": round(test.repeat_loss / test.first_half_loss, 4)}
+
+
+def warmup_phases(corpus: dict, block_size: int) -> list[tuple[int, int, str]]:
+    """The copying warm-up's phases as a build recorded them (first step, last step, what the
+    examples were), for the growth figure's shaded bands: one phase of short windows, or, where the
+    windows grew, the short ones and then the growing ones."""
+    warmup, window = corpus.get("copy_warmup_steps", 0), corpus.get("copy_warmup_window", 0)
+    growth = corpus.get("copy_warmup_window_growth")
+    if not warmup:
+        return []
+    if not growth:
+        return [(0, warmup, f"copying warm-up: {window}-token examples")]
+    first, last = growth
+    return [(0, first, f"{window}-token examples"), (first, min(last, warmup), f"examples grow to {block_size} tokens")]
 
 
 @dataclass(frozen=True)

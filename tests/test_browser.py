@@ -230,7 +230,10 @@ def test_a_control_reruns_its_stretch_and_everything_that_depends_on_it_follows(
     page.locator("svg .gtitle >> text=Attention flow").first.wait_for(timeout=60_000)
     wait_until_idle(page)
     # the head's output is drawn on request: absent until the student opens its section
-    output = "svg .gtitle >> text=Head 2 output z"
+    starting = dict(pair.strip().split("=") for pair in load_lesson(LESSONS[3].markdown).meta["starting_choices"].split(","))
+    layer, head = int(starting["attn_layer"]), int(starting["attn_head"])
+    picked = (head + 1) % 4  # another head of the same layer (the course model has 4)
+    output = f"svg .gtitle >> text=Head {head} output z"
     assert page.locator(output).count() == 0
     label = next(part.on_request for part in load_lesson(LESSONS[3].markdown).parts
                  if getattr(part, "name", None) == "head-output")
@@ -239,10 +242,11 @@ def test_a_control_reruns_its_stretch_and_everything_that_depends_on_it_follows(
     wait_until_idle(page)
     deltas.clear()
     page.get_by_label("Head", exact=True).first.click()
-    page.keyboard.type("1")
+    page.keyboard.type(str(picked))
     page.keyboard.press("Enter")
     wait_until_idle(page)
-    for title in ("Attention pattern, layer 0, head 1", "Attention flow, layer 0, head 1", "Head 1 output z"):
+    for title in (f"Attention pattern, layer {layer}, head {picked}", f"Attention flow, layer {layer}, head {picked}",
+                  f"Head {picked} output z"):
         page.locator(f"svg .gtitle >> text={title}").first.wait_for(timeout=30_000)
     assert deltas and all(delta.fragment_id for delta in deltas)
     no_errors(page)
@@ -254,6 +258,6 @@ def test_a_control_reruns_its_stretch_and_everything_that_depends_on_it_follows(
     page.locator(".gb-chip").first.wait_for(timeout=60_000)
     wait_until_idle(page)
     page.locator('[data-testid="stSidebarNav"]').get_by_role("link", name=LESSONS[3].title, exact=True).click()
-    page.locator("svg .gtitle >> text=Head 1 output z").first.wait_for(timeout=60_000)
+    page.locator(f"svg .gtitle >> text=Head {picked} output z").first.wait_for(timeout=60_000)
     wait_until_idle(page)
     no_errors(page)

@@ -142,3 +142,22 @@ def test_the_warmup_window_grows_from_16_tokens_to_the_whole_context_when_asked(
     assert grown == [16, 16, 72, 128, 128]
     steps = [warmup_window(step, (1500, 6000), 128) for step in range(8000)]
     assert steps == sorted(steps)  # never shrinks
+
+
+@pytest.mark.parametrize("architecture", ["gpt2", "llama"])
+def test_each_shipped_model_was_built_by_its_designs_recipe(architecture):
+    """The recipe in code (`RECIPES`) is the one each bundled model's build recorded, so that
+    `python -m core.build_course_model [--architecture llama]` rebuilds the model that ships."""
+    import json
+
+    from core.build_course_model import MODEL_DIR, MODERN_MODEL_DIR, RECIPES
+
+    recipe = RECIPES[architecture]
+    training = json.loads(((MODERN_MODEL_DIR if architecture == "llama" else MODEL_DIR) / "training.json").read_text())
+    corpus = training["corpus"]
+    assert corpus["copy_warmup_steps"] == recipe.copy_warmup_steps
+    assert training["config"]["max_steps"] == recipe.copy_warmup_steps + recipe.main_steps
+    assert corpus.get("copy_warmup_window_growth") == (list(recipe.grow_window) if recipe.grow_window else None)
+    assert corpus.get("copy_warmup_story_spans", False) == recipe.story_spans
+    shared = corpus["repeat_tokens"] / (corpus["repeat_tokens"] + corpus["train_tokens"])
+    assert shared == pytest.approx(recipe.repeat_share, abs=0.01)

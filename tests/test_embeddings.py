@@ -84,7 +84,7 @@ def test_lesson_2_quotes_the_tokens_the_course_model_never_saw(bundled):
     text = lesson_text("02_embeddings.md")
     used, total, bytes_, merges, never_cos, seen_cos, longer = quoted(
         r"uses (\d+) of its ([\d,]+) tokens.*?other \d+: (\d+) of the 256 single bytes.*?and (\d+) merges"
-        r".*?average cosine similarity of ([\d.]+), against ([\d.]+) among.*?([\d.]+) times as long", text)
+        r".*?average cosine similarity of ([\d.]+) \(to three decimals\), against ([\d.]+) among.*?([\d.]+) times as long", text)
     assert (int(used), int(total.replace(",", "")), int(bytes_), int(merges)) == (len(seen), vocab, len(single),
                                                                                   len(never) - len(single))
     assert f"{embeddings.mean_pairwise_cosine(matrix[never]):.3f}" == never_cos

@@ -1,8 +1,10 @@
-"""The induction test's pieces (core.induction) on hand-made inputs, and lesson 4's circuit view on
-the course models: one click repeats the prompt, the page says the GPT-2-design model has no
-circuit and offers the Llama-design one, which has; the losses it shows, as trained and with
-either head off, are the glass box's own."""
+"""The induction test's pieces (core.induction) on hand-made inputs, and lesson 4's circuit view:
+one click repeats the prompt; on the course model the page names the circuit's two heads and the
+losses it shows, as trained and with either head off, are the glass box's own; on a model with
+no circuit it says so and offers, in one click, a bundled model that has one."""
 from __future__ import annotations
+
+import re
 
 import pytest
 import torch
@@ -47,70 +49,93 @@ def test_the_circuit_is_the_best_induction_head_fed_by_an_earlier_previous_token
     assert find_circuit(InductionTest(induction[:1], previous[:1], 5.0, 5.0)) is None
 
 
-def test_lesson_4_repeats_the_prompt_in_one_click_and_measures_the_copying_on_the_model_in_hand():
+def circuit_losses(app) -> tuple[str, ...]:
+    """The page's mean losses over the shaded predictions: as trained, induction head off, previous-token head
+    off, with the heads it names."""
+    said = next(c.value for c in app.caption if c.value.startswith("Mean loss over the"))
+    return re.fullmatch(
+        r"Mean loss over the (\d+) shaded predictions: (\d+\.\d+) as trained, (\d+\.\d+) (?:best candidate for )?"
+        r"induction head off \((\d)\.(\d)\), (\d+\.\d+) (?:best candidate for )?previous-token head off "
+        r"\((\d)\.(\d)\)\.", said).groups()
+
+
+def assert_losses_are_the_glass_boxs(app, loaded, ids: list[int], copied: list[int]) -> float:
+    """Each mean loss the page shows, computed here from the glass box with the same head switched off; returns
+    the ratio of the loss as trained to the loss with the previous-token head off."""
+    from core.glassbox import Interventions, run_trace
+    from core.induction import token_losses
+
+    count, trained, induction_off, i_layer, i_head, previous_off, p_layer, p_head = circuit_losses(app)
+    assert int(count) == len(copied)
+    for shown, heads in ((trained, frozenset()), (induction_off, {(int(i_layer), int(i_head))}),
+                         (previous_off, {(int(p_layer), int(p_head))})):
+        losses = token_losses(run_trace(loaded.model, ids, interventions=Interventions(frozenset(heads)))["logits"], ids)
+        assert float(shown) == round(float(losses[copied].mean()), 2)
+    return float(trained) / float(previous_off)
+
+
+def test_lesson_4_repeats_the_prompt_in_one_click_and_measures_the_copying_on_the_model_in_hand(tmp_path):
     import json
-    import re
 
     from streamlit.testing.v1 import AppTest
 
+    from core.build_course_model import MODEL_DIR
     from core.course import APP_DIR, LESSONS
-    from core.glassbox import Interventions, run_trace
-    from core.induction import token_losses
     from core.models import load_model
     from core.tokenization import prompt_tokens
-
-    from tests.conftest import open_every_section
+    from tests.conftest import open_every_section, random_gpt2
 
     app = AppTest.from_file(str(APP_DIR / "Home.py"), default_timeout=90).run()
-    app.session_state["prompt"] = "red kite hill sock zoo Mia drum lake"
+    words = "dog her white went your coat goat school hat garden"  # the lesson's suggested words, once
+    app.session_state["prompt"] = words
     open_every_section(app)  # the build's record is drawn on request
     app.switch_page(LESSONS[3].page).run()
     assert not app.exception
     assert any("Nothing in your prompt repeats yet" in c.value for c in app.caption)
-    # the course model has no circuit, and the page says so with the card's own numbers
-    warning = next(w.value for w in app.info if "finds no induction circuit" in w.value)
-    assert "layer 3, head 3, puts only 0.02" in warning and "from 15.99 to 16.21 nats" in warning
-    # the build's record of the circuit growing: the Llama-design model's (the model in hand has none)
-    modern = load_model("glassbox-stories-llama")
+    # the course model has a circuit, and the page names its heads with the test's own numbers
+    card = json.loads((MODEL_DIR / "evaluation.json").read_text())["induction"]
+    (p_layer, p_head), (i_layer, i_head) = card["previous_token_head"], card["induction_head"]
+    assert any(f"layer {p_layer}, head {p_head} is its previous-token head ({card['previous_token_score']:.2f}), "
+               f"layer {i_layer}, head {i_head} its induction head ({card['induction_score']:.2f})" in c.value
+               for c in app.caption)
+    assert not any("finds no induction circuit" in w.value for w in app.info)
+    assert not any(b.key == "attn-circuit-model" for b in app.button)  # no switch offered from a model that has one
+    # the build's record of the circuit growing: the model in hand's own
+    loaded = load_model("glassbox-stories")
     growth = [json.loads(c.proto.spec) for c in app.get("plotly_chart")
               if "circuit grew" in json.loads(c.proto.spec)["layout"]["title"]["text"]]
-    assert len(growth) == 1 and "glassbox-stories-llama" in growth[0]["layout"]["title"]["text"]
-    assert growth[0]["data"][0]["y"] == [entry["induction_score"] for entry in modern.induction_history]
-    assert growth[0]["data"][1]["y"] == [entry["repeat_loss_ratio"] for entry in modern.induction_history]
-    assert load_model("glassbox-stories").induction_history == []
+    assert len(growth) == 1 and "glassbox-stories's" in growth[0]["layout"]["title"]["text"]
+    assert growth[0]["data"][0]["y"] == [entry["induction_score"] for entry in loaded.induction_history]
+    assert [a["text"] for a in growth[0]["layout"]["annotations"][1:]] == ["16-token examples",
+                                                                          "examples grow to 128 tokens"]
     app.button(key="attn-repeat").click().run()
-    repeated = "red kite hill sock zoo Mia drum lake red kite hill sock zoo Mia drum lake"
+    repeated = f"{words} {words}"
     assert app.session_state["prompt"] == repeated
-    said = next(c.value for c in app.caption if c.value.startswith("Mean loss over the"))
-    count, trained, induction_off, previous_off = re.fullmatch(
-        r"Mean loss over the (\d+) shaded predictions: (\d+\.\d+) as trained, (\d+\.\d+) best candidate for "
-        r"induction head off \(3\.3\), (\d+\.\d+) best candidate for previous-token head off \(0\.0\)\.", said).groups()
-    # the same numbers computed here from the glass box, not read from the page
-    loaded = load_model("glassbox-stories")
     ids = [t.id for t in prompt_tokens(loaded.tokenizer, repeated)]
-    # the second copy's predictions, but for its first token (" red", with a space, never seen before:
-    # the first copy begins "red") and its last (nothing follows it)
-    assert ids[len(ids) // 2] != ids[0] and ids[len(ids) // 2 + 1:] == ids[1:len(ids) // 2]
-    copied = list(range(len(ids) // 2 + 1, len(ids) - 1))
-    assert int(count) == len(copied)
-    for shown, heads in ((trained, frozenset()), (induction_off, {(3, 3)}), (previous_off, {(0, 0)})):
-        losses = token_losses(run_trace(loaded.model, ids, interventions=Interventions(frozenset(heads)))["logits"], ids)
-        assert float(shown) == round(float(losses[copied].mean()), 2)
+    copied = copyable_positions(ids)  # the second copy's predictions whose next token the first copy gives
+    assert len(copied) >= len(words.split()) - 2
+    assert circuit_losses(app)[3:5] == (str(i_layer), str(i_head))
+    # the circuit copies the student's repeat, and breaks without its previous-token head
+    assert assert_losses_are_the_glass_boxs(app, loaded, ids, copied) < 0.5
     assert not app.exception
 
-    # one click moves to the bundled model that has a circuit; the page names its heads, and
-    # switching off the previous-token head undoes the copying on the student's own repeat
+    # a model with no circuit (random weights): the page says so, names only candidates, and one click
+    # moves to a bundled model that has one
+    folder = tmp_path / "random"
+    random_gpt2(n_layer=2, n_head=2, n_embd=32, n_positions=128,
+                vocab_size=len(loaded.tokenizer)).save_pretrained(folder)
+    loaded.tokenizer.save_pretrained(folder)
+    app.session_state["model_key"] = str(folder)
+    app.run()
+    assert app.session_state["model_key"] == str(folder) and not app.exception
+    assert any("finds no induction circuit" in w.value for w in app.info)
+    assert circuit_losses(app)  # the candidates' losses, named as candidates
+    assert "best candidate for induction head off" in next(c.value for c in app.caption
+                                                           if c.value.startswith("Mean loss over the"))
+    growth = [json.loads(c.proto.spec) for c in app.get("plotly_chart")
+              if "circuit grew" in json.loads(c.proto.spec)["layout"]["title"]["text"]]
+    assert len(growth) == 1 and "glassbox-stories" in growth[0]["layout"]["title"]["text"]  # a bundled model's record
     app.button(key="attn-circuit-model").click().run()
-    assert app.session_state["model_key"] == "glassbox-stories-llama" and not app.exception
+    assert app.session_state["model_key"] == "glassbox-stories" and not app.exception
     assert not any("finds no induction circuit" in w.value for w in app.info)
-    assert any("layer 0, head 0 is its previous-token head (0.99), layer 1, head 0 its induction head (0.89)"
-               in c.value for c in app.caption)
-    said = next(c.value for c in app.caption if c.value.startswith("Mean loss over the"))
-    count, trained, induction_off, previous_off = re.fullmatch(
-        r"Mean loss over the (\d+) shaded predictions: (\d+\.\d+) as trained, (\d+\.\d+) induction head off "
-        r"\(1\.0\), (\d+\.\d+) previous-token head off \(0\.0\)\.", said).groups()
-    for shown, heads in ((trained, frozenset()), (induction_off, {(1, 0)}), (previous_off, {(0, 0)})):
-        losses = token_losses(run_trace(modern.model, ids, interventions=Interventions(frozenset(heads)))["logits"], ids)
-        assert float(shown) == round(float(losses[copied].mean()), 2)
-    assert float(trained) < 0.5 * float(previous_off)  # the circuit copies the student's repeat, and breaks without it
     assert not any(b.key == "attn-circuit-model" for b in app.button)  # no switch offered from a model that has one

@@ -4,8 +4,11 @@ from __future__ import annotations
 import pytest
 import torch
 
+import json
+
 from core import residual
 from core.glassbox import Interventions, run_trace
+from core.models import BUNDLED_MODEL_DIR
 from tests.conftest import lesson_text, quoted, random_gpt2
 from tests.tiny_models import VARIANTS, tiny_model
 
@@ -148,15 +151,21 @@ def test_the_lessons_numbers_about_heads_and_neurons_are_the_course_models(bundl
     # the default prompt: the name head's direct share is small, its effect large
     ids = tokenizer(load_lesson("home.md").meta["default_prompt"])["input_ids"]
     mia = tokenizer(" Mia")["input_ids"][0]
-    attention, first_mlp, second_mlp = quoted(r"adds only about \+([\d.]+) to that logit directly, while the MLPs "
-                                              r"of layers (\d) and (\d) add most of it", text)
+    layer, attention, attention_layer, mlp_layer = quoted(
+        r"attention in layer (\d) adds about (−?[\d.]+) to that logit directly, next to nothing, while attention in "
+        r"layer (\d) \(where the name heads of lesson 4 sit\) and the MLP of layer (\d) add most of it", text)
     bars = dict(residual.direct_logit_contributions(run_trace(model, ids), model, mia))
-    assert rounded_like(bars["attention 0"], attention) == attention
-    assert set(sorted(bars, key=bars.get)[-2:]) == {f"MLP {first_mlp}", f"MLP {second_mlp}"}
-    head, layer, before, after = quoted(r"switching that head off \(head (\d) of layer (\d), lesson 4\) drops the "
-                                        r"probability of \" Mia\" from ([\d.]+) to ([\d.]+)", text)
+    assert rounded_like(bars[f"attention {layer}"], attention).replace("-", "−") == attention
+    assert abs(bars[f"attention {layer}"]) < 0.5  # "next to nothing"
+    assert set(sorted(bars, key=bars.get)[-2:]) == {f"attention {attention_layer}", f"MLP {mlp_layer}"}
+    assert sum(sorted(bars.values())[-2:]) > 0.5 * sum(bars.values())  # "most of it"
+    card = json.loads((BUNDLED_MODEL_DIR / "evaluation.json").read_text())
+    assert {layer for _, layer, _ in card["name_heads"][:2]} == {int(attention_layer)}
+    off_layer, before, after = quoted(r"switching off all four heads of layer (\d) drops the probability of \" Mia\" "
+                                      r"from ([\d.]+) to ([\d.]+)", text)
+    assert off_layer == layer and bundled.arch.n_head == 4
     assert rounded_like(probability(ids, mia), before) == before
-    ablated = Interventions(ablated_heads=frozenset({(int(layer), int(head))}))
+    ablated = Interventions(ablated_heads=frozenset((int(layer), head) for head in range(bundled.arch.n_head)))
     assert rounded_like(probability(ids, mia, ablated), after) == after
 
     # "The cat sat on the": switching off the neurons that push " mat" hardest hardly moves it
@@ -174,16 +183,22 @@ def test_the_lessons_numbers_about_heads_and_neurons_are_the_course_models(bundl
     assert rounded_like(probability(ids, mat), p_mat) == p_mat
     late, push, after, fall, sigma_before, sigma_after = quoted(
         r"The top 8 neurons of layer (\d) push the logit of \" mat\" up by about ([\d.]+) directly\. Switch them off "
-        r"and \" mat\" still has ([\d.]+): its logit falls by only ([\d.]+),.*?\(([\d.]+) before, ([\d.]+) after\)", text)
+        r"and \" mat\" falls to ([\d.]+), yet its logit falls by only ([\d.]+), less than their push,.*?"
+        r"\(([\d.]+) before, ([\d.]+) after\)", text)
     pushed, ablated = top_eight(int(late))
     after_trace = run_trace(model, ids, interventions=ablated)
     assert rounded_like(pushed, push) == push
     assert rounded_like(float(after_trace.next_token_probs()[mat]), after) == after
     assert rounded_like(float(trace["logits"][-1, mat] - after_trace["logits"][-1, mat]), fall) == fall
+    assert float(fall) < float(push)
     assert rounded_like(float(trace["ln_final.var"][-1].sqrt()), sigma_before) == sigma_before
     assert rounded_like(float(after_trace["ln_final.var"][-1].sqrt()), sigma_after) == sigma_after
-    early, push, after = quoted(r"The top 8 of layer (\d), with a direct push of about ([\d.]+), leave it at ([\d.]+)\.",
-                                text)
+    early, push, after, early_fall = quoted(r"The top 8 of layer (\d) push it up by only about ([\d.]+) directly, yet "
+                                            r"switched off they leave \" mat\" at ([\d.]+): its logit falls by ([\d.]+), "
+                                            r"far more than their direct push", text)
     pushed, ablated = top_eight(int(early))
+    after_trace = run_trace(model, ids, interventions=ablated)
     assert rounded_like(pushed, push) == push
-    assert rounded_like(probability(ids, mat, ablated), after) == after
+    assert rounded_like(float(after_trace.next_token_probs()[mat]), after) == after
+    assert rounded_like(float(trace["logits"][-1, mat] - after_trace["logits"][-1, mat]), early_fall) == early_fall
+    assert float(early_fall) > float(push)

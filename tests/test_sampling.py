@@ -232,6 +232,35 @@ def test_the_lessons_numbers_about_sure_and_unsure_prompts_are_the_course_models
 
 
 
+def test_the_lessons_reading_of_the_journey_on_the_default_prompt(bundled):
+    """Lesson 6: on the default prompt most of the chosen token's logit flows from the earlier copies
+    of the name, through one attention layer; most of the rest from the last position, by two MLPs."""
+    from core.glassbox import run_trace
+    from core.lessons import load_lesson
+
+    text = lesson_text("06_sampling.md")
+    share, copies, layer, last, first_mlp, second_mlp = quoted(
+        r'On the default prompt (\d+)% of the logit of " Mia" comes from the (\w+) earlier ` Mia` tokens, copied into '
+        r"the last position by attention in layer (\d), where the name heads sit \(lesson 4\)\. Most of the rest is "
+        r"written at the last token, `(.)`, by the MLPs of layers (\d) and (\d)", text)
+    ids = bundled.tokenizer(load_lesson("home.md").meta["default_prompt"])["input_ids"]
+    labels = [f"{i} {bundled.tokenizer.decode([token])}" for i, token in enumerate(ids)]
+    assert labels[-1].endswith(last)
+    trace = run_trace(bundled.model, ids)
+    mia = bundled.tokenizer(" Mia")["input_ids"][0]
+    flows = sampling.journey_flows(trace, bundled.model, mia, labels)
+    names = {label for label in labels if label.endswith(" Mia")}
+    assert {2: "two"}[len(names)] == copies
+    from_names = [flow for flow in flows if flow.source in names]
+    logit = float(trace["logits"][-1, mia])
+    assert f"{sum(flow.value for flow in from_names) / logit:.0%}" == f"{share}%"
+    assert max(from_names, key=lambda flow: flow.value).component == f"attention {layer}"
+    from_last = sorted((flow for flow in flows if flow.source == labels[-1]), key=lambda flow: -flow.value)
+    assert {flow.component for flow in from_last[:2]} == {f"MLP {first_mlp}", f"MLP {second_mlp}"}
+    rest = logit - sum(flow.value for flow in from_names)
+    assert sum(flow.value for flow in from_last) > 0.5 * rest  # "most of the rest"
+
+
 def test_the_sweep_axis_spans_exactly_the_swept_temperatures():
     from core import figures
 

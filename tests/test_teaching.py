@@ -12,6 +12,7 @@ from course_ui import lesson_key, section_key
 from core.course import APP_DIR, LESSONS
 from core.lessons import load_lesson
 from core.tokenization import prompt_tokens
+from tests.conftest import lesson_text, quoted
 
 
 def open_app(**query) -> AppTest:
@@ -38,13 +39,15 @@ def test_suggested_prompts_and_starting_choices_come_from_the_lesson_markdown():
     suggestions = [text.strip() for text in meta["suggested_prompts"].split("|")]
     app = open_app()
     app.switch_page(LESSONS[3].page).run()
-    assert (app.session_state["attn_layer"], app.session_state["attn_head"]) == (0, 2)  # where the text sends them
+    layer, head = quoted(r"look at the last row of layer (\d), head (\d)", lesson_text("04_attention.md"))
+    assert (app.session_state["attn_layer"], app.session_state["attn_head"]) == (int(layer), int(head))  # the text's head
     app.button(key="suggest-4-1").click().run()
     assert app.session_state["prompt"] == suggestions[1]
-    app.selectbox(key="attn_head").select(1).run()
+    picked = (int(head) + 1) % 4
+    app.selectbox(key="attn_head").select(picked).run()
     app.switch_page(LESSONS[4].page).run()
     app.switch_page(LESSONS[3].page).run()
-    assert app.session_state["attn_head"] == 1  # starting choices apply once, not over the student's own
+    assert app.session_state["attn_head"] == picked  # starting choices apply once, not over the student's own
 
 
 def test_predict_then_check_reveals_the_count_only_after_a_guess(bundled):
@@ -176,6 +179,7 @@ def test_a_figure_slot_marked_on_request_is_drawn_only_when_the_student_opens_it
     app.run()
     assert {"qkv-q", "qkv-k", "qkv-v", "scores"} <= charts()
     q = json.loads(next(c.proto.spec for c in app.get("plotly_chart") if c.proto.id.endswith("-qkv-q")))
-    assert q["layout"]["title"]["text"].startswith("Q (layer 0, head 2)")  # this head's real queries
+    starting = (app.session_state["attn_layer"], app.session_state["attn_head"])
+    assert q["layout"]["title"]["text"].startswith(f"Q (layer {starting[0]}, head {starting[1]})")  # its real queries
     # that it stays open across lessons is a browser matter (a click inside a live stretch):
     # tests/test_browser.py::test_a_control_reruns_its_stretch_and_everything_that_depends_on_it_follows
