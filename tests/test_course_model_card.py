@@ -224,3 +224,24 @@ def test_the_attention_lesson_quotes_the_copying_of_a_repeated_story_opening():
     assert len(copied) > 10
     losses = token_losses(run_trace(loaded.model, ids)["logits"], ids)  # [n_tokens - 1]
     assert loss == f"{float(losses[copied].mean()):.2f}"
+
+
+def test_the_attention_lesson_reads_the_induction_stripe_on_the_suggested_repeat():
+    from core.glassbox import run_trace
+    from core.lessons import load_lesson
+    from core.models import load_model
+    from core.tokenization import prompt_tokens
+    from tests.conftest import quoted
+
+    repeat = [text.strip() for text in load_lesson("04_attention.md").meta["suggested_prompts"].split("|")][2]
+    query, share, key, earlier = quoted(r'the course model\'s induction head, at the second "([^"]+)", puts ([\d.]+) of '
+                                        r'its attention on the first "([^"]+)", the token that followed the first '
+                                        r'"([^"]+)"', lesson_text("04_attention.md"))
+    loaded = load_model("glassbox-stories")
+    ids = [token.id for token in prompt_tokens(loaded.tokenizer, repeat)]
+    labels = [loaded.tokenizer.decode([token]) for token in ids]
+    first, second = [i for i, label in enumerate(labels) if label == query]
+    assert query == earlier and labels[first + 1] == key
+    layer, head = json.loads((MODEL_DIR / "evaluation.json").read_text())["induction"]["induction_head"]
+    pattern = run_trace(loaded.model, ids)["pattern", layer][head]  # [query, key]
+    assert int(pattern[second].argmax()) == first + 1 and f"{float(pattern[second, first + 1]):.2f}" == share
