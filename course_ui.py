@@ -9,7 +9,7 @@ import streamlit as st
 
 from core.course import LESSONS, LessonEntry, lesson, neighbours
 from core.figures import md_escape
-from core.lessons import BadSlot, Figure, Lesson, Markdown, Question, load_lesson
+from core.lessons import Aside, BadSlot, Figure, Lesson, Markdown, Question, load_lesson
 from core.models import DEFAULT_MODEL, REGISTRY, LoadedModel, ModelLoadError, family_order, picker_label
 from core.tokenization import tokens_text
 
@@ -359,6 +359,9 @@ def _render_part(part, question_number: int, figures: dict[str, Callable[[], Non
         st.warning(f"This line of the lesson is not a figure slot this app understands: {part.line}")
     elif isinstance(part, Question):
         render_question(part, question_number, key)
+    elif isinstance(part, Aside):
+        with st.expander(part.label):
+            st.markdown(part.text)
 
 
 def _draw_figure(builder: Callable[[], None], key: str, slot: str) -> None:

@@ -15,10 +15,13 @@ A lesson file is markdown with three extras:
     ---
     Why the right option is right.
     :::
+    ::: more How the model got its circuit   a passage the student opens (markdown only)
+    The longer story, for those who want it.
+    :::
 
 `parse_lesson` turns a file into a list of parts, in order; the page renders markdown
 parts as markdown, asks the page's figure builders for figure parts (an unknown name
-becomes a visible warning), and renders questions as small quizzes.
+becomes a visible warning), renders questions as small quizzes and asides as closed sections.
 """
 from __future__ import annotations
 
@@ -29,6 +32,7 @@ from pathlib import Path
 LESSONS_DIR = Path(__file__).resolve().parent.parent / "lessons"
 FIGURE_SLOT = re.compile(r"^\s*\{\{\s*figure\s*:\s*([A-Za-z0-9_\-]+)\s*(?:\|\s*on request\s*:\s*([^{}]*?\S)\s*)?\}\}\s*$")
 ANY_SLOT = re.compile(r"^\s*\{\{(.*)\}\}\s*$")
+ASIDE = re.compile(r"^:::\s*more\s+(\S.*?)\s*$", re.IGNORECASE)
 OPTION = re.compile(r"^\s*[-*]\s*\[( |x|X)\]\s*(.+)$")
 
 
@@ -47,6 +51,13 @@ class Figure:
 class BadSlot:
     """A `{{ ... }}` line that is not a well-formed figure slot."""
     line: str
+
+
+@dataclass(frozen=True)
+class Aside:
+    """A passage the student opens: its label, and its markdown (no figure slots or questions in it)."""
+    label: str
+    text: str
 
 
 @dataclass(frozen=True)
@@ -133,10 +144,13 @@ def parse_lesson(text: str) -> Lesson:
     i = 0
     while i < len(lines):
         line = lines[i]
-        if line.strip().lower() == "::: question":
+        opening = line.strip()
+        if opening.lower() == "::: question" or ASIDE.match(opening):
             flush()
             end = next((j for j in range(i + 1, len(lines)) if lines[j].strip() == ":::"), len(lines))
-            parts.append(_question(lines[i + 1:end]))
+            aside = ASIDE.match(opening)
+            parts.append(Aside(aside.group(1), "\n".join(lines[i + 1:end]).strip("\n")) if aside
+                         else _question(lines[i + 1:end]))
             i = end + 1
             continue
         figure = FIGURE_SLOT.match(line)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 
 from core.course import COURSE, LESSONS, lesson, lesson_files_exist, neighbours
-from core.lessons import LESSONS_DIR, BadSlot, Figure, Markdown, Question, QuizScore, load_lesson, parse_lesson
+from core.lessons import LESSONS_DIR, Aside, BadSlot, Figure, Markdown, Question, QuizScore, load_lesson, parse_lesson
 
 SAMPLE = """---
 title: A lesson
@@ -62,6 +62,33 @@ def test_quiz_score_counts_answered_and_right_multiple_choice_questions_only():
 def test_file_without_front_matter_or_slots_is_all_markdown():
     lesson = parse_lesson("# Title\n\nJust text.\n")
     assert lesson.title == "" and lesson.parts == [Markdown("# Title\n\nJust text.")]
+
+
+def test_an_aside_is_a_labelled_passage_the_student_opens():
+    lesson = parse_lesson("Before.\n::: more How it was built\nThe **long** story.\n\nTwo paragraphs.\n:::\nAfter.\n"
+                          "::: question\nWhy?\n---\nBecause.\n:::\n")
+    assert lesson.parts[:3] == [Markdown("Before."), Aside("How it was built", "The **long** story.\n\nTwo paragraphs."),
+                                Markdown("After.")]
+    assert len(lesson.questions) == 1  # an aside is not a question and does not shift the questions' numbers
+
+
+def test_every_aside_in_the_lessons_is_text_only_and_rendered_closed():
+    from streamlit.testing.v1 import AppTest
+
+    from core.course import APP_DIR
+
+    asides = {entry.page: [part for part in load_lesson(entry.markdown).parts if isinstance(part, Aside)]
+              for entry in LESSONS if entry.is_built}
+    for page_asides in asides.values():
+        for aside in page_asides:
+            assert "{{" not in aside.text and ":::" not in aside.text  # no slot or question inside
+    page, page_asides = next((page, found) for page, found in asides.items() if found)
+    app = AppTest.from_file(str(APP_DIR / "Home.py"), default_timeout=90).run()
+    app.switch_page(page).run()
+    labels = {expander.label: expander for expander in app.expander}
+    for aside in page_asides:
+        assert aside.label in labels
+        assert aside.text.split("\n")[0][:40] in labels[aside.label].markdown[0].value
 
 
 def test_unclosed_question_takes_the_rest_of_the_file():

@@ -129,3 +129,11 @@ def test_shift_changes_learned_scores_and_not_rotary_ones_on_the_course_models(b
     assert modern.tokenizer(bundled.tokenizer.decode(ids))["input_ids"] == ids  # the same tokens
     assert positions.shift_invariance(modern.model, ids, 10) < 1e-4
     assert positions.shift_invariance(bundled.model, ids, 10) > 0.1
+
+
+def test_the_silu_dip_the_lesson_quotes():
+    from tests.conftest import lesson_text, quoted
+
+    (lowest,) = quoted(r"SiLU dips a\s+little below zero, to about −([\d.]+)", lesson_text("05_feed_forward.md"))
+    x = torch.linspace(-6, 0, 600_001)
+    assert f"{float(-(x * torch.sigmoid(x)).min()):.2f}" == lowest
