@@ -62,7 +62,7 @@ def growth(loaded) -> None:
         st.info("No model at hand recorded the induction test while it trained.")
         return
     phases = induction.warmup_phases(shown.training_record["corpus"], shown.arch.n_ctx)
-    title = (f"How {figures.plotly_text(shown.name)}'s circuit grew: the standard test every "
+    title = (f"How the circuit of {figures.plotly_text(shown.name)} grew: the standard test every "
              f"{shown.induction_history[0]['step']} steps of its build")
     course_ui.chart("induction-growth", (shown.name,), lambda: figures.induction_growth(
         shown.induction_history, phases, induction.FOUND_SCORE, title))

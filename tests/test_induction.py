@@ -103,8 +103,8 @@ def test_lesson_4_repeats_the_prompt_in_one_click_and_measures_the_copying_on_th
     # the build's record of the circuit growing: the model in hand's own
     loaded = load_model("glassbox-stories")
     growth = [json.loads(c.proto.spec) for c in app.get("plotly_chart")
-              if "circuit grew" in json.loads(c.proto.spec)["layout"]["title"]["text"]]
-    assert len(growth) == 1 and "glassbox-stories's" in growth[0]["layout"]["title"]["text"]
+              if "How the circuit of" in json.loads(c.proto.spec)["layout"]["title"]["text"]]
+    assert len(growth) == 1 and "circuit of glassbox-stories grew" in growth[0]["layout"]["title"]["text"]
     assert growth[0]["data"][0]["y"] == [entry["induction_score"] for entry in loaded.induction_history]
     assert [a["text"] for a in growth[0]["layout"]["annotations"][1:]] == ["16-token examples",
                                                                           "examples grow to 128 tokens"]
@@ -133,7 +133,7 @@ def test_lesson_4_repeats_the_prompt_in_one_click_and_measures_the_copying_on_th
     assert "best candidate for induction head off" in next(c.value for c in app.caption
                                                            if c.value.startswith("Mean loss over the"))
     growth = [json.loads(c.proto.spec) for c in app.get("plotly_chart")
-              if "circuit grew" in json.loads(c.proto.spec)["layout"]["title"]["text"]]
+              if "How the circuit of" in json.loads(c.proto.spec)["layout"]["title"]["text"]]
     assert len(growth) == 1 and "glassbox-stories" in growth[0]["layout"]["title"]["text"]  # a bundled model's record
     app.button(key="attn-circuit-model").click().run()
     assert app.session_state["model_key"] == "glassbox-stories" and not app.exception
