@@ -251,7 +251,9 @@ def _heatmap_trace(values, x_labels: list[str], y_labels: list[str], x_title: st
         show_values = rows * cols <= 400
     scale = scale or colour_range(z, clip_outliers and diverging)
     limit = scale.limit
-    colour_bar = dict(title=dict(text=colour_title, side="right"), **placement.pop("colorbar", {}))
+    bar = dict(placement.pop("colorbar", {}))
+    side = bar.pop("title_side", "right")
+    colour_bar = dict(title=dict(text=colour_title, side=side) | (dict(font_size=11) if side == "top" else {}), **bar)
     if scale.clipped:  # an end of the scale that values go beyond says so
         colour_bar.update(tickvals=[-limit, -limit / 2, 0, limit / 2, limit], ticktext=[
             ("≤ " if scale.lowest < -limit else "") + _tick_number(-limit), _tick_number(-limit / 2), "0",
@@ -309,7 +311,8 @@ def heatmap_panels(panels: list[tuple], x_labels: list[str], y_labels: list[str]
     for cell, scale, (values, _, *own_colour_title) in zip(cells, scales, panels):
         bar = dict(x=1.01, xanchor="left", y=0.5, len=1.0, thickness=12) if shared else \
             dict(x=cell.x_domain[1] + 0.005, xanchor="left", y=sum(cell.y_domain) / 2,
-                 len=cell.y_domain[1] - cell.y_domain[0], thickness=12)  # each panel's own, beside it
+                 len=cell.y_domain[1] - cell.y_domain[0], thickness=12,
+                 title_side="top")  # each panel's own, beside it, titled above (at its side it reads as the next panel's axis title)
         traces.append(_heatmap_trace(values, x_labels, y_labels, x_title, y_title, diverging, show_values, value_format,
                                      value_range, (own_colour_title or [colour_title])[0], clip_outliers, scale,
                                      xaxis=cell.x, yaxis=cell.y, colorbar=bar,
