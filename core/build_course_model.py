@@ -86,6 +86,21 @@ def warmup_window(step: int, grow_window: tuple[int, int] | None, block_size: in
     return int(COPY_WINDOW + (block_size - COPY_WINDOW) * share)
 
 
+def warmup_runs(story_ids: torch.Tensor, pool: list[int], eos: int, long_runs: bool, story_spans: bool) -> list[torch.Tensor]:
+    """The copying warm-up's runs and their repeats, as many tokens as the stories: runs of 2 to 7
+    tokens; with `long_runs` (a growing window) half of them runs of LONG_RUNS tokens instead, of
+    which, with `story_spans`, half are stretches of the stories rather than random tokens."""
+    story_tokens = len(story_ids)
+    short = repeat_documents(pool, story_tokens // 2 if long_runs else story_tokens, eos, REPEAT_SEED + 1,
+                             shortest=2, longest=(COPY_WINDOW - 1) // 2)
+    if not long_runs:
+        return [short]
+    if not story_spans:
+        return [short, repeat_documents(pool, story_tokens // 2, eos, REPEAT_SEED + 2, *LONG_RUNS)]
+    return [short, repeat_documents(pool, story_tokens // 4, eos, REPEAT_SEED + 2, *LONG_RUNS),
+            repeated_spans(story_ids, story_tokens // 4, eos, REPEAT_SEED + 3, *LONG_RUNS)]
+
+
 def build(out_dir: Path, config: TrainConfig, log_every: int = 100, tokenizer_from: Path | None = None,
           threads: int = THREADS, repeat_share: float = 0.0, copy_warmup_steps: int = 0,
           grow_window: tuple[int, int] | None = None, story_spans: bool = False) -> dict:
@@ -108,16 +123,8 @@ def build(out_dir: Path, config: TrainConfig, log_every: int = 100, tokenizer_fr
     pool = test_token_pool(tokenizer, seen)  # the story tokens, no special token: the runs and the test draw from it
     repeat_ids = repeat_documents(pool, int(repeat_share / (1 - repeat_share) * story_tokens), eos,
                                   REPEAT_SEED)  # [n_repeat_tokens]: a share repeat_share of all
-    if grow_window is not None:  # short and long runs, half as many tokens as the stories each
-        runs = [repeat_documents(pool, story_tokens // 2, eos, REPEAT_SEED + 1, shortest=2, longest=(COPY_WINDOW - 1) // 2)]
-        if story_spans:  # half of the long runs are stretches of the stories, repeated
-            runs += [repeat_documents(pool, story_tokens // 4, eos, REPEAT_SEED + 2, *LONG_RUNS),
-                     repeated_spans(train_ids, story_tokens // 4, eos, REPEAT_SEED + 3, *LONG_RUNS)]
-        else:
-            runs += [repeat_documents(pool, story_tokens // 2, eos, REPEAT_SEED + 2, *LONG_RUNS)]
-    else:
-        runs = [repeat_documents(pool, story_tokens, eos, REPEAT_SEED + 1, shortest=2, longest=(COPY_WINDOW - 1) // 2)]
-    warmup_ids = torch.cat([train_ids] + runs) if copy_warmup_steps else None
+    warmup_ids = (torch.cat([train_ids] + warmup_runs(train_ids, pool, eos, grow_window is not None, story_spans))
+                  if copy_warmup_steps else None)  # [n_warmup_tokens]: the stories, then as many tokens of runs
     train_ids = torch.cat([train_ids, repeat_ids])  # [n_train_tokens]: windows are drawn anywhere, so they mix
     print(f"corpus: {len(train_texts)} train stories, {story_tokens:,} tokens, {len(repeat_ids):,} repeat tokens; "
           f"vocabulary {len(tokenizer)}; {time.perf_counter() - began:.1f} s", flush=True)

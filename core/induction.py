@@ -33,16 +33,24 @@ def repeated_random_tokens(pool: list[int], length: int, generator: torch.Genera
     return run + run
 
 
-def repeat_documents(pool: list[int], n_tokens: int, eos_token_id: int, seed: int,
-                     shortest: int = 8, longest: int = 60) -> torch.Tensor:
-    """Training text that rewards copying at any distance: documents of a random run of `pool`
-    tokens and its repeat, each after an end-of-text token, about `n_tokens` in all: [n_ids]."""
+def _repeated_documents(n_tokens: int, eos_token_id: int, seed: int, shortest: int, longest: int,
+                        run_and_repeat) -> torch.Tensor:
+    """Documents of an end-of-text token, then `run_and_repeat(length, generator)` (a run of a
+    random length and the same run again), about `n_tokens` in all: [n_ids]."""
     generator = torch.Generator().manual_seed(seed)
     ids: list[int] = []
     while len(ids) < n_tokens:
         length = int(torch.randint(shortest, longest + 1, (1,), generator=generator))
-        ids += [eos_token_id] + repeated_random_tokens(pool, length, generator)
+        ids += [eos_token_id] + run_and_repeat(length, generator)
     return torch.tensor(ids, dtype=torch.long)  # [n_ids]
+
+
+def repeat_documents(pool: list[int], n_tokens: int, eos_token_id: int, seed: int,
+                     shortest: int = 8, longest: int = 60) -> torch.Tensor:
+    """Training text that rewards copying at any distance: documents of a random run of `pool`
+    tokens and its repeat, each after an end-of-text token, about `n_tokens` in all: [n_ids]."""
+    return _repeated_documents(n_tokens, eos_token_id, seed, shortest, longest,
+                               lambda length, generator: repeated_random_tokens(pool, length, generator))
 
 
 def repeated_spans(text_ids: torch.Tensor, n_tokens: int, eos_token_id: int, seed: int,
@@ -50,14 +58,12 @@ def repeated_spans(text_ids: torch.Tensor, n_tokens: int, eos_token_id: int, see
     """Training text that rewards copying ordinary text: documents of a span of `text_ids` (a
     stretch of the stories, where any starts) and its repeat, each after an end-of-text token,
     about `n_tokens` in all: [n_ids]."""
-    generator = torch.Generator().manual_seed(seed)
-    ids: list[int] = []
-    while len(ids) < n_tokens:
-        length = int(torch.randint(shortest, longest + 1, (1,), generator=generator))
+    def span_and_repeat(length: int, generator: torch.Generator) -> list[int]:
         start = int(torch.randint(len(text_ids) - length, (1,), generator=generator))
         span = text_ids[start:start + length].tolist()  # [length]
-        ids += [eos_token_id] + span + span
-    return torch.tensor(ids, dtype=torch.long)  # [n_ids]
+        return span + span
+
+    return _repeated_documents(n_tokens, eos_token_id, seed, shortest, longest, span_and_repeat)
 
 
 @dataclass(frozen=True)

@@ -144,11 +144,10 @@ def parse_lesson(text: str) -> Lesson:
     i = 0
     while i < len(lines):
         line = lines[i]
-        opening = line.strip()
-        if opening.lower() == "::: question" or ASIDE.match(opening):
+        aside = ASIDE.match(line.strip())
+        if aside or line.strip().lower() == "::: question":
             flush()
             end = next((j for j in range(i + 1, len(lines)) if lines[j].strip() == ":::"), len(lines))
-            aside = ASIDE.match(opening)
             parts.append(Aside(aside.group(1), "\n".join(lines[i + 1:end]).strip("\n")) if aside
                          else _question(lines[i + 1:end]))
             i = end + 1

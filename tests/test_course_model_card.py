@@ -55,13 +55,12 @@ def test_the_model_passes_every_probe_the_foundation_issue_asks_for(measured):
         assert measured["probes"][kind]["accuracy"] >= REQUIRED[kind], kind
 
 
-def test_the_attention_lesson_quotes_the_cards_induction_circuit(stored):
+def test_the_attention_lesson_quotes_the_cards_induction_circuit(stored, bundled):
     """Issue 16 asked for an induction circuit in the GPT-2-design course model; lesson 4 describes
     it in the card's numbers: the losses, the two heads, the other induction heads and the ablations."""
     import math
 
     from core.induction import FOUND_SCORE, test_token_pool
-    from core.models import load_model
     from tests.conftest import quoted
 
     induction = stored["induction"]
@@ -71,7 +70,7 @@ def test_the_attention_lesson_quotes_the_cards_induction_circuit(stored):
         r"50 tokens drawn at random from the (\d+) tokens that occur in the stories.*?the same probability for each of "
         r"the (\d+) tokens, costs \$\\ln \d+ = (\d+\.\d+)\$ nats.*?This course asks an induction head for a score of "
         r"at least ([\d.]+), and a circuit also for a repeat that costs less than half of the first half", text)
-    loaded = load_model("glassbox-stories")
+    loaded = bundled
     assert int(pool) == int(uniform_pool) == len(test_token_pool(loaded.tokenizer, loaded.seen_token_ids))
     assert float(uniform) == round(math.log(int(pool)), 2)
     assert float(bar) == FOUND_SCORE and FOUND_LOSS_RATIO == 0.5
@@ -189,14 +188,13 @@ def test_the_attention_lesson_quotes_the_cards_head_and_ablation(stored):
         assert {(h_layer, h_head) for _, h_layer, h_head in card["name_heads"]} <= induction_heads
 
 
-def test_the_attention_lesson_quotes_the_name_heads_on_the_suggested_prompt():
+def test_the_attention_lesson_quotes_the_name_heads_on_the_suggested_prompt(bundled):
     """What lesson 4 says the name head does on its suggested prompt, measured on the bundled model."""
     from core.glassbox import Interventions, run_trace
     from core.lessons import load_lesson
-    from core.models import load_model
     from tests.conftest import quoted
 
-    loaded = load_model("glassbox-stories")
+    loaded = bundled
     text = lesson_text("04_attention.md")
     (starting,) = quoted(r"starting_choices: (attn_layer=\d, attn_head=\d)", (MODEL_DIR.parent.parent / "lessons" /
                                                                              "04_attention.md").read_text())
@@ -225,16 +223,15 @@ def test_the_attention_lesson_quotes_the_name_heads_on_the_suggested_prompt():
     assert sum(float(pattern[q, 0]) > 0.5 for q in no_name) > len(no_name) / 2
 
 
-def test_the_attention_lesson_quotes_the_copying_of_a_repeated_story_opening():
+def test_the_attention_lesson_quotes_the_copying_of_a_repeated_story_opening(bundled):
     from core.glassbox import run_trace
     from core.induction import copyable_positions, repeated_prompt, token_losses
-    from core.models import load_model
     from core.tokenization import prompt_tokens
     from tests.conftest import quoted
 
     (opening,) = quoted(r'on the story opening "([^"]+)" said twice, its repeat still cost', lesson_text("04_attention.md"))
     (loss,) = quoted(r"on the same opening said twice its repeat costs (\d\.\d+)", lesson_text("04_attention.md"))
-    loaded = load_model("glassbox-stories")
+    loaded = bundled
     ids = [token.id for token in prompt_tokens(loaded.tokenizer, repeated_prompt(opening))]
     copied = copyable_positions(ids)
     assert len(copied) > 10
@@ -242,10 +239,9 @@ def test_the_attention_lesson_quotes_the_copying_of_a_repeated_story_opening():
     assert loss == f"{float(losses[copied].mean()):.2f}"
 
 
-def test_the_attention_lesson_reads_the_induction_stripe_on_the_suggested_repeat():
+def test_the_attention_lesson_reads_the_induction_stripe_on_the_suggested_repeat(bundled):
     from core.glassbox import run_trace
     from core.lessons import load_lesson
-    from core.models import load_model
     from core.tokenization import prompt_tokens
     from tests.conftest import quoted
 
@@ -253,7 +249,7 @@ def test_the_attention_lesson_reads_the_induction_stripe_on_the_suggested_repeat
     query, share, key, earlier = quoted(r'the course model\'s induction head, at the second "([^"]+)", puts ([\d.]+) of '
                                         r'its attention on the first "([^"]+)", the token that followed the first '
                                         r'"([^"]+)"', lesson_text("04_attention.md"))
-    loaded = load_model("glassbox-stories")
+    loaded = bundled
     ids = [token.id for token in prompt_tokens(loaded.tokenizer, repeat)]
     labels = [loaded.tokenizer.decode([token]) for token in ids]
     first, second = [i for i, label in enumerate(labels) if label == query]
