@@ -519,8 +519,7 @@ def you_are_here(loaded: LoadedModel, number: int) -> None:
         model_map.build_map(loaded.model, small=True), "", highlight=highlight, height=330, ablated=ablated)))
     with st.sidebar:
         st.caption("You are here (click a part to open its lesson):")
-        show_figure(figure, "you-are-here", on_select=lambda: open_clicked_lesson("you-are-here"),
-                    config={"displayModeBar": False})
+        show_figure(figure, "you-are-here", on_select=lambda: open_clicked_lesson("you-are-here"))
     go_where_the_map_was_clicked(number)
 
 
@@ -621,10 +620,13 @@ def chart(name: str, depends_on: tuple, build: Callable[[], object], where=None,
 def show_figure(figure, key: str, where=None, on_select: Callable[[], None] | None = None, **options) -> None:
     """Draw a Plotly figure as the course draws every figure: in its own template (core.plot_style),
     with Streamlit's theme off (it would restyle the figure in the browser, which also costs the
-    browser about a sixth of lesson 4's drawing time). `on_select`: called on a click on a point."""
+    browser about a sixth of lesson 4's drawing time) and with the course's Plotly config
+    (core.plot_style.BROWSER_CONFIG). `on_select`: called on a click on a point."""
     if on_select is not None:
         options.update(on_select=on_select, selection_mode="points")
-    (where or st).plotly_chart(figure, key=key, theme=None, **options)
+    from core.plot_style import BROWSER_CONFIG
+
+    (where or st).plotly_chart(figure, key=key, theme=None, config=BROWSER_CONFIG, **options)
 
 
 def lesson_links(numbers: list[int]) -> None:

@@ -10,6 +10,7 @@ from streamlit.testing.v1 import AppTest
 from core.course import APP_DIR, COURSE, LESSONS
 from core.figures import md_escape
 from core.lessons import load_lesson
+from core.plot_style import BROWSER_CONFIG
 from tests.conftest import open_every_section
 from tests.test_live_training import wait_for  # one condition wait for every training test
 
@@ -91,6 +92,7 @@ def assert_healthy(app: AppTest) -> None:
         for label in plotly_labels(spec):  # Plotly renders some tags in labels: token text must be escaped
             assert "<" not in label, f"unescaped '<' in a Plotly label: {label!r}"
         assert_course_look(chart.proto.theme, spec)
+        assert json.loads(chart.proto.config) == BROWSER_CONFIG  # drawn without Plotly's toolbar (issue 19)
 
 
 def assert_course_look(theme: str, spec: dict) -> None:
