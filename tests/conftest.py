@@ -10,14 +10,24 @@ import re
 # two while another process kept both cores busy).
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+from typing import TYPE_CHECKING  # noqa: E402
+
 import pytest  # noqa: E402
-import torch  # noqa: E402
-from transformers import GPT2Config, GPT2LMHeadModel  # noqa: E402
 
 from core.lessons import LESSONS_DIR  # noqa: E402
 from core.models import BUNDLED_MODEL_DIR, load_model  # noqa: E402
 
-torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+# PyTorch and transformers are imported where a test needs them, not here: under pytest-xdist the
+# process that only deals the tests out imports this file too (about 7 s of a core for nothing).
+if TYPE_CHECKING:
+    from transformers import GPT2LMHeadModel
+
+
+@pytest.fixture(autouse=True, scope="session")
+def one_torch_thread():
+    import torch
+
+    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -61,6 +71,9 @@ def quoted(pattern: str, text: str) -> tuple[str, ...]:
 
 
 def random_gpt2(n_layer=2, n_head=2, n_embd=32, n_positions=64, vocab_size=100, seed=0, **extra) -> GPT2LMHeadModel:
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel  # noqa: F811 (the name above is for type checkers only)
+
     torch.manual_seed(seed)
     config = GPT2Config(n_layer=n_layer, n_head=n_head, n_embd=n_embd, n_positions=n_positions,
                         vocab_size=vocab_size, attn_implementation="eager", **extra)
@@ -142,7 +155,9 @@ def app_url():
 @pytest.fixture
 def page(app_url):
     """A headless Chromium page for one test (tests.streamlit_server.browser_page: its own Playwright,
-    which other tests may start too, one at a time)."""
+    which other tests may start too, one at a time). A browser of its own per test: one Chromium
+    shared by a worker's tests, with a context per test, cost Chromium more CPU, not less (one pair
+    of runs of tests/test_browser.py: 113 s against 87 s), so it was not kept."""
     from tests.streamlit_server import browser_page
 
     with browser_page() as opened:
@@ -153,7 +168,7 @@ def pytest_collection_modifyitems(items):
     """Under pytest-xdist (`pytest -n N`), the browser tests are dealt in turn into N groups, one
     per worker: each group shares one app server, and the groups run side by side."""
     groups = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
-    browser = [item for item in items if {"app_url", "page"} & set(getattr(item, "fixturenames", ()))
+    browser = [item for item in items if "app_url" in getattr(item, "fixturenames", ())  # (`page` needs it too)
                or item.path.name.startswith("test_browser")]
     for index, item in enumerate(browser):
         item.add_marker(pytest.mark.xdist_group(f"browser-{index % groups}"))
