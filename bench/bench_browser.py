@@ -4,18 +4,22 @@ Prints figures; asserts nothing.
 - cold start: the server healthy, Home drawn, and the first lesson drawn right after Home and,
   on a fresh server, after 10 s of reading Home
 - every page, first and second visit: from the click in the sidebar to the script idle and
-  every Plotly chart drawn (the count of Plotly layers stops changing)
-- the main control of lessons 4-6: from the change to the script idle and the charts redrawn
+  every Plotly chart drawn (the count of Plotly layers stops changing); for the second visit, where
+  the time went: until the server's last message arrived, and the drawing after it
+- the main control of lessons 4-6: from the change to the script idle and the charts redrawn, in
+  three parts (the message to the server sent, its last reply arrived, the page still)
 - the server's CPU seconds for a lesson on a prompt no one has used before (AppTest, in-process)
 Models: the two course models by default (any registry key or folder can be named, and
 `random-gpt2-small`: GPT-2 small's shape with random weights, saved to a temporary folder).
 """
 from __future__ import annotations
 
+import contextlib
 import gc
 import statistics
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -68,15 +72,58 @@ WATCH_CHANGES = """() => {
 }"""
 
 
-def timed(work, page) -> float:
+# the page's websocket traffic, in the page's own clock: when each message to the server left and
+# each message from it arrived (a message waits for the page's main thread, so a late arrival can
+# also mean the page was busy drawing what came before)
+WATCH_SOCKET = """(() => {
+    window.glassboxSocket = [];
+    const Native = window.WebSocket;
+    window.WebSocket = function (...args) {
+        const socket = new Native(...args);
+        const send = socket.send.bind(socket);
+        socket.send = data => { window.glassboxSocket.push(['sent', performance.now()]); return send(data); };
+        socket.addEventListener('message', () => window.glassboxSocket.push(['received', performance.now()]));
+        return socket;
+    };
+    window.WebSocket.prototype = Native.prototype;
+    Object.assign(window.WebSocket, Native);
+})();"""
+
+
+@dataclass(frozen=True)
+class Timing:
+    """One action, from the student's click or key press (seconds): `sent` when the page's message
+    left for the server, `replied` when the server's last message arrived, `still` when the page
+    stopped changing (the figure a student feels)."""
+
+    sent: float
+    replied: float
+    still: float
+
+
+def timed(work, page) -> Timing:
     """From the student's action to the page's last change, once the script is idle and the page
-    has been still for 300 ms (neither the fixed waits of `drawn` nor the stillness window count)."""
+    has been still for 300 ms (neither the fixed waits of `drawn` nor the stillness window count).
+    The page must have been opened with WATCH_SOCKET as an init script (`watched_page`)."""
     if not page.evaluate("() => 'glassboxLastChange' in window"):
         page.evaluate(WATCH_CHANGES)
+    page.evaluate("() => { window.glassboxSocket = []; }")
     began = page.evaluate("() => performance.now()")
     work()
     drawn(page)
-    return (page.evaluate("() => window.glassboxLastChange") - began) / 1000
+    traffic = page.evaluate("() => window.glassboxSocket")
+    sent = next((at for kind, at in traffic if kind == "sent"), began)
+    replied = max((at for kind, at in traffic if kind == "received"), default=sent)
+    still = page.evaluate("() => window.glassboxLastChange")
+    return Timing(*((moment - began) / 1000 for moment in (sent, replied, still)))
+
+
+@contextlib.contextmanager
+def watched_page():
+    """A browser page whose websocket traffic is timed (WATCH_SOCKET)."""
+    with browser_page() as page:
+        page.add_init_script(WATCH_SOCKET)
+        yield page
 
 
 # charts whose margins Plotly's automargin widened after the first drawing: each was drawn twice
@@ -87,7 +134,7 @@ DRAWN_TWICE = """() => [...document.querySelectorAll('.js-plotly-plot')].filter(
 }).length"""
 
 
-def visit(page, url: str, path: str, title: str) -> float:
+def visit(page, url: str, path: str, title: str) -> Timing:
     def go() -> None:
         page.locator('[data-testid="stSidebarNav"] a[href$="/' + path + '"]').first.click()
         page.get_by_text(title).first.wait_for(timeout=60_000)
@@ -100,44 +147,47 @@ READING_HOME = 10.0  # seconds a student spends on Home before the first lesson 
 def after_reading_home(model: str) -> float:
     """A fresh server: Home drawn, READING_HOME seconds, then lesson 1: what the warm-up started
     with Home (imports, the model's load) saves a student who reads Home first."""
-    with running_app() as (url, _, _), browser_page() as page:
+    with running_app() as (url, _, _), watched_page() as page:
         page.goto(f"{url}/?model={model}")
         page.get_by_text("The lessons").first.wait_for(timeout=60_000)
         drawn(page)
         page.wait_for_timeout(READING_HOME * 1000)
-        return visit(page, url, *PAGES[1])
+        return visit(page, url, *PAGES[1]).still
 
 
 def browser_table(model: str) -> None:
     print(f"== {model}: Chromium, one student ==")
     reading = after_reading_home(model)  # its own fresh server and browser, before this one's (one Playwright at a time)
     began = time.perf_counter()
-    with running_app() as (url, _, healthy_after), browser_page() as page:
+    with running_app() as (url, _, healthy_after), watched_page() as page:
         page.goto(f"{url}/?model={model}")
         page.get_by_text("The lessons").first.wait_for(timeout=60_000)
         home_shown = time.perf_counter() - began  # what the student reads (the lessons' elements load after)
         drawn(page)
         home = time.perf_counter() - began
-        first_lesson = visit(page, url, *PAGES[1])  # lesson 1: pays for the heavy imports unless warmed up
+        first_lesson = visit(page, url, *PAGES[1]).still  # lesson 1: pays for the heavy imports unless warmed up
         print(f"cold start: healthy {healthy_after:.2f} s, Home shown {home_shown:.2f} s, drawn {home:.2f} s, lesson 1 drawn "
               f"{first_lesson:.2f} s after a click the moment Home is drawn, "
               f"{reading:.2f} s after {READING_HOME:.0f} s of reading Home")
         rows = []
         for path, title in PAGES:
-            first = visit(page, url, path, title)
-            rows.append((path, first))
+            rows.append((path, visit(page, url, path, title)))
         for index, (path, title) in enumerate(PAGES):
             second = visit(page, url, path, title)
             layers = page.locator(".js-plotly-plot").count()
             rows[index] = (path, rows[index][1], second, layers, page.evaluate(DRAWN_TWICE))
-        print(f"{'page':22s} {'first visit':>12s} {'second':>8s} {'Plotly charts':>14s} {'drawn twice':>12s}")
+        print(f"{'page':22s} {'first visit':>12s} {'second':>8s} {'Plotly charts':>14s} {'drawn twice':>12s}   "
+              f"second visit: last reply, then drawing")
         for path, first, second, layers, twice in rows:
-            print(f"{path:22s} {first:10.2f} s {second:6.2f} s {layers:14d} {twice:12d}")
+            print(f"{path:22s} {first.still:10.2f} s {second.still:6.2f} s {layers:14d} {twice:12d}   "
+                  f"{second.replied:5.2f} s + {second.still - second.replied:4.2f} s")
         for path, (what, move) in CONTROLS.items():
             visit(page, url, path, dict(PAGES)[path])
-            times = [timed(lambda n=n, move=move: move(page, n), page) for n in range(4)]
-            print(f"{path:22s} {what:20s} moved: median {statistics.median(times) * 1000:6.0f} ms "
-                  f"(of {len(times)})")
+            moves = [timed(lambda n=n, move=move: move(page, n), page) for n in range(4)]
+            median = {part: statistics.median(getattr(m, part) for m in moves) * 1000 for part in ("sent", "replied", "still")}
+            print(f"{path:22s} {what:20s} moved: median {median['still']:6.0f} ms (of {len(moves)}): "
+                  f"sent {median['sent']:4.0f} ms, last reply {median['replied']:4.0f} ms, drawn "
+                  f"{median['still'] - median['replied']:4.0f} ms after it")
 
 
 def server_cpu(model: str, prompts: int = 3) -> None:
