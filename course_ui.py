@@ -620,13 +620,16 @@ def chart(name: str, depends_on: tuple, build: Callable[[], object], where=None,
 def show_figure(figure, key: str, where=None, on_select: Callable[[], None] | None = None, **options) -> None:
     """Draw a Plotly figure as the course draws every figure: in its own template (core.plot_style),
     with Streamlit's theme off (it would restyle the figure in the browser, which also costs the
-    browser about a sixth of lesson 4's drawing time) and with the course's Plotly config
-    (core.plot_style.BROWSER_CONFIG). `on_select`: called on a click on a point."""
+    browser about a sixth of lesson 4's drawing time), with the course's Plotly config
+    (core.plot_style.BROWSER_CONFIG), and named by its title for screen readers. `on_select`:
+    called on a click on a point."""
     if on_select is not None:
         options.update(on_select=on_select, selection_mode="points")
+    from core.figures import plain_text
     from core.plot_style import BROWSER_CONFIG
 
-    (where or st).plotly_chart(figure, key=key, theme=None, config=BROWSER_CONFIG, **options)
+    (where or st).plotly_chart(figure, key=key, theme=None, config=BROWSER_CONFIG,
+                               alt=plain_text(figure.layout.title.text), **options)
 
 
 def lesson_links(numbers: list[int]) -> None:

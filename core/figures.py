@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 import html
+import re
 import math
 import unicodedata
 from dataclasses import dataclass
@@ -182,6 +183,13 @@ def word_splits_table(words: list[str], tokenizers: dict[str, object]) -> pd.Dat
 def plotly_text(text: str) -> str:
     """Text for Plotly labels: whitespace made visible and HTML-escaped (Plotly reads some tags)."""
     return html.escape(visible(text), quote=False)
+
+
+def plain_text(plotly_label: str | None) -> str | None:
+    """A Plotly label (a figure's title) as plain text, Plotly's tags dropped and its escapes undone:
+    what a screen reader says for the chart. None for no text."""
+    plain = " ".join(html.unescape(re.sub(r"<[^>]*>", " ", plotly_label or "")).split())
+    return plain or None
 
 
 def token_labels(token_strings: list[str]) -> list[str]:

@@ -8,7 +8,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from core.course import APP_DIR, COURSE, LESSONS
-from core.figures import md_escape
+from core.figures import md_escape, plain_text
 from core.lessons import load_lesson
 from core.plot_style import BROWSER_CONFIG
 from tests.conftest import open_every_section
@@ -93,6 +93,8 @@ def assert_healthy(app: AppTest) -> None:
             assert "<" not in label, f"unescaped '<' in a Plotly label: {label!r}"
         assert_course_look(chart.proto.theme, spec)
         assert json.loads(chart.proto.config) == BROWSER_CONFIG  # drawn without Plotly's toolbar (issue 19)
+        title = ((spec.get("layout") or {}).get("title") or {}).get("text")
+        assert chart.proto.alt == (plain_text(title) or ""), title  # a screen reader names the chart by its title
 
 
 def assert_course_look(theme: str, spec: dict) -> None:

@@ -80,6 +80,8 @@ def test_enter_a_prompt_on_home_and_see_its_tokens(app_url, page):
         page.locator(main_figure).first.wait_for(timeout=60_000)
         wait_until_idle(page)
         assert page.get_by_role("textbox", name="Your prompt").input_value() == PROMPT
+        title = main_figure.split("text=")[1]  # and a screen reader finds the chart by its title
+        assert page.get_by_role("figure", name=re.compile(re.escape(title))).count() >= 1, title
         no_errors(page)
         page.screenshot(path=str(ARTIFACTS / shot), full_page=False)
 

@@ -139,3 +139,15 @@ def test_any_prompt_becomes_tokens_that_spell_it_exactly(tokenizer, prompt):
     assert all(0 <= t.id < len(tokenizer) and t.text == decode_piece(t.symbols) for t in tokens)
     eos = tokenizer.convert_tokens_to_ids(END_OF_TEXT)
     assert eos not in [t.id for t in tokens]  # a typed "<|endoftext|>" is text, not the control token
+
+
+@given(st.text(max_size=60))
+@example("<b>Mia</b> & <script>alert(1)</script>")
+@settings(max_examples=200, deadline=None)
+def test_a_chart_named_for_a_screen_reader_says_the_students_text_as_typed(text):
+    """A figure's title carries the student's text escaped for Plotly; the chart's accessible name
+    (core.figures.plain_text) gives that text back as written, with no tag of it dropped."""
+    from core.figures import plain_text, plotly_text, visible
+
+    title = f"Where the logit of {plotly_text(text)} comes from"
+    assert plain_text(title) == " ".join(f"Where the logit of {visible(text)} comes from".split())
