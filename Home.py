@@ -58,12 +58,12 @@ def home() -> None:
     course_ui.init_state()
     course_ui.restore_kept_values()
     course_ui.share_in_address()
-    course_ui.warm_up_in_background()
     st.title(home_lesson.title)
     st.caption(home_lesson.summary)
     course_ui.render_lesson(home_lesson, {"model-picker": model_picker, "prompt-box": prompt_box,
                                           "lesson-list": lesson_list}, key="home")
     course_ui.load_lesson_elements_early()
+    course_ui.warm_up_in_background()
 
 
 home_page = st.Page(home, title="Home", default=True)
