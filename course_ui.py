@@ -8,9 +8,10 @@ from dataclasses import dataclass
 import streamlit as st
 
 from core.course import LESSONS, LessonEntry, lesson, neighbours
-from core.figures import md_escape
+from core.figures import md_escape, plain_text
 from core.lessons import Aside, BadSlot, Figure, Lesson, Markdown, Question, load_lesson
 from core.models import DEFAULT_MODEL, REGISTRY, LoadedModel, ModelLoadError, family_order, picker_label
+from core.plot_style import BROWSER_CONFIG
 from core.tokenization import tokens_text
 
 LOCAL_FOLDER = "local-folder"
@@ -625,9 +626,6 @@ def show_figure(figure, key: str, where=None, on_select: Callable[[], None] | No
     called on a click on a point."""
     if on_select is not None:
         options.update(on_select=on_select, selection_mode="points")
-    from core.figures import plain_text
-    from core.plot_style import BROWSER_CONFIG
-
     (where or st).plotly_chart(figure, key=key, theme=None, config=BROWSER_CONFIG,
                                alt=plain_text(figure.layout.title.text), **options)
 

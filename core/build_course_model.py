@@ -20,7 +20,8 @@ The GPT-2 design: its learned positions learn to copy only as far back as its wi
 warm-up windows grow (`--grow-window 1500,6000`: 16 tokens until step 1,500, the whole context by
 step 6,000, with runs of 8 to 60 tokens beside the short ones, half of them stretches of the
 stories and their repeats: `--story-spans`), for 8,000 steps and no main training after them
-(`--steps 0`); its circuit forms suddenly around step 4,400. Without the stories' stretches it
+(`--steps 0`); its circuit forms between steps 3,600 and 5,000 (best induction score at most 0.03
+through step 3,600, 0.44 at 4,400, 0.78 at 5,000). Without the stories' stretches it
 formed too, but copied only random runs, not a student's repeated sentence.
 Then run `python -m core.evaluate_course_model [--model FOLDER]` to measure it and write its card.
 """
