@@ -11,7 +11,7 @@ import math
 
 import plotly.graph_objects as go
 
-from core import plot_style  # noqa: F401  (the course's Plotly template, made the default)
+from core.plot_style import figure, titled
 
 from core.architectures import Architecture
 
@@ -35,8 +35,7 @@ def wiring_of(arch: Architecture) -> str:
 def block_wirings_figure(arch: Architecture, model_name: str) -> go.Figure:
     """The three ways a block can be wired, side by side, the loaded model's in colour: the
     residual stream is the vertical line; a box off the line reads the stream and adds back."""
-    figure = go.Figure()
-    shapes, notes = [], []  # set at once at the end (add_shape and add_annotation re-validate the layout per call)
+    shapes, notes = [], []
     mine = wiring_of(arch)
     for column, (key, (title, steps)) in enumerate(BLOCK_WIRINGS.items()):
         colour = ACCENT if key == mine else MUTED
@@ -63,42 +62,36 @@ def block_wirings_figure(arch: Architecture, model_name: str) -> go.Figure:
                                    line=dict(color=colour, dash="dot")))
     notes.append(dict(x=0, y=-0.5, text="stream in ↑ (bottom), out at the top", showarrow=False, xanchor="left",
                       font=dict(size=11, color=MUTED)))
-    figure.update_xaxes(visible=False, range=[-0.8, 9.6])
-    figure.update_yaxes(visible=False, range=[-0.9, 8.2])
-    figure.update_layout(title=f"How a block is wired: {model_name} is the one in colour", height=360,
-                         plot_bgcolor="white", shapes=shapes, annotations=notes)
-    return figure
+    return figure([], dict(title=titled(f"How a block is wired: {model_name} is the one in colour"), height=360,
+                           plot_bgcolor="white", shapes=shapes, annotations=notes,
+                           xaxis=dict(visible=False, range=[-0.8, 9.6]), yaxis=dict(visible=False, range=[-0.9, 8.2])))
 
 
 def head_groups_figure(arch: Architecture, model_name: str) -> go.Figure:
     """Query heads (top row) joined to the key/value head each reads (bottom row)."""
-    figure = go.Figure()
     top, bottom = 1.0, 0.0
 
     def spread(count: int, index: int) -> float:
         return (index + 0.5) / count
 
-    for head in range(arch.n_head):
-        kv = arch.kv_head_of(head)
-        figure.add_trace(go.Scatter(x=[spread(arch.n_head, head), spread(arch.n_kv_head, kv)], y=[top, bottom],
-                                    mode="lines", line=dict(color=MUTED, width=1.5), hoverinfo="skip", showlegend=False))
-    figure.add_trace(go.Scatter(
-        x=[spread(arch.n_head, h) for h in range(arch.n_head)], y=[top] * arch.n_head, mode="markers+text",
+    traces = [dict(type="scatter", x=[spread(arch.n_head, head), spread(arch.n_kv_head, arch.kv_head_of(head))],
+                   y=[top, bottom], mode="lines", line=dict(color=MUTED, width=1.5), hoverinfo="skip", showlegend=False)
+              for head in range(arch.n_head)]
+    traces.append(dict(
+        type="scatter", x=[spread(arch.n_head, h) for h in range(arch.n_head)], y=[top] * arch.n_head, mode="markers+text",
         marker=dict(size=22, color=STREAM), text=[f"q{h}" for h in range(arch.n_head)], textposition="top center",
         name="query heads", hovertemplate="query head %{text}<extra></extra>"))
-    figure.add_trace(go.Scatter(
-        x=[spread(arch.n_kv_head, g) for g in range(arch.n_kv_head)], y=[bottom] * arch.n_kv_head,
+    traces.append(dict(
+        type="scatter", x=[spread(arch.n_kv_head, g) for g in range(arch.n_kv_head)], y=[bottom] * arch.n_kv_head,
         mode="markers+text", marker=dict(size=26, color=ACCENT, symbol="square"),
         text=[f"k,v {g}" for g in range(arch.n_kv_head)], textposition="bottom center", name="key/value heads",
         hovertemplate="key/value head %{text}<extra></extra>"))
     shared = ("every query head has its own keys and values" if arch.group_size == 1
               else f"each key/value head serves {arch.group_size} query heads")
-    figure.update_xaxes(visible=False, range=[-0.05, 1.05])
-    figure.update_yaxes(visible=False, range=[-0.6, 1.6])
-    figure.update_layout(title=f"{model_name}: {arch.n_head} query heads, {arch.n_kv_head} key/value heads ({shared})",
-                         height=260, plot_bgcolor="white",
-                         legend=dict(orientation="h", y=-0.05))
-    return figure
+    return figure(traces, dict(
+        title=titled(f"{model_name}: {arch.n_head} query heads, {arch.n_kv_head} key/value heads ({shared})"),
+        height=260, plot_bgcolor="white", legend=dict(orientation="h", y=-0.05),
+        xaxis=dict(visible=False, range=[-0.05, 1.05]), yaxis=dict(visible=False, range=[-0.6, 1.6])))
 
 
 def rotary_pairs_figure(pairs, model_name: str, token: str) -> go.Figure:
@@ -114,16 +107,16 @@ def rotary_pairs_figure(pairs, model_name: str, token: str) -> go.Figure:
     for cell, pair in zip(cells, pairs):
         reach = max(math.hypot(*pair.before), 1e-6) * 1.15
         for index, (place, (a, b)) in enumerate(pair.turned.items()):
-            traces.append(go.Scatter(x=[0, a], y=[0, b], xaxis=cell.x, yaxis=cell.y, mode="lines+markers",
-                                     marker=dict(size=[0, 9]), line=dict(color=colours[index % len(colours)], width=3),
-                                     name=f"at position {place}", legendgroup=str(place), showlegend=cell.index == 0,
-                                     hovertemplate=f"position {place}<br>(%{{x:.3f}}, %{{y:.3f}})<extra></extra>"))
-        layout.update(cell.axes(dict(range=[-reach, reach], zeroline=True, title_text="first dim"),
+            traces.append(dict(type="scatter", x=[0, a], y=[0, b], xaxis=cell.x, yaxis=cell.y, mode="lines+markers",
+                               marker=dict(size=[0, 9]), line=dict(color=colours[index % len(colours)], width=3),
+                               name=f"at position {place}", legendgroup=str(place), showlegend=cell.index == 0,
+                               hovertemplate=f"position {place}<br>(%{{x:.3f}}, %{{y:.3f}})<extra></extra>"))
+        layout.update(cell.axes(dict(range=[-reach, reach], zeroline=True, title=titled("first dim")),
                                 dict(range=[-reach, reach], zeroline=True, scaleanchor=cell.x,
-                                     title_text="second dim" if cell.index == 0 else None)))
-    layout.update(title=f"{model_name}: the query at {token}, one pair of dims at a time, turned by its position",
+                                     title=titled("second dim" if cell.index == 0 else None))))
+    layout.update(title=titled(f"{model_name}: the query at {token}, one pair of dims at a time, turned by its position"),
                   height=380, margin=dict(l=10, r=10, t=100, b=10), annotations=subtitles)
-    return go.Figure(traces, layout)
+    return figure(traces, layout)
 
 
 # --- the map of the model --------------------------------------------------------------------------
@@ -145,8 +138,7 @@ def model_map_figure(model_map, title: str, highlight: set[str] = frozenset(), n
     import html as html_module
 
     numbers = numbers or {}
-    figure = go.Figure()
-    notes = []  # shapes and notes set at once at the end (add_shape and add_annotation re-validate the layout per call)
+    notes = []
     shapes = [dict(type="line", x0=0, x1=0, y0=0.3, y1=model_map.stream_top, line=dict(color=STREAM, width=5),
                    layer="below")]
     xs, ys, texts, custom, hovers, colours = [], [], [], [], [], []
@@ -181,19 +173,20 @@ def model_map_figure(model_map, title: str, highlight: set[str] = frozenset(), n
                       f"parameters: {part.parameters:,}" + (f"<br>on your prompt: {html_module.escape(number)}" if number else "")
                       + f"<br>click: lesson {part.lesson}")
         colours.append(ACCENT if part.key in ablated else (ACCENT if lit else INK))
-    figure.add_trace(go.Scatter(
-        x=xs, y=ys, mode="markers+text" if show_labels else "markers", text=texts, customdata=custom,
+    traces = [dict(
+        type="scatter", x=xs, y=ys, mode="markers+text" if show_labels else "markers", text=texts, customdata=custom,
         textfont=dict(size=10, color=colours), marker=dict(size=14, opacity=0.01, color=INK),
-        hovertext=hovers, hovertemplate="%{hovertext}<extra></extra>", showlegend=False))
+        hovertext=hovers, hovertemplate="%{hovertext}<extra></extra>", showlegend=False)]
     crossed = [part for part in model_map.parts if part.key in ablated]
     if crossed:
-        figure.add_trace(go.Scatter(x=[p.x for p in crossed], y=[p.y for p in crossed], mode="text", text=["✕"] * len(crossed),
-                                    textfont=dict(size=16, color=ACCENT), hoverinfo="skip", showlegend=False))
+        traces.append(dict(type="scatter", x=[p.x for p in crossed], y=[p.y for p in crossed], mode="text",
+                           text=["✕"] * len(crossed), textfont=dict(size=16, color=ACCENT), hoverinfo="skip",
+                           showlegend=False))
     left = min(p.x - p.width / 2 for p in model_map.parts) - 0.6  # room for a label a little wider than its box
     right = max(p.x + p.width / 2 for p in model_map.parts) + 0.6
-    figure.update_xaxes(visible=False, range=[left, right], fixedrange=True)
-    figure.update_yaxes(visible=False, range=[-0.6, model_map.stream_top + 0.6], fixedrange=True)
-    figure.update_layout(title=title, height=height or int(60 + 46 * (model_map.stream_top + 1)),
-                         margin=dict(l=5, r=5, t=40 if title else 5, b=5), plot_bgcolor="white", dragmode=False,
-                         hoverlabel=dict(align="left"), shapes=shapes, annotations=notes)
-    return figure
+    return figure(traces, dict(
+        title=titled(title), height=height or int(60 + 46 * (model_map.stream_top + 1)),
+        margin=dict(l=5, r=5, t=40 if title else 5, b=5), plot_bgcolor="white", dragmode=False,
+        hoverlabel=dict(align="left"), shapes=shapes, annotations=notes,
+        xaxis=dict(visible=False, range=[left, right], fixedrange=True),
+        yaxis=dict(visible=False, range=[-0.6, model_map.stream_top + 0.6], fixedrange=True)))

@@ -17,7 +17,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from core.flows import FlowLink, FlowNode, flow_figure, flow_through
-from core.plot_style import DIVERGING, SEQUENTIAL, finished, guide_line
+from core.plot_style import DIVERGING_SCALE, SEQUENTIAL_SCALE, figure, finished, guide_line, titled
 from core.tokenization import MergeStep, Token, decode_piece
 
 if TYPE_CHECKING:
@@ -97,14 +97,14 @@ def tokenizer_comparison_figure(counts: dict[str, int], n_characters: int) -> go
     names = list(counts)
     values = [counts[name] for name in names]
     per_token = [n_characters / v if v else 0 for v in values]
-    figure = go.Figure(go.Bar(
-        x=values, y=names, orientation="h", marker_color="#2563eb",
+    # finished here: drawn fresh at each run, not through course_ui.chart, which finishes the others
+    return finished(figure([dict(
+        type="bar", x=values, y=names, orientation="h", marker=dict(color="#2563eb"),
         text=[f"{v:,} tokens · {c:.2f} characters per token" for v, c in zip(values, per_token)],
-        textposition="auto", hovertemplate="%{y}: %{x} tokens<extra></extra>"))
-    figure.update_layout(height=80 + 45 * len(names), margin=dict(l=10, r=10, t=30, b=30),
-                         title=f"Tokens for the same {n_characters:,} characters",
-                         xaxis_title="number of tokens", yaxis=dict(autorange="reversed"))
-    return finished(figure)  # drawn fresh at each run, not through course_ui.chart, which finishes the others
+        textposition="auto", hovertemplate="%{y}: %{x} tokens<extra></extra>")],
+        dict(height=80 + 45 * len(names), margin=dict(l=10, r=10, t=30, b=30),
+             title=titled(f"Tokens for the same {n_characters:,} characters"),
+             xaxis=dict(title=titled("number of tokens")), yaxis=dict(autorange="reversed"))))
 
 
 def merge_steps_table(steps: list[MergeStep]) -> pd.DataFrame:
@@ -244,7 +244,7 @@ def colour_range(z, clip_outliers: bool = False) -> ColourRange:
 def _heatmap_trace(values, x_labels: list[str], y_labels: list[str], x_title: str, y_title: str, diverging: bool,
                    show_values: bool | None, value_format: str, value_range: tuple[float, float] | None,
                    colour_title: str, clip_outliers: bool = False, scale: ColourRange | None = None,
-                   **placement) -> go.Heatmap:
+                   **placement) -> dict:
     """One heatmap of real values: NaN and -inf cells (masked scores) blank; diverging around 0 with
     its own ±max (`colour_range`: with `clip_outliers`, a few far larger cells do not set it, and the
     colour bar's exceeded end says "≥"), or sequential (fixed to `value_range` if given); the values
@@ -260,20 +260,24 @@ def _heatmap_trace(values, x_labels: list[str], y_labels: list[str], x_title: st
     scale = scale or colour_range(z, clip_outliers and diverging)
     limit = scale.limit
     bar = dict(placement.pop("colorbar", {}))
-    side = bar.pop("title_side", "right")
-    colour_bar = dict(title=dict(text=colour_title, side=side) | (dict(font_size=11) if side == "top" else {}), **bar)
+    side = placement.pop("colour_title_side", "right")
+    colour_bar = dict(title=dict(text=colour_title, side=side) | (dict(font=dict(size=11)) if side == "top" else {}), **bar)
     if scale.clipped:  # an end of the scale that values go beyond says so
         colour_bar.update(tickvals=[-limit, -limit / 2, 0, limit / 2, limit], ticktext=[
             ("≤ " if scale.lowest < -limit else "") + _tick_number(-limit), _tick_number(-limit / 2), "0",
             _tick_number(limit / 2), ("≥ " if scale.highest > limit else "") + _tick_number(limit)])
-    return go.Heatmap(
-        z=z.numpy(), x=x_labels, y=y_labels,  # an array goes to the browser as one binary block, not a list
-        colorscale=DIVERGING if diverging else SEQUENTIAL, zmid=0 if diverging else None,
-        zmin=-limit if diverging else value_range[0] if value_range else None,
-        zmax=limit if diverging else value_range[1] if value_range else None,
-        texttemplate=f"%{{z:{value_format}}}" if show_values else None, textfont={"size": 10},
+    trace = dict(
+        type="heatmap", z=z.numpy(), x=x_labels, y=y_labels,  # an array goes to the browser as one binary block
+        colorscale=DIVERGING_SCALE if diverging else SEQUENTIAL_SCALE, textfont={"size": 10},
         hovertemplate=f"{y_title or 'row'} %{{y}}<br>{x_title or 'column'} %{{x}}<br>{colour_title} %{{z:.4f}}<extra></extra>",
         hoverongaps=False, colorbar=colour_bar, **placement)
+    if diverging:
+        trace.update(zmid=0, zmin=-limit, zmax=limit)
+    elif value_range:
+        trace.update(zmin=value_range[0], zmax=value_range[1])
+    if show_values:
+        trace.update(texttemplate=f"%{{z:{value_format}}}")
+    return trace
 
 
 def heatmap(values, x_labels: list[str], y_labels: list[str], title: str, x_title: str = "", y_title: str = "",
@@ -283,12 +287,12 @@ def heatmap(values, x_labels: list[str], y_labels: list[str], title: str, x_titl
     """A labelled heatmap of real values. Diverging (blue-white-red around 0) or sequential.
     NaN and -inf cells (masked scores) are left blank. `value_range` fixes a sequential scale
     (e.g. 0-1 for shares of attention), so its darkest colour means the same in every figure."""
-    figure = go.Figure(_heatmap_trace(values, x_labels, y_labels, x_title, y_title, diverging, show_values,
-                                      value_format, value_range, colour_title))
-    figure.update_layout(title=title, height=height or max(260, min(900, 60 + 22 * len(y_labels))),
-                         xaxis_title=x_title, yaxis_title=y_title, margin=dict(t=50),  # the sides: plot_style.finished
-                         yaxis=dict(autorange="reversed", type="category"), xaxis=dict(type="category"))
-    return figure
+    trace = _heatmap_trace(values, x_labels, y_labels, x_title, y_title, diverging, show_values, value_format,
+                           value_range, colour_title)
+    return figure([trace], dict(title=titled(title), height=height or max(260, min(900, 60 + 22 * len(y_labels))),
+                                margin=dict(t=50),  # the sides: plot_style.finished
+                                xaxis=dict(type="category", title=titled(x_title)),
+                                yaxis=dict(type="category", autorange="reversed", title=titled(y_title))))
 
 
 def heatmap_panels(panels: list[tuple], x_labels: list[str], y_labels: list[str], title: str,
@@ -319,27 +323,26 @@ def heatmap_panels(panels: list[tuple], x_labels: list[str], y_labels: list[str]
     for cell, scale, (values, _, *own_colour_title) in zip(cells, scales, panels):
         bar = dict(x=1.01, xanchor="left", y=0.5, len=1.0, thickness=12) if shared else \
             dict(x=cell.x_domain[1] + 0.005, xanchor="left", y=sum(cell.y_domain) / 2,
-                 len=cell.y_domain[1] - cell.y_domain[0], thickness=12,
-                 title_side="top")  # each panel's own, beside it, titled above (at its side it reads as the next panel's axis title)
+                 len=cell.y_domain[1] - cell.y_domain[0], thickness=12)  # each panel's own, beside it
         traces.append(_heatmap_trace(values, x_labels, y_labels, x_title, y_title, diverging, show_values, value_format,
                                      value_range, (own_colour_title or [colour_title])[0], clip_outliers, scale,
                                      xaxis=cell.x, yaxis=cell.y, colorbar=bar,
-                                     showscale=not shared or cell.index == len(panels) - 1))
+                                     showscale=not shared or cell.index == len(panels) - 1,
+                                     # titled above (at its side it reads as the next panel's axis title)
+                                     colour_title_side="right" if shared else "top"))
         lowest = cell.index + columns >= len(panels)
-        layout.update(cell.axes(dict(type="category", title=x_title if lowest else None, showticklabels=lowest),
+        layout.update(cell.axes(dict(type="category", title=titled(x_title if lowest else None), showticklabels=lowest),
                                 dict(type="category", autorange="reversed", showticklabels=cell.column == 0,
-                                     title=y_title if cell.column == 0 else None)))
-    layout.update(title=title, height=height + 20, annotations=subtitles,  # the panels' titles under the figure's
+                                     title=titled(y_title if cell.column == 0 else None))))
+    layout.update(title=titled(title), height=height + 20, annotations=subtitles,  # the panels' titles under the figure's
                   margin=dict(t=90 if any(notes) else 70))  # the sides: plot_style.finished, as the page builds the figure
-    return go.Figure(traces, layout)
+    return figure(traces, layout)
 
 
 def bar(labels: list[str], values: list[float], title: str, x_title: str = "", colours=None) -> go.Figure:
-    figure = go.Figure(go.Bar(x=labels, y=values, marker_color=colours or "#2563eb",
-                              hovertemplate="%{x}: %{y:.4f}<extra></extra>"))
-    figure.update_layout(title=title, height=300, xaxis_title=x_title,
-                         xaxis=dict(type="category"))
-    return figure
+    return figure([dict(type="bar", x=labels, y=values, marker=dict(color=colours or "#2563eb"),
+                        hovertemplate="%{x}: %{y:.4f}<extra></extra>")],
+                  dict(title=titled(title), height=300, xaxis=dict(type="category", title=titled(x_title))))
 
 
 @dataclass(frozen=True)
@@ -380,7 +383,7 @@ def subplot_grid(count: int, columns: int, titles: list[str] | None = None, gap_
         cells.append(Cell(index, column, [left, min(1.0, left + width)], [max(0.0, top - height), top]))
         if titles:
             annotations.append(dict(text=titles[index], x=left + width / 2, y=top, xref="paper", yref="paper",
-                                    xanchor="center", yanchor="bottom", showarrow=False, font_size=title_size))
+                                    xanchor="center", yanchor="bottom", showarrow=False, font=dict(size=title_size)))
     return cells, annotations
 
 
@@ -396,20 +399,20 @@ def small_multiples(patterns: list, titles: list[str], labels: list[str], column
     # label when they fit at about 10 px each, else every k-th; all of them on hover
     shown = labels[::max(1, math.ceil(len(labels) * 10 / row_px))]
     label_px = min(90, 6 * max((len(label) for label in shown), default=1))
-    ticks, no_ticks = dict(showticklabels=True, tickvals=shown, tickfont_size=8), dict(showticklabels=False)
+    ticks, no_ticks = dict(showticklabels=True, tickvals=shown, tickfont=dict(size=8)), dict(showticklabels=False)
     traces, layout = [], {}
     for cell, pattern in zip(cells, patterns):
-        traces.append(go.Heatmap(
-            z=pattern.detach().float().numpy(), x=labels, y=labels, xaxis=cell.x, yaxis=cell.y,
-            colorscale=SEQUENTIAL, zmin=0, zmax=1, showscale=cell.index == 0,
+        traces.append(dict(
+            type="heatmap", z=pattern.detach().float().numpy(), x=labels, y=labels, xaxis=cell.x, yaxis=cell.y,
+            colorscale=SEQUENTIAL_SCALE, zmin=0, zmax=1, showscale=cell.index == 0,
             colorbar=dict(title=dict(text="attention weight", side="right")),
             hovertemplate="query %{y}<br>key %{x}<br>weight %{z:.3f}<extra></extra>"))
         lowest = cell.index + columns >= len(patterns)
         layout.update(cell.axes(dict(ticks, tickangle=-90) if lowest else no_ticks,
                                 dict(ticks if cell.column == 0 else no_ticks, autorange="reversed")))
-    layout.update(title=title, height=height + label_px, annotations=subtitles,
+    layout.update(title=titled(title), height=height + label_px, annotations=subtitles,
                   margin=dict(l=10 + label_px, r=10, t=60, b=10 + label_px))  # the colour bar's room: plot_style.finished
-    return go.Figure(traces, layout)
+    return figure(traces, layout)
 
 
 TOKEN_COLOURS = ["#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#ca8a04", "#db2777"]
@@ -440,13 +443,12 @@ def grouped_bars(labels: list[str], series: dict[str, list[float]], title: str, 
                  log_scale: bool = False) -> go.Figure:
     """Bars side by side per label, one colour per series (e.g. before / after an intervention)."""
     colours = ["#2563eb", "#f97316", "#16a34a", "#9333ea"]
-    figure = go.Figure([go.Bar(name=name, x=labels, y=values, marker_color=colours[i % len(colours)],
-                               hovertemplate=f"{name}: %{{y:.4f}}<extra>%{{x}}</extra>")
-                        for i, (name, values) in enumerate(series.items())])
-    figure.update_layout(title=title, barmode="group", height=340,
-                         xaxis=dict(type="category", title=x_title), yaxis_title="probability",
-                         yaxis_type="log" if log_scale else "linear")
-    return figure
+    return figure([dict(type="bar", name=name, x=labels, y=values, marker=dict(color=colours[i % len(colours)]),
+                        hovertemplate=f"{name}: %{{y:.4f}}<extra>%{{x}}</extra>")
+                   for i, (name, values) in enumerate(series.items())],
+                  dict(title=titled(title), barmode="group", height=340,
+                       xaxis=dict(type="category", title=titled(x_title)),
+                       yaxis=dict(title=titled("probability"), type="log" if log_scale else "linear")))
 
 
 def embedding_map(coords, labels: list[str], highlighted: list[bool], explained: list[float], title: str,
@@ -454,21 +456,20 @@ def embedding_map(coords, labels: list[str], highlighted: list[bool], explained:
     """A 2-D scatter of token embeddings; highlighted points (the prompt's tokens) drawn larger,
     labelled. `apart`: (coords, labels) of another group, drawn in grey under `apart_name`."""
     points = [(float(x), float(y), label, mark) for (x, y), label, mark in zip(coords.tolist(), labels, highlighted)]
-    figure = go.Figure()
+    traces = []
     if apart is not None and len(apart[1]):
-        figure.add_trace(go.Scatter(
-            x=apart[0][:, 0].tolist(), y=apart[0][:, 1].tolist(), mode="markers", text=apart[1], name=apart_name,
-            marker=dict(size=7, color="#6b7280", symbol="x"), hovertemplate="%{text}<extra></extra>"))
+        traces.append(dict(
+            type="scatter", x=apart[0][:, 0].tolist(), y=apart[0][:, 1].tolist(), mode="markers", text=apart[1],
+            name=apart_name, marker=dict(size=7, color="#6b7280", symbol="x"), hovertemplate="%{text}<extra></extra>"))
     for mark, name, size, colour in ((False, group_name, 6, "#93c5fd"), (True, "your prompt", 11, "#dc2626")):
         chosen = [p for p in points if p[3] == mark]
-        figure.add_trace(go.Scatter(
-            x=[p[0] for p in chosen], y=[p[1] for p in chosen], mode="markers+text" if mark else "markers",
+        traces.append(dict(
+            type="scatter", x=[p[0] for p in chosen], y=[p[1] for p in chosen], mode="markers+text" if mark else "markers",
             text=[p[2] for p in chosen], textposition="top center", name=name,
             marker=dict(size=size, color=colour), hovertemplate="%{text}<extra></extra>"))
-    figure.update_layout(title=title, height=560,
-                         xaxis_title=f"direction 1 ({explained[0]:.1%} of the variance)",
-                         yaxis_title=f"direction 2 ({explained[1]:.1%} of the variance)")
-    return figure
+    return figure(traces, dict(title=titled(title), height=560,
+                               xaxis=dict(title=titled(f"direction 1 ({explained[0]:.1%} of the variance)")),
+                               yaxis=dict(title=titled(f"direction 2 ({explained[1]:.1%} of the variance)"))))
 
 
 def vector_rows(rows: dict[str, object], title: str, x_title: str = "entry of the vector") -> go.Figure:
@@ -484,94 +485,90 @@ def vector_rows(rows: dict[str, object], title: str, x_title: str = "entry of th
         values = numbers(rows[name])  # [width]
         entries = np.arange(len(values))  # [width]
         edges = (entries[:, None] + np.array([-0.5, 0.5])).ravel()  # [2 × width]: each entry a full-width step
-        traces.append(go.Scatter(x=edges, y=np.repeat(values, 2), xaxis=cell.x, yaxis=cell.y, mode="lines",
-                                 line=dict(width=1, color="#2563eb"), fill="tozeroy", fillcolor="#2563eb",
-                                 showlegend=False, customdata=np.repeat(entries, 2),
-                                 hovertemplate=f"{html.escape(name)}<br>entry %{{customdata}}: %{{y:.4f}}<extra></extra>"))
-        shared = dict(title_text=x_title, range=[-0.5, len(values) - 0.5]) if cell is bottom \
+        traces.append(dict(type="scatter", x=edges, y=np.repeat(values, 2), xaxis=cell.x, yaxis=cell.y, mode="lines",
+                           line=dict(width=1, color="#2563eb"), fill="tozeroy", fillcolor="#2563eb",
+                           showlegend=False, customdata=np.repeat(entries, 2),
+                           hovertemplate=f"{html.escape(name)}<br>entry %{{customdata}}: %{{y:.4f}}<extra></extra>"))
+        shared = dict(title=titled(x_title), range=[-0.5, len(values) - 0.5]) if cell is bottom \
             else dict(matches=bottom.x, showticklabels=False)
         layout.update(cell.axes(shared, {}))
-    layout.update(title=title, height=60 + 150 * len(names), margin=dict(l=10, r=10, t=84, b=10),
+    layout.update(title=titled(title), height=60 + 150 * len(names), margin=dict(l=10, r=10, t=84, b=10),
                   annotations=subtitles, hovermode="x")
-    return go.Figure(traces, layout)
+    return figure(traces, layout)
 
 
 def activation_curve_figure(curve_x, curve_y, points_x, points_y, point_labels: list[str], title: str,
                             activation: str = "GELU", pre_name: str = "c_fc output") -> go.Figure:
     """The activation function as a line, with the prompt's real (pre, post) pairs as points on it."""
-    figure = go.Figure([
-        go.Scatter(x=numbers(curve_x), y=numbers(curve_y), mode="lines", name=f"{activation}(x)",
-                   line=dict(color="#6b7280"), hoverinfo="skip"),
-        go.Scatter(x=numbers(points_x), y=numbers(points_y), mode="markers",
-                   name="your prompt", marker=dict(size=6, color="#dc2626", opacity=0.6), text=point_labels,
-                   hovertemplate="%{text}<br>before %{x:.3f} → after %{y:.3f}<extra></extra>"),
-    ])
-    figure.update_layout(title=title, height=380,
-                         xaxis_title=f"pre-activation ({pre_name})", yaxis_title="post-activation")
-    return figure
+    return figure([
+        dict(type="scatter", x=numbers(curve_x), y=numbers(curve_y), mode="lines", name=f"{activation}(x)",
+             line=dict(color="#6b7280"), hoverinfo="skip"),
+        dict(type="scatter", x=numbers(points_x), y=numbers(points_y), mode="markers",
+             name="your prompt", marker=dict(size=6, color="#dc2626", opacity=0.6), text=point_labels,
+             hovertemplate="%{text}<br>before %{x:.3f} → after %{y:.3f}<extra></extra>"),
+    ], dict(title=titled(title), height=380, xaxis=dict(title=titled(f"pre-activation ({pre_name})")),
+            yaxis=dict(title=titled("post-activation"))))
 
 
 def waterfall(names: list[str], values: list[float], total_name: str, title: str) -> go.Figure:
     """Contributions stacked one after another, ending in a bar for their sum."""
-    figure = go.Figure(go.Waterfall(
-        x=[html.escape(n) for n in names] + [html.escape(total_name)], y=list(values) + [0.0],
+    return figure([dict(
+        type="waterfall", x=[html.escape(n) for n in names] + [html.escape(total_name)], y=list(values) + [0.0],
         measure=["relative"] * len(values) + ["total"], texttemplate="%{delta:+.2f}", textposition="outside",
-        increasing=dict(marker_color="#dc2626"), decreasing=dict(marker_color="#2563eb"),
-        totals=dict(marker_color="#111827"), hovertemplate="%{x}: %{delta:+.4f}<extra></extra>"))
-    figure.update_layout(title=title, height=420,
-                         xaxis=dict(type="category"), yaxis_title="logit", showlegend=False)
-    return figure
+        increasing=dict(marker=dict(color="#dc2626")), decreasing=dict(marker=dict(color="#2563eb")),
+        totals=dict(marker=dict(color="#111827")), hovertemplate="%{x}: %{delta:+.4f}<extra></extra>")],
+        dict(title=titled(title), height=420, xaxis=dict(type="category"), yaxis=dict(title=titled("logit")),
+             showlegend=False))
 
 
 def line(labels: list[str], values: list[float], title: str, y_title: str = "") -> go.Figure:
-    figure = go.Figure(go.Scatter(x=[html.escape(l) for l in labels], y=values, mode="lines+markers",
-                                  line=dict(color="#2563eb"), hovertemplate="%{x}: %{y:.3f}<extra></extra>"))
-    figure.update_layout(title=title, height=340, yaxis_title=y_title,
-                         xaxis=dict(type="category"))
-    return figure
+    return figure([dict(type="scatter", x=[html.escape(l) for l in labels], y=values, mode="lines+markers",
+                        line=dict(color="#2563eb"), hovertemplate="%{x}: %{y:.3f}<extra></extra>")],
+                  dict(title=titled(title), height=340, xaxis=dict(type="category"), yaxis=dict(title=titled(y_title))))
 
 
 # --- lesson 6: sampling, generation, the whole journey ------------------------------------------
 def lines(x: list[float], series: dict[str, list[float]], title: str, x_title: str, y_title: str,
           log_x: bool = False, log_y: bool = False, marker: tuple[str, float] | None = None,
           reference: tuple[str, float] | None = None, dashed: tuple[str, ...] = (), height: int = 380,
-          max_points: int = 400, x_format: str = "") -> go.Figure:
+          max_points: int = 400, x_format: str = "", x_axis: dict | None = None) -> go.Figure:
     """Several lines over one x axis (series may hold their own (x, y) as a pair of lists).
     `marker` draws a labelled vertical line, `reference` a labelled horizontal one; series named in
     `dashed` are drawn dashed (e.g. an earlier run for comparison). Long series are drawn with
-    every k-th point (and the last), at most `max_points`. Names must be escaped already."""
+    every k-th point (and the last), at most `max_points`. `x_axis`: more settings of the x axis
+    (its range, its ticks). Names must be escaped already."""
     traces = []
     for name, values in series.items():
         xs, ys = values if isinstance(values, tuple) else (x, values)
         if len(xs) > max_points:
             keep = list(range(0, len(xs), -(-len(xs) // max_points))) + [len(xs) - 1]
             xs, ys = [xs[i] for i in keep], [ys[i] for i in keep]
-        traces.append(go.Scatter(x=numbers(xs), y=numbers(ys), mode="lines", name=name,
-                                 line=dict(dash="dash" if name in dashed else "solid"),
-                                 hovertemplate=f"{name}<br>{x_title} %{{x{':' + x_format if x_format else ''}}}"
-                                               f"<br>%{{y:.4g}}<extra></extra>"))
-    figure = go.Figure(traces)
+        traces.append(dict(type="scatter", x=numbers(xs), y=numbers(ys), mode="lines", name=name,
+                           line=dict(dash="dash" if name in dashed else "solid"),
+                           hovertemplate=f"{name}<br>{x_title} %{{x{':' + x_format if x_format else ''}}}"
+                                         f"<br>%{{y:.4g}}<extra></extra>"))
+    shapes, notes = [], []
     if marker is not None:  # its label placed by hand: on a log axis an annotation's x is the value's log10
-        guide_line(figure, x=marker[1], label=marker[0], dash="dot", colour="#111827",
-                   label_x=math.log10(marker[1]) if log_x else None)
+        shape, note = guide_line(x=marker[1], label=marker[0], dash="dot", colour="#111827",
+                                 label_x=math.log10(marker[1]) if log_x else None)
+        shapes, notes = shapes + [shape], notes + note
     if reference is not None:
-        guide_line(figure, y=reference[1], label=reference[0], colour="#9ca3af")
-    figure.update_layout(title=title, height=height,
-                         xaxis=dict(type="log" if log_x else "linear", title=x_title),
-                         yaxis=dict(type="log" if log_y else "linear", title=y_title))
-    return figure
+        shape, note = guide_line(y=reference[1], label=reference[0], colour="#9ca3af")
+        shapes, notes = shapes + [shape], notes + note
+    return figure(traces, dict(title=titled(title), height=height, shapes=shapes or None, annotations=notes or None,
+                               xaxis=dict(type="log" if log_x else "linear", title=titled(x_title), **(x_axis or {})),
+                               yaxis=dict(type="log" if log_y else "linear", title=titled(y_title))))
 
 
 def sweep_lines(temperatures: list[float], series: dict[str, list[float]], title: str, y_title: str,
                 marker: float | None = None, reference: tuple[str, float] | None = None) -> go.Figure:
     """Lines across temperatures on a log axis, the slider's temperature marked. The axis spans
     exactly the swept temperatures, labelled at 1-2-5 steps."""
-    figure = lines(temperatures, series, title, "temperature T (log scale)", y_title, log_x=True,
-                   marker=(f"T = {marker:g}", marker) if marker else None, reference=reference, x_format=".3g")
     low, high = min(temperatures), max(temperatures)
     ticks = [t for t in (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50) if low <= t <= high]
-    figure.update_xaxes(range=[math.log10(low), math.log10(high)], tickvals=ticks, ticktext=[f"{t:g}" for t in ticks])
-    return figure
+    return lines(temperatures, series, title, "temperature T (log scale)", y_title, log_x=True,
+                 marker=(f"T = {marker:g}", marker) if marker else None, reference=reference, x_format=".3g",
+                 x_axis=dict(range=[math.log10(low), math.log10(high)], tickvals=ticks, ticktext=[f"{t:g}" for t in ticks]))
 
 
 def cumulative_figure(names: list[str], probabilities: list[float], kept: list[bool], top_p: float,
@@ -583,16 +580,14 @@ def cumulative_figure(names: list[str], probabilities: list[float], kept: list[b
         total += value
         running.append(total)
     colours = ["#2563eb" if keep else "#d1d5db" for keep in kept]
-    figure = go.Figure([
-        go.Bar(x=names, y=probabilities, marker_color=colours, name="probability",
-               hovertemplate="%{x}: %{y:.4f}<extra></extra>"),
-        go.Scatter(x=names, y=running, mode="lines+markers", name="cumulative", line=dict(color="#dc2626"),
-                   hovertemplate="up to %{x}: %{y:.4f}<extra></extra>"),
-    ])
-    guide_line(figure, y=top_p, label=f"top-p = {top_p:g}", colour="#dc2626")
-    figure.update_layout(title=title, height=380, yaxis=dict(range=[0, 1.05]),
-                         xaxis=dict(type="category", title="candidates, most likely first (grey: cut)"))
-    return figure
+    cut, cut_note = guide_line(y=top_p, label=f"top-p = {top_p:g}", colour="#dc2626")
+    return figure([
+        dict(type="bar", x=names, y=probabilities, marker=dict(color=colours), name="probability",
+             hovertemplate="%{x}: %{y:.4f}<extra></extra>"),
+        dict(type="scatter", x=names, y=running, mode="lines+markers", name="cumulative", line=dict(color="#dc2626"),
+             hovertemplate="up to %{x}: %{y:.4f}<extra></extra>"),
+    ], dict(title=titled(title), height=380, yaxis=dict(range=[0, 1.05]), shapes=[cut], annotations=cut_note,
+            xaxis=dict(type="category", title=titled("candidates, most likely first (grey: cut)"))))
 
 
 def funnel_sankey(masses: list[tuple[str, str, float]], title: str) -> go.Figure:
@@ -615,14 +610,14 @@ def funnel_sankey(masses: list[tuple[str, str, float]], title: str) -> go.Figure
 def text_heatmap(values, texts: list[list[str]], x_labels: list[str], y_labels: list[str], title: str,
                  x_title: str, y_title: str, colour_title: str = "probability") -> go.Figure:
     """A 0–1 heatmap with a short text (already escaped) written in each cell."""
-    figure = go.Figure(go.Heatmap(
-        z=np.array([numbers(row) for row in values]), x=x_labels, y=y_labels, text=texts, texttemplate="%{text}", textfont={"size": 10},
-        colorscale=SEQUENTIAL, zmin=0, zmax=1, colorbar=dict(title=colour_title),
-        hovertemplate=f"{y_title} %{{y}}<br>{x_title} %{{x}}<br>%{{text}}: %{{z:.4f}}<extra></extra>"))
-    figure.update_layout(title=title, height=max(280, min(1000, 80 + 28 * len(y_labels))),
-                         xaxis=dict(type="category", title=x_title),
-                         yaxis=dict(type="category", title=y_title, autorange="reversed"))
-    return figure
+    return figure([dict(
+        type="heatmap", z=np.array([numbers(row) for row in values]), x=x_labels, y=y_labels, text=texts,
+        texttemplate="%{text}", textfont={"size": 10}, colorscale=SEQUENTIAL_SCALE, zmin=0, zmax=1,
+        colorbar=dict(title=titled(colour_title)),
+        hovertemplate=f"{y_title} %{{y}}<br>{x_title} %{{x}}<br>%{{text}}: %{{z:.4f}}<extra></extra>")],
+        dict(title=titled(title), height=max(280, min(1000, 80 + 28 * len(y_labels))),
+             xaxis=dict(type="category", title=titled(x_title)),
+             yaxis=dict(type="category", title=titled(y_title), autorange="reversed")))
 
 
 def journey_sankey(flows: list[tuple[str, str, float]], sinks: tuple[str, str], title: str) -> go.Figure:
@@ -654,19 +649,17 @@ def journey_sankey(flows: list[tuple[str, str, float]], sinks: tuple[str, str], 
 def shaded_band(x0: float, x1: float, opacity: float = 0.5) -> dict:
     """A pale band behind a chart's traces, from x0 to x1 over the whole height (a Plotly shape)."""
     return dict(type="rect", xref="x", yref="paper", x0=x0, x1=x1, y0=0, y1=1, fillcolor="#fde68a", opacity=opacity,
-                line_width=0, layer="below")
+                line=dict(width=0), layer="below")
 
 
 def per_token_loss(labels: list[str], series: dict[str, list[float]], copyable: list[int], title: str) -> go.Figure:
     """The loss of each next-token prediction of a prompt, one line per run of the model; the
     positions whose next token could be copied from an earlier repeat are shaded."""
-    figure = go.Figure()
-    for index, (name, values) in enumerate(series.items()):
-        figure.add_trace(go.Scatter(x=list(range(len(values))), y=values, mode="lines+markers", name=name,
-                                    marker_size=4, line=dict(color=TOKEN_COLOURS[index % len(TOKEN_COLOURS)]),
-                                    customdata=labels[1:len(values) + 1],
-                                    hovertemplate=f"{name}<br>after %{{x}}, predicting %{{customdata}}"
-                                                  "<br>loss %{y:.3f} nats<extra></extra>"))
+    traces = [dict(type="scatter", x=list(range(len(values))), y=values, mode="lines+markers", name=name,
+                   marker=dict(size=4), line=dict(color=TOKEN_COLOURS[index % len(TOKEN_COLOURS)]),
+                   customdata=labels[1:len(values) + 1],
+                   hovertemplate=f"{name}<br>after %{{x}}, predicting %{{customdata}}<br>loss %{{y:.3f}} nats<extra></extra>")
+              for index, (name, values) in enumerate(series.items())]
     runs: list[list[int]] = []  # consecutive copyable predictions drawn as one shaded band
     for q in copyable:
         if runs and runs[-1][1] == q - 1:
@@ -674,13 +667,13 @@ def per_token_loss(labels: list[str], series: dict[str, list[float]], copyable: 
         else:
             runs.append([q, q])
     shown = list(range(0, len(labels) - 1, max(1, math.ceil((len(labels) - 1) / 40))))
-    figure.update_layout(title=title, height=400, margin=dict(l=10, r=10, t=70, b=10),
-                         legend=dict(orientation="h", yanchor="bottom", y=1.01, x=0),
-                         xaxis=dict(title="position (the token the prediction is made at)", tickvals=shown,
-                                    ticktext=[labels[i] for i in shown], tickangle=-60, tickfont_size=9),
-                         yaxis=dict(title="loss, −ln p(next token), nats", rangemode="tozero"),
-                         shapes=[shaded_band(first - 0.5, last + 0.5) for first, last in runs])
-    return figure
+    return figure(traces, dict(
+        title=titled(title), height=400, margin=dict(l=10, r=10, t=70, b=10),
+        legend=dict(orientation="h", yanchor="bottom", y=1.01, x=0),
+        xaxis=dict(title=titled("position (the token the prediction is made at)"), tickvals=shown,
+                   ticktext=[labels[i] for i in shown], tickangle=-60, tickfont=dict(size=9)),
+        yaxis=dict(title=titled("loss, −ln p(next token), nats"), rangemode="tozero"),
+        shapes=[shaded_band(first - 0.5, last + 0.5) for first, last in runs]))
 
 
 def induction_growth(history: list[dict], phases: list[tuple[int, int, str]], found_score: float,
@@ -689,23 +682,22 @@ def induction_growth(history: list[dict], phases: list[tuple[int, int, str]], fo
     repeat's loss as a share of the first half's, with the copying warm-up's phases shaded (each
     named above its band, darker first) and the score that counts as a circuit marked."""
     steps = [entry["step"] for entry in history]
-    figure = go.Figure()
-    for index, (field, name) in enumerate((("induction_score", "best induction score"),
-                                           ("repeat_loss_ratio", "loss on the repeat ÷ loss on the first half"))):
-        figure.add_trace(go.Scatter(x=steps, y=[entry[field] for entry in history], mode="lines+markers", name=name,
-                                    marker_size=4, line=dict(color=TOKEN_COLOURS[index]),
-                                    hovertemplate=f"step %{{x}}<br>{name}: %{{y:.2f}}<extra></extra>"))
+    traces = [dict(type="scatter", x=steps, y=[entry[field] for entry in history], mode="lines+markers", name=name,
+                   marker=dict(size=4), line=dict(color=TOKEN_COLOURS[index]),
+                   hovertemplate=f"step %{{x}}<br>{name}: %{{y:.2f}}<extra></extra>")
+              for index, (field, name) in enumerate((("induction_score", "best induction score"),
+                                                     ("repeat_loss_ratio", "loss on the repeat ÷ loss on the first half")))]
     shapes = [dict(type="line", xref="paper", x0=0, x1=1, y0=found_score, y1=found_score,
                    line=dict(color="#6b7280", dash="dash", width=1))]
     annotations = [dict(xref="paper", x=1, y=found_score, text=f"a circuit: score ≥ {found_score:.2f}",
-                        showarrow=False, xanchor="right", yanchor="bottom", font_size=11)]
+                        showarrow=False, xanchor="right", yanchor="bottom", font=dict(size=11))]
     for index, (first, last, what) in enumerate(phases):
         shapes.append(shaded_band(first, last, opacity=0.5 / (index + 1)))
         annotations.append(dict(xref="x", yref="paper", x=(first + last) / 2, y=1, showarrow=False, yanchor="bottom",
-                                text=what, font_size=11))
-    figure.update_layout(title=title, height=360, margin=dict(l=10, r=10, t=90, b=10), shapes=shapes,
-                         annotations=annotations, legend=dict(orientation="h", yanchor="bottom", y=1.08, x=0),
-                         xaxis=dict(title="training step", rangemode="tozero"),
-                         yaxis=dict(title="score or loss ratio",
-                                    range=[0, max(1.1, *(entry["repeat_loss_ratio"] + 0.05 for entry in history))]))
-    return figure
+                                text=what, font=dict(size=11)))
+    return figure(traces, dict(
+        title=titled(title), height=360, margin=dict(l=10, r=10, t=90, b=10), shapes=shapes, annotations=annotations,
+        legend=dict(orientation="h", yanchor="bottom", y=1.08, x=0),
+        xaxis=dict(title=titled("training step"), rangemode="tozero"),
+        yaxis=dict(title=titled("score or loss ratio"),
+                   range=[0, max(1.1, *(entry["repeat_loss_ratio"] + 0.05 for entry in history))])))

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 import plotly.graph_objects as go
 
+from core.plot_style import figure, titled
+
 
 @dataclass(frozen=True)
 class FlowNode:
@@ -55,11 +57,9 @@ def flow_figure(nodes: list[FlowNode], links: list[FlowLink], title: str, column
     """Nodes in columns, links as bands from left to right; `band_px` pixels for the largest
     column's flow, `pad` pixels between nodes, `side_margin` of the width on each side for labels."""
     if not nodes:  # nothing flows (e.g. no band reaches the figure's threshold): the title alone says what this is
-        figure = go.Figure()
-        figure.update_layout(title=title, height=top + 60, xaxis=dict(visible=False), yaxis=dict(visible=False),
-                             annotations=[dict(text="(nothing to draw)", x=0.5, y=0.5, xref="paper", yref="paper",
-                                               showarrow=False)])
-        return figure
+        return figure([], dict(title=titled(title), height=top + 60, xaxis=dict(visible=False), yaxis=dict(visible=False),
+                               annotations=[dict(text="(nothing to draw)", x=0.5, y=0.5, xref="paper", yref="paper",
+                                                 showarrow=False)]))
     columns = max(node.column for node in nodes) + 1
     column_x = [side_margin + (1 - 2 * side_margin) * c / max(1, columns - 1) for c in range(columns)]
     through = flow_through(links)
@@ -122,16 +122,16 @@ def flow_figure(nodes: list[FlowNode], links: list[FlowLink], title: str, column
                                 xanchor="right" if c == 0 else "left" if c == columns - 1 else "center",
                                 showarrow=False, yshift=6, font=dict(size=12)))
     invisible = dict(color="rgba(0,0,0,0)")
-    traces = [go.Scatter(x=link_x, y=link_y, mode="markers", marker=dict(size=18, **invisible), customdata=link_hover,
-                         hovertemplate="%{customdata}<extra></extra>", showlegend=False),
-              go.Scatter(x=[column_x[n.column] for n in nodes], y=[centre[n.key] for n in nodes], mode="markers",
-                         marker=dict(size=12, **invisible), customdata=[n.hover for n in nodes],
-                         hovertemplate="%{customdata}<extra></extra>", showlegend=False)]
+    traces = [dict(type="scatter", x=link_x, y=link_y, mode="markers", marker=dict(size=18, **invisible),
+                   customdata=link_hover, hovertemplate="%{customdata}<extra></extra>", showlegend=False),
+              dict(type="scatter", x=[column_x[n.column] for n in nodes], y=[centre[n.key] for n in nodes],
+                   mode="markers", marker=dict(size=12, **invisible), customdata=[n.hover for n in nodes],
+                   hovertemplate="%{customdata}<extra></extra>", showlegend=False)]
     hidden = dict(visible=False, fixedrange=True)
     layout = dict(title=dict(text=title, y=1, yref="container", yanchor="top", pad=dict(t=12)),
                   height=int(lowest) + top + 24, margin=dict(l=10, r=10, t=top, b=24),
                   shapes=shapes, annotations=annotations, hovermode="closest",
                   xaxis=dict(range=[0, 1], **hidden), yaxis=dict(range=[lowest, 0], **hidden))
-    # Plotly's checking of every shape and label (each a plain dict built above, of a few known keys)
-    # was most of lesson 6's server time for the logit's journey: 80 bands, 25 ms; built unchecked, 2 ms
-    return go.Figure(traces, layout, _validate=False)
+    # Plotly's checking of every shape and label was most of lesson 6's server time for the logit's
+    # journey: 80 bands, 25 ms; built unchecked (plot_style.figure), 2 ms
+    return figure(traces, layout)

@@ -120,6 +120,47 @@ def test_page_runs_with_the_default_prompt(page, default_runs):
     assert all(box.value == default for box in boxes)  # and sees it in the prompt box where the page has one
 
 
+def as_plotly_checks_it(spec: dict) -> dict:
+    """A figure's dict as Plotly's own checking makes it (every property looked up, named colour
+    scales spelled out, magic underscores and string titles turned into what plotly.js reads), in
+    JSON: what a figure built unchecked (core.plot_style.figure) must already be."""
+    import plotly.graph_objects as go
+    import plotly.io as pio
+
+    return json.loads(pio.to_json(go.Figure(spec), validate=False))
+
+
+def first_difference(sent, checked, path: str = "") -> str | None:
+    """Where two figure dicts first differ, and how ('layout.xaxis.title: 'x' != {'text': 'x'}')."""
+    if isinstance(sent, dict) and isinstance(checked, dict):
+        for key in sorted(sent.keys() | checked.keys()):
+            found = first_difference(sent.get(key, "(absent)"), checked.get(key, "(absent)"), f"{path}.{key}")
+            if found:
+                return found
+        return None
+    if isinstance(sent, list) and isinstance(checked, list) and len(sent) == len(checked):
+        return next(filter(None, (first_difference(a, b, f"{path}[{i}]") for i, (a, b) in enumerate(zip(sent, checked)))),
+                    None)
+    return None if sent == checked else f"{path.lstrip('.')}: sent {str(sent)[:120]} != checked {str(checked)[:120]}"
+
+
+def assert_sent_as_plotly_checks_it(app: AppTest) -> None:
+    for chart in app.get("plotly_chart"):
+        sent = json.loads(chart.proto.spec)
+        title = ((sent.get("layout") or {}).get("title") or {}).get("text")
+        difference = first_difference(sent, as_plotly_checks_it(sent))
+        assert difference is None, f"{title!r} is not what Plotly's checking would send: {difference}"
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_chart_is_sent_as_plotly_would_check_it(page, default_runs):
+    """Issue 19: figures are built from plain dicts, unchecked (checking was half of a lesson's
+    server time). plotly.js ignores what it cannot read, silently (a title given as a bare string,
+    `font_size` inside a dict, a Python-only colour scale name), so every chart a page sends must be
+    exactly what Plotly's checking would have made of it."""
+    assert_sent_as_plotly_checks_it(default_runs[0][page])
+
+
 @pytest.mark.parametrize("name", HOSTILE_PROMPTS)
 @pytest.mark.parametrize("page", PAGES)
 def test_page_survives_hostile_prompts(page, name):

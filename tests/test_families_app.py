@@ -9,7 +9,7 @@ from streamlit.testing.v1 import AppTest
 from core.course import APP_DIR, LESSONS
 from core.models import BUNDLED_MODEL_DIR
 from tests.conftest import open_every_section
-from tests.test_app import HOSTILE_PROMPTS, assert_healthy
+from tests.test_app import HOSTILE_PROMPTS, assert_healthy, assert_sent_as_plotly_checks_it
 from tests.tiny_models import tiny_model
 
 # one variant per family, each with its family's distinctive switches
@@ -43,6 +43,7 @@ def test_every_lesson_renders_on_every_family(variant, page, family_folders):
     assert app.session_state["model_key"] == family_folders[variant]  # it did not fall back to the course model
     assert not app.error, [e.value for e in app.error]
     assert_healthy(app)
+    assert_sent_as_plotly_checks_it(app)  # each family's own figures (its wiring, its head groups, rotary)
     app.session_state["prompt"] = HOSTILE_PROMPTS["script"]
     app.run()
     assert not app.error, [e.value for e in app.error]
