@@ -19,8 +19,8 @@ SEQUENTIAL = "Blues"  # weights, probabilities: 0 is white, readable by colour-b
 DIVERGING = "RdBu_r"  # signed values around 0: blue below, red above
 # The two scales spelled out as [[position, colour], ...] for figures built unchecked (`figure`): the
 # browser's Plotly knows some of Python's scale names under other colours, and "RdBu_r" not at all
-SEQUENTIAL_SCALE = get_colorscale(SEQUENTIAL)
-DIVERGING_SCALE = get_colorscale(DIVERGING)
+SEQUENTIAL_SCALE = [[round(at, 6), colour] for at, colour in get_colorscale(SEQUENTIAL)]
+DIVERGING_SCALE = [[round(at, 6), colour] for at, colour in get_colorscale(DIVERGING)]  # 0.3, not 0.30000000000000004
 COLOURS = ["#2563eb", "#dc2626", "#059669", "#d97706", "#7c3aed", "#0891b2", "#db2777", "#4b5563"]
 
 # How the browser draws every figure (Plotly's config): no hover toolbar. Building it was a third of
