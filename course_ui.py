@@ -11,7 +11,7 @@ from core.course import LESSONS, LessonEntry, lesson, neighbours
 from core.figures import md_escape, plain_text
 from core.lessons import Aside, BadSlot, Figure, Lesson, Markdown, Question, load_lesson
 from core.models import DEFAULT_MODEL, REGISTRY, LoadedModel, ModelLoadError, family_order, picker_label
-from core.plot_style import BROWSER_CONFIG
+from core.plot_style import BROWSER_CONFIG, figure
 from core.tokenization import tokens_text
 
 LOCAL_FOLDER = "local-folder"
@@ -72,11 +72,7 @@ def load_lesson_elements_early() -> None:
         st.html("<style>.st-key-glassbox-early-elements,"  # out of sight, and out of the page's flow
                 ":has(> .st-key-glassbox-early-elements){visibility:hidden;position:absolute;"
                 "height:1px;width:1px;overflow:hidden}</style>")
-        import plotly.graph_objects as go
-
-        import core.plot_style  # noqa: F401  (the course's template: every chart, even this one)
-
-        show_figure(go.Figure(layout=dict(height=10)), "glassbox-early-plotly")
+        show_figure(figure([], dict(height=10)), "glassbox-early-plotly")
         st.dataframe([{"": ""}], hide_index=True)
         st.code("", language="python")
 
@@ -516,11 +512,11 @@ def you_are_here(loaded: LoadedModel, number: int) -> None:
     ablated = {f"blocks.0.attn.head.{head}" for _, head in state.get("attn_ablate", [])}
     ablated |= {"blocks.0.mlp"} if state.get("ff_ablate") else set()
     key = (state.model_key, "you-are-here", number, tuple(sorted(ablated)), tuple(sorted(highlight)))
-    figure = cached_figure(key, lambda: finished(diagrams.model_map_figure(
+    sidebar_map = cached_figure(key, lambda: finished(diagrams.model_map_figure(
         model_map.build_map(loaded.model, small=True), "", highlight=highlight, height=330, ablated=ablated)))
     with st.sidebar:
         st.caption("You are here (click a part to open its lesson):")
-        show_figure(figure, "you-are-here", on_select=lambda: open_clicked_lesson("you-are-here"))
+        show_figure(sidebar_map, "you-are-here", on_select=lambda: open_clicked_lesson("you-are-here"))
     go_where_the_map_was_clicked(number)
 
 
@@ -614,8 +610,8 @@ def chart(name: str, depends_on: tuple, build: Callable[[], object], where=None,
     from core.plot_style import finished
 
     state = st.session_state  # margins fitted and the dict Streamlit draws made once, as the figure is built
-    figure = cached_figure((state.model_key, state.prompt, name, depends_on), lambda: finished(build()))
-    show_figure(figure, name, where, on_select=None if on_select is None else lambda: on_select(name))
+    built = cached_figure((state.model_key, state.prompt, name, depends_on), lambda: finished(build()))
+    show_figure(built, name, where, on_select=None if on_select is None else lambda: on_select(name))
 
 
 def show_figure(figure, key: str, where=None, on_select: Callable[[], None] | None = None, **options) -> None:
@@ -626,8 +622,8 @@ def show_figure(figure, key: str, where=None, on_select: Callable[[], None] | No
     called on a click on a point."""
     if on_select is not None:
         options.update(on_select=on_select, selection_mode="points")
-    (where or st).plotly_chart(figure, key=key, theme=None, config=BROWSER_CONFIG,
-                               alt=plain_text(figure.layout.title.text), **options)
+    title = (figure.to_dict()["layout"].get("title") or {}).get("text")  # a chart's own dict, not a copy
+    (where or st).plotly_chart(figure, key=key, theme=None, config=BROWSER_CONFIG, alt=plain_text(title), **options)
 
 
 def lesson_links(numbers: list[int]) -> None:

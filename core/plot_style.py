@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import plotly.graph_objects as go
 import plotly.io as pio
+from _plotly_utils.utils import convert_to_base64
 from plotly.colors import get_colorscale
 
 FONT = '"Source Sans", "Source Sans Pro", sans-serif'  # the app's own font (Streamlit serves it)
@@ -52,14 +53,47 @@ pio.templates["glassbox"] = GLASSBOX
 pio.templates.default = "glassbox"
 
 
-def figure(traces: list[dict], layout: dict) -> go.Figure:
-    """A figure of plain dicts, built unchecked: Plotly's checking of every property was half of a
-    lesson's server time on a new prompt (lesson 6: 15 ms for one sweep of three lines checked,
-    1.4 ms unchecked). Write the dicts as plotly.js reads them, for nothing corrects them on the way:
-    `title=dict(text=...)`, never a bare string; `font=dict(size=...)`, never `font_size`; colour
-    scales spelled out (`SEQUENTIAL_SCALE`); no empty dict. tests/test_app.py checks that every chart
-    a page sends is what Plotly's checking would have made of it."""
-    return go.Figure([_without_none(trace) for trace in traces], _without_none(layout), _validate=False)
+TEMPLATE_SPEC = GLASSBOX.to_plotly_json()  # what Plotly puts in a figure's layout.template (shared, read-only)
+
+
+class Chart(go.Figure):
+    """A figure held as the dict the browser is sent, and nothing else: Streamlit asks a Plotly
+    figure for its dict at every draw, and a go.Figure deep-copies itself for it (~10 ms a chart);
+    a chart answers with its own. Built by `figure`, never changed once finished (`finished`).
+    `.data` and `.layout` read it as Plotly objects, built on first use (for tests and checks)."""
+
+    def __init__(self, spec: dict):  # not go.Figure's: nothing is checked, nothing copied
+        self._spec, self._as_objects = spec, None
+
+    def to_dict(self) -> dict:
+        return self._spec
+
+    @property
+    def data(self):
+        return self._objects().data
+
+    @property
+    def layout(self):
+        return self._objects().layout
+
+    def _objects(self) -> go.Figure:
+        if self._as_objects is None:
+            self._as_objects = go.Figure(self._spec, _validate=False)
+        return self._as_objects
+
+
+def figure(traces: list[dict], layout: dict) -> Chart:
+    """A figure of plain dicts, built unchecked: Plotly's checking of every property and copying of
+    the whole figure were two thirds of a lesson's server time on a new prompt (one sweep of three
+    lines: 15 ms checked, 1.4 ms unchecked, less as a plain dict). Write the dicts as plotly.js reads
+    them, for nothing corrects them on the way: `title=dict(text=...)`, never a bare string;
+    `font=dict(size=...)`, never `font_size`; colour scales spelled out (`SEQUENTIAL_SCALE`); no
+    empty dict. tests/test_app.py checks that every chart a page sends is what Plotly's checking
+    would have made of it. Number arrays go to the browser as binary blocks, as Plotly sends them."""
+    spec = {"data": [_without_none(trace) for trace in traces],
+            "layout": _without_none(layout) | {"template": TEMPLATE_SPEC}}
+    convert_to_base64(spec)  # in place: the dicts are the fresh copies _without_none made
+    return Chart(spec)
 
 
 def _without_none(spec):
@@ -129,28 +163,20 @@ def _fitted_margin(spec: dict, plot_px: int) -> dict:
     return margin
 
 
-class FinishedFigure(go.Figure):
-    """A figure whose building is over. Streamlit asks a Plotly figure for its dict at every draw,
-    and Plotly deep-copies the whole figure for it (with its template), ~10 ms a chart at every
-    rerun; a finished figure answers with the dict made when it was finished. Never change one."""
-
-    def to_dict(self) -> dict:
-        return self._finished_dict
-
-
-def finished(built: go.Figure, plot_px: int = 600) -> FinishedFigure:
+def finished(built: go.Figure, plot_px: int = 600) -> Chart:
     """Finish building a figure: widen its margins to hold what Plotly's automargin would push them
     out for (tick labels, axis titles, colour bars, a legend at the side), and make its dict once.
     A chart whose margins grow after its first drawing is drawn a second time; in lessons 4 and 5
     that was nearly every chart, about a quarter of a control's redraw time. Automargin stays on, so
     a short guess costs only that second drawing. Margins are only ever widened, the top never.
-    Returns the same figure object, finished (call it once, as the last step of building)."""
-    spec = built.to_dict()
+    A chart (`figure`) is finished in place and returned; any other Plotly figure as a new chart of
+    its dict. Call it once, as the last step of building."""
+    spec = built.to_dict()  # a chart's own dict; a go.Figure's copy
     spec["layout"]["margin"] = _fitted_margin(spec, plot_px)
-    built.layout.margin = spec["layout"]["margin"]  # the object says what its dict says
-    built.__class__ = FinishedFigure
-    built._finished_dict = spec
-    return built
+    if isinstance(built, Chart):
+        built._as_objects = None  # read again, with its margins
+        return built
+    return Chart(spec)
 
 
 def guide_line(*, x: float | None = None, y: float | None = None, label: str = "", dash: str = "dash",

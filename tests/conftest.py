@@ -89,6 +89,19 @@ def bundled():
     return load_model("glassbox-stories")
 
 
+def sent_array(value):
+    """A number array of a figure's dict as the browser gets it ({"dtype", "bdata", "shape"}: Plotly's
+    binary block) as a numpy array; a plain list as it is."""
+    import base64
+
+    import numpy as np
+
+    if not isinstance(value, dict):
+        return np.asarray(value)
+    flat = np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"])
+    return flat.reshape([int(n) for n in str(value["shape"]).split(",")]) if value.get("shape") else flat
+
+
 def open_every_section(app) -> None:
     """Open every figure slot the lessons draw on request (`| on request:`), so that a test of a
     page's figures sees all of them. Closed is what a student sees first; tests/test_teaching.py

@@ -11,7 +11,7 @@ from core import attention
 from core.build_course_model import MODEL_DIR
 from core.tokenization import prompt_tokens
 from core.glassbox import Interventions, Trace, run_trace
-from tests.conftest import random_gpt2
+from tests.conftest import random_gpt2, sent_array
 
 
 @pytest.fixture(scope="module")
@@ -129,7 +129,7 @@ def test_one_outlier_does_not_wash_out_a_panel_whose_scale_says_where_it_stops()
     assert clipped.zmax == pytest.approx(float(torch.quantile(with_outlier.abs().flatten(), 0.98)))
     assert clipped.zmax < 3 and clipped.colorbar.ticktext[-1].startswith("≥ ")
     assert not clipped.colorbar.ticktext[0].startswith("≤") and clipped.colorbar.ticktext[0].startswith("−")
-    assert float(clipped.z[2][3]) == 406.0  # the cell's own value is what it shows on hover
+    assert float(sent_array(clipped.z)[2][3]) == 406.0  # the cell's own value is what it shows on hover
     subtitles = [a.text for a in figure.layout.annotations]
     assert subtitles[0] == "plain" and subtitles[1].startswith("outlier") and "up to 406" in subtitles[1]
     assert "down to" not in subtitles[1]
@@ -159,11 +159,8 @@ def test_a_role_that_cannot_show_on_a_prompt_says_why_its_map_is_blank():
                for c in captions)
     assert not any(c.startswith("Induction score, highest") for c in captions)
     assert any(c.startswith("Previous-token score, highest on your prompt") and "over 5 positions" in c for c in captions)
-    import base64
-
     import numpy as np
 
     roles = next(json.loads(c.proto.spec) for c in app.get("plotly_chart") if "each role" in c.proto.spec)
-    drawn = {trace["xaxis"]: np.frombuffer(base64.b64decode(trace["z"]["bdata"]), dtype=trace["z"]["dtype"])
-             for trace in roles["data"]}  # each panel's cells as sent to the browser
+    drawn = {trace["xaxis"]: sent_array(trace["z"]) for trace in roles["data"]}  # each panel's cells as sent
     assert [bool(np.isnan(cells).all()) for cells in drawn.values()] == [False, False, True, True]
