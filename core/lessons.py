@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 LESSONS_DIR = Path(__file__).resolve().parent.parent / "lessons"
@@ -167,4 +168,13 @@ def parse_lesson(text: str) -> Lesson:
 
 
 def load_lesson(file_name: str) -> Lesson:
-    return parse_lesson((LESSONS_DIR / file_name).read_text(encoding="utf-8"))
+    """A lesson as its file says now: parsed again only when the file changes (an instructor's edit
+    shows at the next rerun), not at every rerun of every page that names it. Shared: never change one."""
+    path = LESSONS_DIR / file_name
+    stat = path.stat()
+    return _parsed_lesson(path, stat.st_mtime_ns, stat.st_size)
+
+
+@lru_cache(maxsize=64)
+def _parsed_lesson(path: Path, mtime_ns: int, size: int) -> Lesson:
+    return parse_lesson(path.read_text(encoding="utf-8"))

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import plotly.graph_objects as go
 import plotly.io as pio
-from _plotly_utils.utils import convert_to_base64
+import numpy as np
+from _plotly_utils.utils import to_typed_array_spec
 from plotly.colors import get_colorscale
 
 FONT = '"Source Sans", "Source Sans Pro", sans-serif'  # the app's own font (Streamlit serves it)
@@ -90,20 +91,21 @@ def figure(traces: list[dict], layout: dict) -> Chart:
     `font=dict(size=...)`, never `font_size`; colour scales spelled out (`SEQUENTIAL_SCALE`); no
     empty dict. tests/test_app.py checks that every chart a page sends is what Plotly's checking
     would have made of it. Number arrays go to the browser as binary blocks, as Plotly sends them."""
-    spec = {"data": [_without_none(trace) for trace in traces],
-            "layout": _without_none(layout) | {"template": TEMPLATE_SPEC}}
-    convert_to_base64(spec)  # in place: the dicts are the fresh copies _without_none made
-    return Chart(spec)
+    return Chart({"data": [_as_sent(trace) for trace in traces], "layout": _as_sent(layout) | {"template": TEMPLATE_SPEC}})
 
 
-def _without_none(spec):
-    """A figure's dict without its None values (an argument not given) and empty lists (no shapes,
-    no notes), through nested dicts and lists of dicts, as Plotly's checking leaves it."""
+def _as_sent(spec):
+    """A figure's dict as Plotly sends it: without None values (an argument not given) and empty
+    lists (no shapes, no notes), number arrays (numpy, torch) as binary blocks; through nested dicts
+    and lists of dicts, copied, so the builder's own dicts are left as they were."""
     if isinstance(spec, dict):
-        return {key: _without_none(value) for key, value in spec.items() if value is not None and not
-                (isinstance(value, (list, tuple)) and len(value) == 0)}
+        return {key: _as_sent(value) for key, value in spec.items()
+                if value is not None and not (isinstance(value, (list, tuple)) and len(value) == 0)}
     if isinstance(spec, (list, tuple)) and spec and isinstance(spec[0], dict):
-        return [_without_none(item) for item in spec]
+        return [_as_sent(item) for item in spec]
+    if hasattr(spec, "__array__") and not isinstance(spec, (str, bytes)):
+        array = np.asarray(spec)
+        return to_typed_array_spec(array) if array.ndim else array.item()  # a numpy number: a number
     return spec
 
 
