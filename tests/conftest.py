@@ -177,11 +177,25 @@ def page(app_url):
         yield opened
 
 
+# Fixtures whose one building costs seconds, by scope: under pytest-xdist, the tests that use one run
+# on one worker, so that it is built once and not on both (each model card's `measured` re-evaluates
+# its model, ~8 s; `default_runs` opens every page; `cluster` starts Ray)
+SHARED_FIXTURES = {"default_runs": "session", "measured": "module", "cluster": "module"}
+
+
 def pytest_collection_modifyitems(items):
     """Under pytest-xdist (`pytest -n N`), the browser tests are dealt in turn into N groups, one
-    per worker: each group shares one app server, and the groups run side by side."""
+    per worker: each group shares one app server, and the groups run side by side. The tests
+    sharing an expensive fixture (SHARED_FIXTURES) are kept together on one worker."""
     groups = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     browser = [item for item in items if "app_url" in getattr(item, "fixturenames", ())  # (`page` needs it too)
                or item.path.name.startswith("test_browser")]
     for index, item in enumerate(browser):
         item.add_marker(pytest.mark.xdist_group(f"browser-{index % groups}"))
+    for item in items:
+        if item in browser or item.get_closest_marker("xdist_group"):  # (test_ray_runs.py groups its own)
+            continue
+        for fixture, scope in SHARED_FIXTURES.items():
+            if fixture in getattr(item, "fixturenames", ()):
+                item.add_marker(pytest.mark.xdist_group(fixture if scope == "session" else f"{item.path.stem}-{fixture}"))
+                break

@@ -228,7 +228,7 @@ def test_a_control_reruns_its_stretch_and_everything_that_depends_on_it_follows(
     assert deltas and all(delta.fragment_id for delta in deltas)
     no_errors(page)
 
-    page.goto(app_url + "/Attention")
+    page.locator('[data-testid="stSidebarNav"]').get_by_role("link", name=LESSONS[3].title, exact=True).click()
     page.locator("svg .gtitle >> text=Attention flow").first.wait_for(timeout=60_000)
     wait_until_idle(page)
     # the head's output is drawn on request: absent until the student opens its section
