@@ -70,8 +70,10 @@ def _trace(model_key: str, prompt: str, ablated_heads: frozenset, ablated_neuron
     loaded = cached_model(model_key)
     tokens = prompt_tokens(loaded.tokenizer, prompt)
     interventions = Interventions(frozenset(ablated_heads), frozenset(ablated_neurons), use_positions)
+    # an ablated run starts at its first ablated block, from the clean run the page computed already
+    clean = cached_trace(model_key, prompt, use_positions=use_positions) if ablated_heads or ablated_neurons else None
     return run_trace(loaded.model, [t.id for t in tokens], [t.text for t in tokens],
-                     interventions=interventions, max_tokens=MAX_TRACE_TOKENS)
+                     interventions=interventions, max_tokens=MAX_TRACE_TOKENS, resume_from=clean)
 
 
 @st.cache_resource(max_entries=32, show_spinner=False)

@@ -330,11 +330,14 @@ def block_step(resid: torch.Tensor, block: BlockWeights, layer: int, weights: Mo
 @torch.no_grad()
 def run_trace(model, token_ids: list[int], token_strings: list[str] | None = None,
               interventions: Interventions = NO_INTERVENTIONS, max_tokens: int | None = None,
-              through_block: int | None = None) -> Trace:
+              through_block: int | None = None, resume_from: Trace | None = None) -> Trace:
     """The forward pass of `model` (any family `core.architectures` reads) on `token_ids`, every
     step recorded. Prompts longer than the context (or `max_tokens`) keep their last tokens; the
     trace's `dropped_tokens` says how many were cut. `through_block`: stop after that block, for an
-    experiment that reads nothing later (the trace then holds no final norm and no logits)."""
+    experiment that reads nothing later (the trace then holds no final norm and no logits).
+    `resume_from`: the trace of the same tokens with no head or neuron ablated (the same positions):
+    the blocks before the first one `interventions` ablate in compute exactly what they computed
+    there, so their values are taken from it (the same tensors) and the pass starts at that block."""
     weights = weights_of(model)
     arch = weights.arch
     first = interventions.first_position
@@ -356,9 +359,14 @@ def run_trace(model, token_ids: list[int], token_strings: list[str] | None = Non
             t["embed.position"] = torch.zeros(n_pos, arch.d_model)  # [pos, d_model]
         resid = resid + t["embed.position"]  # [pos, d_model]
     angles = rotary_angles(weights, n_pos, first) if arch.rotary_dim else None  # 2 × [pos, rotary_dim / 2]
+    start = 0 if resume_from is None else first_ablated_block(resume_from, token_ids, interventions)
 
     for layer, block in enumerate(weights.blocks):
-        resid = block_step(resid, block, layer, weights, angles, interventions, t)  # [pos, d_model]
+        if layer < start:  # no ablation before `start`: the clean run's values, not computed again
+            t.update({name: tensor for name, tensor in resume_from.tensors.items() if name.startswith(f"blocks.{layer}.")})
+            resid = t[f"blocks.{layer}.resid_post"]  # [pos, d_model]
+        else:
+            resid = block_step(resid, block, layer, weights, angles, interventions, t)  # [pos, d_model]
         if layer == through_block:
             return Trace(token_ids=token_ids, token_strings=token_strings, arch=arch, dropped_tokens=dropped,
                          interventions=interventions, tensors=t)
@@ -367,6 +375,18 @@ def run_trace(model, token_ids: list[int], token_strings: list[str] | None = Non
     t["logits"] = final @ weights.W_U + weights.b_U  # [pos, vocab]
     return Trace(token_ids=token_ids, token_strings=token_strings, arch=arch, dropped_tokens=dropped,
                  interventions=interventions, tensors=t)
+
+
+def first_ablated_block(clean: Trace, token_ids: list[int], interventions: Interventions) -> int:
+    """The first block `interventions` ablate anything in (the number of blocks if none), for a run
+    resumed from `clean`; a ValueError if `clean` is not the same run without ablations."""
+    same_run = (clean.token_ids == token_ids and not clean.interventions.ablated_heads
+                and not clean.interventions.ablated_neurons
+                and clean.interventions.use_positions == interventions.use_positions
+                and clean.interventions.first_position == interventions.first_position)
+    if not same_run:
+        raise ValueError("a run resumes only from the trace of the same tokens and positions with nothing ablated")
+    return min((layer for layer, _ in interventions.ablated_heads | interventions.ablated_neurons), default=clean.n_layer)
 
 
 def head_outputs(model, trace: Trace, layer: int) -> torch.Tensor:

@@ -9,6 +9,7 @@ import torch
 
 from core.glassbox import Interventions, head_outputs, run_trace
 from tests.conftest import random_gpt2
+from tests.tiny_models import VARIANTS, tiny_model
 
 TOLERANCE = 1e-4
 CONFIGS = [
@@ -111,6 +112,30 @@ def test_head_ablation_zeroes_that_head_only():
     torch.testing.assert_close(head_outputs(model, ablated, 1)[[0, 1, 3]], head_outputs(model, plain, 1)[[0, 1, 3]])
     torch.testing.assert_close(ablated["blocks.1.resid_pre"], plain["blocks.1.resid_pre"])  # earlier layers untouched
     assert not torch.allclose(ablated["logits"], plain["logits"])
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_an_ablated_run_resumed_from_the_clean_trace_is_the_whole_ablated_run(variant):
+    """cached_trace starts an ablated run at its first ablated block, from the clean trace: every
+    value must be the one the whole ablated run computes, on every family (pre-LN, post-LN, parallel)."""
+    model = tiny_model(variant)  # two blocks: the second ablated, the first taken from the clean run
+    ids = [5, 9, 2, 7, 7, 1, 9, 2]
+    clean = run_trace(model, ids)
+    for ablation in (Interventions(ablated_heads=frozenset({(1, 0), (1, 2)})), Interventions(ablated_neurons=frozenset({(1, 3)}))):
+        whole = run_trace(model, ids, interventions=ablation)
+        resumed = run_trace(model, ids, interventions=ablation, resume_from=clean)
+        assert resumed.tensors.keys() == whole.tensors.keys()
+        for name, tensor in whole.tensors.items():
+            assert torch.equal(resumed[name], tensor), name
+        first = min(layer for layer, _ in ablation.ablated_heads | ablation.ablated_neurons)
+        assert resumed["blocks.0.attn.pattern"] is clean["blocks.0.attn.pattern"]  # taken, not computed again
+        assert not torch.equal(resumed[f"blocks.{first}.resid_post"], clean[f"blocks.{first}.resid_post"])
+    with pytest.raises(ValueError, match="resumes only"):
+        run_trace(model, ids[:-1], interventions=ablation, resume_from=clean)  # other tokens
+    with pytest.raises(ValueError, match="resumes only"):
+        run_trace(model, ids, interventions=ablation, resume_from=whole)  # a trace with an ablation of its own
+    with pytest.raises(ValueError, match="resumes only"):
+        run_trace(model, ids, interventions=Interventions(frozenset({(1, 0)}), use_positions=False), resume_from=clean)
 
 
 def test_neuron_ablation_matches_a_zeroed_weight_copy():
