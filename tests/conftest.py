@@ -183,11 +183,17 @@ def page(app_url):
 SHARED_FIXTURES = {"default_runs": "session", "measured": "module", "cluster": "module"}
 
 
+# The longest single test (two app servers behind nginx, ~40 s) is handed out first: the workers take
+# work as they finish, and handed out last it ran on alone while the other worker had nothing left
+LONGEST_FIRST = {"test_replicas.py"}
+
+
 def pytest_collection_modifyitems(items):
     """Under pytest-xdist (`pytest -n N`), the browser tests are dealt in turn into N groups, one
     per worker: each group shares one app server, and the groups run side by side. The tests
     sharing an expensive fixture (SHARED_FIXTURES) are kept together on one worker."""
     groups = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    items.sort(key=lambda item: item.path.name not in LONGEST_FIRST)  # (a stable sort: the rest keep their order)
     browser = [item for item in items if "app_url" in getattr(item, "fixturenames", ())  # (`page` needs it too)
                or item.path.name.startswith("test_browser")]
     for index, item in enumerate(browser):
