@@ -607,14 +607,25 @@ def funnel_sankey(masses: list[tuple[str, str, float]], title: str) -> go.Figure
     return flow_figure(nodes, bands, title, band_px=220, pad=10, side_margin=0.14)
 
 
+def cell_text(label: str, limit: int) -> str:
+    """An escaped label cut to `limit` characters, the last one '…', so that it stays inside its cell
+    (Plotly writes a cell's text across its neighbours); the escapes are never cut in half."""
+    plain = html.unescape(label)
+    return label if len(plain) <= limit else html.escape(plain[:limit - 1] + "…", quote=False)
+
+
 def text_heatmap(values, texts: list[list[str]], x_labels: list[str], y_labels: list[str], title: str,
                  x_title: str, y_title: str, colour_title: str = "probability") -> go.Figure:
-    """A 0–1 heatmap with a short text (already escaped) written in each cell."""
+    """A 0–1 heatmap with a short text (already escaped) written in each cell: cut to what a cell
+    of its width holds (5 characters at 24 columns; `<|endoftext|>` shows as `<|en…`), whole
+    on hover."""
+    limit = max(4, 125 // max(1, len(x_labels)))  # characters a cell holds, at 10 px, on a lesson's width
     return figure([dict(
-        type="heatmap", z=np.array([numbers(row) for row in values]), x=x_labels, y=y_labels, text=texts,
+        type="heatmap", z=np.array([numbers(row) for row in values]), x=x_labels, y=y_labels,
+        text=[[cell_text(text, limit) for text in row] for row in texts], customdata=texts,
         texttemplate="%{text}", textfont={"size": 10}, colorscale=SEQUENTIAL_SCALE, zmin=0, zmax=1,
         colorbar=dict(title=titled(colour_title)),
-        hovertemplate=f"{y_title} %{{y}}<br>{x_title} %{{x}}<br>%{{text}}: %{{z:.4f}}<extra></extra>")],
+        hovertemplate=f"{y_title} %{{y}}<br>{x_title} %{{x}}<br>%{{customdata}}: %{{z:.4f}}<extra></extra>")],
         dict(title=titled(title), height=max(280, min(1000, 80 + 28 * len(y_labels))),
              xaxis=dict(type="category", title=titled(x_title)),
              yaxis=dict(type="category", title=titled(y_title), autorange="reversed")))

@@ -279,3 +279,18 @@ def test_generating_more_tokens_than_the_context_holds_is_cut_to_fit():
     model = tiny_model("llama-gqa2")  # context 32
     result = generate(model, [1, 2, 3], 100, Strategy(0.0, 0, 1.0), seed=0)
     assert len(result.new_ids) == 31 and len(result.prompt_ids) == 1
+
+
+def test_a_lens_cell_holds_its_token_cut_to_the_cells_width_and_the_hover_tells_it_whole():
+    """Plotly writes a heatmap cell's text across its neighbours: `<|endoftext|>` in the logit
+    lens's 24 columns covered two cells on each side (seen in Chromium)."""
+    from core.figures import plotly_text, text_heatmap
+
+    tokens = [plotly_text(token) for token in ("<|endoftext|>", " there", " purple", "&", "a")]
+    texts = [tokens + ["a"] * 19]  # one row of 24 columns, as the lens draws
+    chart = text_heatmap([[0.5] * 24], texts, [str(i) for i in range(24)], ["after block 0"], "lens", "position", "stopped after")
+    cells = chart.to_dict()["data"][0]["text"][0]
+    assert cells[:5] == ["&lt;|en…", "␣the…", "␣pur…", "&amp;", "a"]  # 5 characters at most, escapes whole
+    assert chart.to_dict()["data"][0]["customdata"] == texts and "%{customdata}" in chart.to_dict()["data"][0]["hovertemplate"]
+    few = text_heatmap([[0.5] * 3], [tokens[:3]], ["0", "1", "2"], ["row"], "steps", "position", "step")
+    assert few.to_dict()["data"][0]["text"][0] == tokens[:3]  # wide cells: nothing cut
