@@ -188,6 +188,7 @@ SHARED_FIXTURES = {"default_runs": "session", "measured": "module", "cluster": "
 LONGEST_FIRST = {"test_replicas.py"}
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own, which reads the groups into the test ids
 def pytest_collection_modifyitems(items):
     """Under pytest-xdist (`pytest -n N`), the browser tests are dealt in turn into N groups, one
     per worker: each group shares one app server, and the groups run side by side. The tests
