@@ -177,10 +177,10 @@ def page(app_url):
         yield opened
 
 
-# Fixtures whose one building costs seconds, by scope: under pytest-xdist, the tests that use one run
-# on one worker, so that it is built once and not on both (each model card's `measured` re-evaluates
-# its model, ~8 s; `default_runs` opens every page; `cluster` starts Ray)
-SHARED_FIXTURES = {"default_runs": "session", "measured": "module", "cluster": "module"}
+# Fixtures whose one building costs seconds: under pytest-xdist, the tests that use one run on one
+# worker, so that it is built once and not on both (each model card's `measured` re-evaluates its
+# model, ~8 s; `default_runs` opens every page). test_ray_runs.py keeps its Ray instance in a group of its own.
+SHARED_FIXTURES = ("default_runs", "measured")
 
 
 # The longest single test (two app servers behind nginx, ~40 s) is handed out first: the workers take
@@ -200,9 +200,6 @@ def pytest_collection_modifyitems(items):
     for index, item in enumerate(browser):
         item.add_marker(pytest.mark.xdist_group(f"browser-{index % groups}"))
     for item in items:
-        if item in browser or item.get_closest_marker("xdist_group"):  # (test_ray_runs.py groups its own)
-            continue
-        for fixture, scope in SHARED_FIXTURES.items():
-            if fixture in getattr(item, "fixturenames", ()):
-                item.add_marker(pytest.mark.xdist_group(fixture if scope == "session" else f"{item.path.stem}-{fixture}"))
-                break
+        shared = [name for name in SHARED_FIXTURES if name in getattr(item, "fixturenames", ())]
+        if shared and item not in browser and not item.get_closest_marker("xdist_group"):
+            item.add_marker(pytest.mark.xdist_group(shared[0]))  # both model cards' `measured`: one group, each built once

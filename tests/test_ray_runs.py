@@ -78,12 +78,13 @@ def test_the_training_page_trains_on_the_cluster_like_in_the_app(cluster, monkey
     run = start_a_small_copy_run(app)
     assert isinstance(run, RayTrainingRun) and run.actor_name in live_actor_names()
 
-    asked = {"at": 0.0}
+    last_asked = 0.0
 
     def progressing() -> bool:
-        if time.monotonic() - asked["at"] >= 1.0:  # the page asks, as its live view does (every two seconds),
+        nonlocal last_asked
+        if time.monotonic() - last_asked >= 1.0:  # the page asks, as its live view does (every two seconds),
             app.run()  # not at every look of the test, which would keep a core busy rerunning it
-            asked["at"] = time.monotonic()
+            last_asked = time.monotonic()
         return run.view().step > 0 and bool(run.view().copy_scores)
 
     assert wait_for(progressing, timeout=120)
