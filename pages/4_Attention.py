@@ -160,7 +160,8 @@ def head_roles() -> None:
     for role, table in scores_by_role.items():
         if measured_on[role] == 0:
             why = ("it needs at least two tokens" if role in ("previous-token", "first-token") else
-                   "no token in it comes twice (“The” and “ the” are different tokens; try **Repeat my prompt** below)")
+                   "no token in it comes twice (“The” and “ the” are different tokens; try **Repeat my prompt**, "
+                   "in the section on the two heads further down)")
             st.caption(f"{role.capitalize()} score: not measured on your prompt, because {why}.")
         else:
             best_layer, best_head, best = attention.strongest_head(table)
