@@ -116,7 +116,7 @@ def titled(text: str | None) -> dict | None:
 
 # --- margins worked out before drawing ---------------------------------------------------------------
 CHAR_PX = 7  # a character of a 12-13 px label, a little wider than the course font's average
-COLOUR_BAR_PX = 110  # a colour bar beside the plot: the bar, its tick labels and its title
+COLOUR_BAR_PX = 120  # a colour bar beside the plot: the bar, its tick labels ("−0.05") and its title
 NUMBER_CHARS = 5  # a numeric tick label such as "−0.25" or "0.001"
 TITLE_PX = 26  # an axis title and its standoff
 EDGE_PX = 22  # between the tick labels and the figure's edge
@@ -147,7 +147,8 @@ def _fitted_margin(spec: dict, plot_px: int) -> dict:
         titled = bool((axis.get("title") or {}).get("text"))
         if is_x:
             width = _text_width(labels) if labels else NUMBER_CHARS * CHAR_PX
-            upright = labels and width * len(set(labels)) > plot_px
+            low, high = axis.get("domain", (0.0, 1.0))  # a panel of several is as wide as its share of the plot
+            upright = labels and width * len(set(labels)) > plot_px * (high - low)
             wanted["b"] = max(wanted["b"], EDGE_PX + (width if upright else 16) + TITLE_PX * titled)
             wanted["r"] = max(wanted["r"], 24)  # half of the last tick label stands right of the plot
         elif axis.get("side") != "right":

@@ -639,7 +639,7 @@ def test_fitted_margins_hold_the_labels_colour_bar_and_legend_and_never_shrink()
     import plotly.graph_objects as go
 
     from core import figures
-    from core.plot_style import CHAR_PX, COLOUR_BAR_PX, finished
+    from core.plot_style import CHAR_PX, COLOUR_BAR_PX, EDGE_PX, TITLE_PX, finished
 
     long_label = "a token with a long name"
     heat = finished(figures.heatmap([[1.0, 2.0], [3.0, 4.0]], ["x1", "x2"], ["short", long_label], "t", "key", "query"))
@@ -654,6 +654,12 @@ def test_fitted_margins_hold_the_labels_colour_bar_and_legend_and_never_shrink()
     assert only_x_set.layout.margin.l >= 5 * CHAR_PX  # the y axis' numbers, though the layout names no y axis
     upright = finished(go.Figure(go.Bar(x=[f"label number {i}" for i in range(40)], y=list(range(40)))))
     assert upright.layout.margin.b >= len("label number 10") * CHAR_PX  # many long x labels stand upright
+    # 16 four-digit labels lie flat across a whole plot, but stand upright across one of two panels
+    # (GPT-2 small's neurons in lesson 5: its chart was drawn twice)
+    neurons = [str(3000 + i) for i in range(16)]
+    panels = finished(figures.heatmap_panels([([[1.0] * 16], "before"), ([[2.0] * 16], "after")], neurons, ["p"], "t",
+                                             "neuron"))
+    assert panels.layout.margin.b >= EDGE_PX + 4 * CHAR_PX + TITLE_PX
 
 
 def test_a_finished_figure_hands_streamlit_the_dict_of_what_it_holds_made_once():

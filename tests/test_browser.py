@@ -14,6 +14,7 @@ import pytest
 
 from core.course import COURSE, LESSONS
 from core.lessons import load_lesson
+from core.model_map import build_map
 from core.models import load_model
 from core.tokenization import prompt_tokens
 from tests import streamlit_server
@@ -84,6 +85,15 @@ def test_enter_a_prompt_on_home_and_see_its_tokens(app_url, page):
         assert page.get_by_role("figure", name=re.compile(re.escape(title))).count() >= 1, title
         no_errors(page)
         page.screenshot(path=str(ARTIFACTS / shot), full_page=False)
+
+    # and the two pages without a main figure to name, the map and lesson 7, on the same model
+    # (tests/test_browser_families.py walks every page on the Llama-design one)
+    for entry in (COURSE[0], LESSONS[6]):
+        page.locator('[data-testid="stSidebarNav"]').get_by_role("link", name=entry.title, exact=True).click()
+        page.get_by_text(f"Lesson {entry.number} ·").first.wait_for(timeout=60_000)
+        wait_until_idle(page)
+        assert page.locator('[data-testid="stSidebar"]').get_by_text("Using glassbox-stories").count() == 1
+        no_errors(page)
 
 
 def test_a_pasted_prompt_over_the_limit_says_so(app_url, page):
@@ -255,11 +265,15 @@ def test_a_control_reruns_its_stretch_and_everything_that_depends_on_it_follows(
 
     # after another lesson, the head the student picked and the section they opened are as they
     # left them (both changed inside a live stretch: Streamlit forgets such a widget's value on a
-    # change of page, and course_ui.remember_kept_values keeps it)
+    # change of page, and course_ui.remember_kept_values keeps it); the way back is a click on an
+    # attention part of the sidebar map, which opens the part's lesson
     page.locator('[data-testid="stSidebarNav"]').get_by_role("link", name=LESSONS[0].title, exact=True).click()
     page.locator(".gb-chip").first.wait_for(timeout=60_000)
     wait_until_idle(page)
-    page.locator('[data-testid="stSidebarNav"]').get_by_role("link", name=LESSONS[3].title, exact=True).click()
+    parts = [part.key for part in build_map(load_model("glassbox-stories").model, small=True).parts]
+    map_points = page.locator('[data-testid="stSidebar"] .js-plotly-plot .scatterlayer .trace').first.locator("path.point")
+    map_points.nth(parts.index("blocks.0.attn")).click(force=True)
+    page.get_by_text("Lesson 4 · Attention").first.wait_for(timeout=60_000)
     page.locator(f"svg .gtitle >> text=Head {picked} output z").first.wait_for(timeout=60_000)
     wait_until_idle(page)
     no_errors(page)
