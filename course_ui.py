@@ -516,7 +516,8 @@ def you_are_here(loaded: LoadedModel, number: int) -> None:
         model_map.build_map(loaded.model, small=True), "", highlight=highlight, height=330, ablated=ablated)))
     with st.sidebar:
         st.caption("You are here (click a part to open its lesson):")
-        show_figure(sidebar_map, "you-are-here", on_select=lambda: open_clicked_lesson("you-are-here"))
+        show_figure(sidebar_map, "you-are-here", on_select=lambda: open_clicked_lesson("you-are-here"),
+                    name=f"Map of {loaded.name}, this lesson's parts highlighted")  # it has no title to be named by
     go_where_the_map_was_clicked(number)
 
 
@@ -614,16 +615,18 @@ def chart(name: str, depends_on: tuple, build: Callable[[], object], where=None,
     show_figure(built, name, where, on_select=None if on_select is None else lambda: on_select(name))
 
 
-def show_figure(figure, key: str, where=None, on_select: Callable[[], None] | None = None, **options) -> None:
+def show_figure(figure, key: str, where=None, on_select: Callable[[], None] | None = None, name: str | None = None,
+                **options) -> None:
     """Draw a Plotly figure as the course draws every figure: in its own template (core.plot_style),
     with Streamlit's theme off (it would restyle the figure in the browser, which also costs the
     browser about a sixth of lesson 4's drawing time), with the course's Plotly config
-    (core.plot_style.BROWSER_CONFIG), and named by its title for screen readers. `on_select`:
-    called on a click on a point."""
+    (core.plot_style.BROWSER_CONFIG), and named for screen readers by `name`, or else by its title.
+    `on_select`: called on a click on a point."""
     if on_select is not None:
         options.update(on_select=on_select, selection_mode="points")
     title = (figure.to_dict()["layout"].get("title") or {}).get("text")  # a chart's own dict, not a copy
-    (where or st).plotly_chart(figure, key=key, theme=None, config=BROWSER_CONFIG, alt=plain_text(title), **options)
+    (where or st).plotly_chart(figure, key=key, theme=None, config=BROWSER_CONFIG, alt=name or plain_text(title),
+                               **options)
 
 
 def lesson_links(numbers: list[int]) -> None:

@@ -39,7 +39,8 @@ import torch
 from core.corpus import END_OF_TEXT, generate_stories
 from core.induction import repeat_documents, repeated_spans, test_token_pool, training_progress
 from core.tokenization import encode_corpus, train_byte_level_bpe
-from core.training import Trainer, TrainConfig, parameter_count
+from core.models import parameter_count
+from core.training import Trainer, TrainConfig
 
 MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "glassbox-stories"
 MODERN_MODEL_DIR = MODEL_DIR.parent / "glassbox-stories-llama"

@@ -546,7 +546,7 @@ def lines(x: list[float], series: dict[str, list[float]], title: str, x_title: s
         traces.append(dict(type="scatter", x=numbers(xs), y=numbers(ys), mode="lines", name=name,
                            line=dict(dash="dash" if name in dashed else "solid"),
                            hovertemplate=f"{name}<br>{x_title} %{{x{':' + x_format if x_format else ''}}}"
-                                         f"<br>%{{y:.4g}}<extra></extra>"))
+                                         f"<br>%{{y:.4r}}<extra></extra>"))  # 4 digits, never e-notation (0.00001234)
     shapes, notes = [], []
     if marker is not None:  # its label placed by hand: on a log axis an annotation's x is the value's log10
         shape, note = guide_line(x=marker[1], label=marker[0], dash="dot", colour="#111827",

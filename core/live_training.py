@@ -15,7 +15,8 @@ import torch
 from core.copy_task import copy_task_documents
 from core.corpus import generate_stories
 from core.tokenization import encode_corpus, train_byte_level_bpe
-from core.training import Trainer, TrainConfig, new_model, parameter_count
+from core.models import parameter_count
+from core.training import Trainer, TrainConfig, new_model
 
 MAX_UPLOAD_BYTES = 3_000_000  # the student's own text: UTF-8, at most this many bytes
 BYTE_VOCABULARY = 257  # "characters": the 256 byte symbols and the end-of-text token, no merges

@@ -139,9 +139,14 @@ def reference_models() -> list[dict]:
                 config = reference_config(entry["hub_id"])
                 with MODEL_BUILD_LOCK, torch.device("meta"):
                     model = AutoModelForCausalLM.from_config(config)
-                count = sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
-                _reference_rows.append(model_row(entry["name"], config.model_type, weights_of(model).arch, count))
+                _reference_rows.append(model_row(entry["name"], config.model_type, weights_of(model).arch,
+                                                 parameter_count(model)))
         return list(_reference_rows)
+
+
+def parameter_count(model) -> int:
+    """A model's distinct parameters (a tied embedding and unembedding counted once)."""
+    return sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
 
 
 def model_row(name: str, family: str, arch, parameters: int) -> dict:
@@ -201,8 +206,7 @@ class LoadedModel:
 
     @property
     def parameter_count(self) -> int:
-        """Distinct parameters (a tied embedding and unembedding counted once)."""
-        return sum(p.numel() for p in {id(p): p for p in self.model.parameters()}.values())
+        return parameter_count(self.model)
 
 
 def choice_for(key_or_source: str) -> ModelChoice:

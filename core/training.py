@@ -94,11 +94,6 @@ def new_model(config: TrainConfig, vocab_size: int, eos_token_id: int):
     return model
 
 
-def parameter_count(model: torch.nn.Module) -> int:
-    """Distinct parameters (the tied embedding / unembedding matrix counted once)."""
-    return sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
-
-
 def forward_logits(model: GPT2LMHeadModel, input_ids: torch.Tensor, use_residual: bool = True,
                    use_layernorm: bool = True) -> torch.Tensor:
     """The training forward of the project's own model, batched and differentiable, over the

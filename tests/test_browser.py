@@ -271,7 +271,8 @@ def test_a_control_reruns_its_stretch_and_everything_that_depends_on_it_follows(
     page.locator(".gb-chip").first.wait_for(timeout=60_000)
     wait_until_idle(page)
     parts = [part.key for part in build_map(load_model("glassbox-stories").model, small=True).parts]
-    map_points = page.locator('[data-testid="stSidebar"] .js-plotly-plot .scatterlayer .trace').first.locator("path.point")
+    sidebar_map = page.locator('[data-testid="stSidebar"]').get_by_role("figure", name="Map of glassbox-stories", exact=False)
+    map_points = sidebar_map.locator(".scatterlayer .trace").first.locator("path.point")  # (found by its name, as a screen reader does)
     map_points.nth(parts.index("blocks.0.attn")).click(force=True)
     page.get_by_text("Lesson 4 · Attention").first.wait_for(timeout=60_000)
     page.locator(f"svg .gtitle >> text=Head {picked} output z").first.wait_for(timeout=60_000)

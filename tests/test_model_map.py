@@ -12,7 +12,7 @@ from core import diagrams, model_map
 from core.architectures import weights_of
 from core.course import APP_DIR, LESSONS, MAP
 from core.glassbox import run_trace
-from core.training import parameter_count
+from core.models import parameter_count
 from tests.conftest import random_gpt2
 from tests.test_app import HOSTILE_PROMPTS, assert_healthy
 from tests.tiny_models import VARIANTS, tiny_model

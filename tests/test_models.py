@@ -9,9 +9,8 @@ from transformers import GPT2Config
 
 from core import models
 from core.glassbox import run_trace
-from core.models import ModelLoadError, estimated_parameters, load_model
+from core.models import ModelLoadError, estimated_parameters, load_model, parameter_count
 from core.tokenization import gpt2_tokenizer
-from core.training import parameter_count
 from tests.conftest import random_gpt2
 from tests.tiny_models import VARIANTS, tiny_model
 
