@@ -88,13 +88,19 @@ def warmup_window(step: int, grow_window: tuple[int, int] | None, block_size: in
     return int(COPY_WINDOW + (block_size - COPY_WINDOW) * share)
 
 
+def short_runs(window: int) -> tuple[int, int]:
+    """The copying warm-up's short runs, shortest and longest: from 2 tokens to as many as fit in a
+    window of `window` tokens twice, after an end-of-text token (2 to 7 in 16)."""
+    return 2, (window - 1) // 2
+
+
 def warmup_runs(story_ids: torch.Tensor, pool: list[int], eos: int, long_runs: bool, story_spans: bool) -> list[torch.Tensor]:
     """The copying warm-up's runs and their repeats, as many tokens as the stories: runs of 2 to 7
     tokens; with `long_runs` (a growing window) half of them runs of LONG_RUNS tokens instead, of
     which, with `story_spans`, half are stretches of the stories rather than random tokens."""
     story_tokens = len(story_ids)
     short = repeat_documents(pool, story_tokens // 2 if long_runs else story_tokens, eos, REPEAT_SEED + 1,
-                             shortest=2, longest=(COPY_WINDOW - 1) // 2)
+                             *short_runs(COPY_WINDOW))
     if not long_runs:
         return [short]
     if not story_spans:

@@ -21,7 +21,7 @@ from core.glassbox import Interventions, run_trace
 from core.induction import (FOUND_LOSS_RATIO, FOUND_SCORE, TEST_LENGTH, TEST_SEQUENCES, find_circuit, induction_heads,
                             is_circuit, standard_test)
 from core.models import load_local_model
-from core.build_course_model import MODEL_DIR, warmup_window
+from core.build_course_model import MODEL_DIR, short_runs, warmup_window
 
 EVAL_STORIES, EVAL_SEED = 500, 3
 MAT_PROMPT = "The cat sat on the"
@@ -285,17 +285,18 @@ def induction_section(induction: dict | None, training: dict) -> str:
         why = ""
     which_steps = f"All its {warmup:,} steps" if warmup and not main else f"Its first {warmup:,} steps"
     growth = corpus.get("copy_warmup_window_growth")
+    least, most = short_runs(corpus.get("copy_warmup_window") or 0)
     if warmup and growth:
         shortest, longest = corpus["copy_warmup_long_runs"]
-        runs = (f"runs and their repeats (2 to 7 random tokens; {shortest} to {longest} tokens, half of them random\n"
+        runs = (f"runs and their repeats ({least} to {most} random tokens; {shortest} to {longest} tokens, half of them random\n"
                 "and half stretches of the stories)" if corpus.get("copy_warmup_story_spans") else
-                f"runs of random tokens and their repeats (2 to 7 tokens, and {shortest} to {longest})")
+                f"runs of random tokens and their repeats ({least} to {most} tokens, and {shortest} to {longest})")
         why += (f" {which_steps} trained on windows of the stories mixed half and half with\n{runs}, the windows "
                 f"{corpus['copy_warmup_window']} tokens long\nuntil step {growth[0]:,} and the whole context by "
                 f"step {growth[1]:,}.")
     elif warmup:
         why += (f" {which_steps} trained on {corpus['copy_warmup_window']}-token windows of the stories "
-                "mixed half and half\nwith runs of 2 to 7 random tokens and their repeats.")
+                f"mixed half and half\nwith runs of {least} to {most} random tokens and their repeats.")
     formed = next((entry["step"] for entry in training["history"] if entry.get("induction_score", 0) >= FOUND_SCORE),
                   None)  # the build runs the standard test at every logged step
     if formed is not None:
