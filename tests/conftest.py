@@ -1,6 +1,7 @@
 """Shared fixtures: small random GPT-2 models (never the network) and the bundled model."""
 from __future__ import annotations
 
+import gc
 import os
 import re
 
@@ -21,6 +22,18 @@ from core.models import BUNDLED_MODEL_DIR, load_model  # noqa: E402
 # process that only deals the tests out imports this file too (about 7 s of a core for nothing).
 if TYPE_CHECKING:
     from transformers import GPT2LMHeadModel
+
+
+def pytest_configure(config):
+    """The collector off while the tests are collected: collecting imports PyTorch, transformers,
+    Streamlit and Plotly, millions of objects that all live on, and Python's collector would scan
+    them again and again on the way (as in the app's warm-up, course_ui.warm_up_in_background)."""
+    gc.disable()
+
+
+def pytest_collection_finish(session):
+    gc.freeze()  # what collection loaded stays loaded: the collector need not scan it again
+    gc.enable()
 
 
 @pytest.fixture(autouse=True, scope="session")
