@@ -18,8 +18,8 @@ import torch
 
 from core.corpus import generate_stories
 from core.glassbox import Interventions, run_trace
-from core.induction import (FOUND_LOSS_RATIO, FOUND_SCORE, TEST_LENGTH, TEST_SEQUENCES, find_circuit, induction_heads,
-                            is_circuit, standard_test)
+from core.induction import (FOUND_LOSS_RATIO, FOUND_SCORE, TEST_LENGTH, TEST_SEQUENCES, WarmupRecord, find_circuit,
+                            induction_heads, is_circuit, standard_test)
 from core.models import load_local_model
 from core.build_course_model import MODEL_DIR, short_runs, warmup_window
 
@@ -251,8 +251,8 @@ Open the Attention lesson with a prompt such as
 
 def steps_line(config: dict, corpus: dict) -> str:
     """How many steps, on how many tokens: the copying warm-up's windows counted apart."""
-    warmup, window = corpus.get("copy_warmup_steps", 0), corpus.get("copy_warmup_window", 0)
-    growth = corpus.get("copy_warmup_window_growth")
+    record = WarmupRecord.of(corpus)
+    warmup, window, growth = record.steps, record.window, record.growth
     main = config["max_steps"] - warmup
     windows = [warmup_window(step, tuple(growth), config["block_size"]) if growth else window
                for step in range(warmup)]  # tokens per example at each warm-up step
@@ -274,7 +274,8 @@ def induction_section(induction: dict | None, training: dict) -> str:
     if not induction:
         return ""
     corpus = training["corpus"]
-    repeats, warmup = corpus.get("repeat_tokens", 0), corpus.get("copy_warmup_steps", 0)
+    record = WarmupRecord.of(corpus)
+    repeats, warmup, growth = corpus.get("repeat_tokens", 0), record.steps, record.growth
     main = training["config"]["max_steps"] - warmup
     if repeats:
         why = (f"The training text mixes such repeated runs ({repeats / (repeats + corpus['train_tokens']):.0%} of "
@@ -284,18 +285,17 @@ def induction_section(induction: dict | None, training: dict) -> str:
     else:
         why = ""
     which_steps = f"All its {warmup:,} steps" if warmup and not main else f"Its first {warmup:,} steps"
-    growth = corpus.get("copy_warmup_window_growth")
-    least, most = short_runs(corpus.get("copy_warmup_window") or 0)
+    least, most = short_runs(record.window)
     if warmup and growth:
         shortest, longest = corpus["copy_warmup_long_runs"]
         runs = (f"runs and their repeats ({least} to {most} random tokens; {shortest} to {longest} tokens, half of them random\n"
                 "and half stretches of the stories)" if corpus.get("copy_warmup_story_spans") else
                 f"runs of random tokens and their repeats ({least} to {most} tokens, and {shortest} to {longest})")
         why += (f" {which_steps} trained on windows of the stories mixed half and half with\n{runs}, the windows "
-                f"{corpus['copy_warmup_window']} tokens long\nuntil step {growth[0]:,} and the whole context by "
+                f"{record.window} tokens long\nuntil step {growth[0]:,} and the whole context by "
                 f"step {growth[1]:,}.")
     elif warmup:
-        why += (f" {which_steps} trained on {corpus['copy_warmup_window']}-token windows of the stories "
+        why += (f" {which_steps} trained on {record.window}-token windows of the stories "
                 f"mixed half and half\nwith runs of {least} to {most} random tokens and their repeats.")
     formed = next((entry["step"] for entry in training["history"] if entry.get("induction_score", 0) >= FOUND_SCORE),
                   None)  # the build runs the standard test at every logged step

@@ -117,18 +117,35 @@ def training_progress(model, pool: list[int], eos_token_id: int) -> dict[str, fl
     return {"induction_score": round(best, 4), "repeat_loss_ratio": round(test.repeat_loss / test.first_half_loss, 4)}
 
 
+@dataclass(frozen=True)
+class WarmupRecord:
+    """A course model's copying warm-up as its build record says it was (the `corpus` fields that
+    core.build_course_model writes, read here and nowhere else): its steps (0: none), its examples'
+    window at first, and the steps over which the windows grew to the whole context, if they did."""
+
+    steps: int
+    window: int
+    growth: tuple[int, int] | None
+
+    @classmethod
+    def of(cls, corpus: dict) -> WarmupRecord:
+        growth = corpus.get("copy_warmup_window_growth")
+        return cls(corpus.get("copy_warmup_steps", 0), corpus.get("copy_warmup_window", 0),
+                   tuple(growth) if growth else None)
+
+
 def warmup_phases(corpus: dict, block_size: int) -> list[tuple[int, int, str]]:
     """The copying warm-up's phases as a build recorded them (first step, last step, what the
     examples were), for the growth figure's shaded bands: one phase of short windows, or, where the
     windows grew, the short ones and then the growing ones."""
-    warmup, window = corpus.get("copy_warmup_steps", 0), corpus.get("copy_warmup_window", 0)
-    growth = corpus.get("copy_warmup_window_growth")
-    if not warmup:
+    warmup = WarmupRecord.of(corpus)
+    if not warmup.steps:
         return []
-    if not growth:
-        return [(0, warmup, f"copying warm-up: {window}-token examples")]
-    first, last = growth
-    return [(0, first, f"{window}-token examples"), (first, min(last, warmup), f"examples grow to {block_size} tokens")]
+    if not warmup.growth:
+        return [(0, warmup.steps, f"copying warm-up: {warmup.window}-token examples")]
+    first, last = warmup.growth
+    return [(0, first, f"{warmup.window}-token examples"),
+            (first, min(last, warmup.steps), f"examples grow to {block_size} tokens")]
 
 
 @dataclass(frozen=True)
