@@ -33,6 +33,7 @@ from core.lessons import load_lesson  # noqa: E402
 from core.models import load_model  # noqa: E402
 from core.sampling import Strategy, generate  # noqa: E402
 from core.tokenization import gpt2_tokenizer  # noqa: E402
+from tests.conftest import compile_scripts_once  # noqa: E402
 
 PAGES = ["Home.py"] + [entry.page for entry in LESSONS if entry.is_built]
 RERUNS = 15
@@ -63,18 +64,6 @@ def trace_vs_forward(model_key: str, prompt: str) -> tuple[float, float, int]:
     forward = median_seconds(lambda: loaded.model(input_ids=torch.tensor([ids])), 20)
     trace = median_seconds(lambda: run_trace(loaded.model, ids), 20)
     return trace, forward, len(ids)
-
-
-def compile_scripts_once() -> None:
-    """Make AppTest compile each script once, as a server does. AppTest gives every run a new
-    ScriptCache (streamlit/testing/v1/app_test.py and local_script_runner.py), so each run parses,
-    rewrites (st.write "magic") and compiles Home.py and the page again: ~50 ms of a lesson's CPU
-    that a server, whose Runtime keeps one ScriptCache, pays only once."""
-    from streamlit.runtime.scriptrunner.script_cache import ScriptCache
-    from streamlit.testing.v1 import app_test, local_script_runner
-
-    shared = ScriptCache()
-    app_test.ScriptCache = local_script_runner.ScriptCache = lambda: shared
 
 
 def server_cpu_seconds(run) -> float:
