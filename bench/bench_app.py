@@ -33,7 +33,7 @@ from core.lessons import load_lesson  # noqa: E402
 from core.models import load_model  # noqa: E402
 from core.sampling import Strategy, generate  # noqa: E402
 from core.tokenization import gpt2_tokenizer  # noqa: E402
-from tests.conftest import compile_scripts_once  # noqa: E402
+from tests.streamlit_server import compile_scripts_once  # noqa: E402
 
 PAGES = ["Home.py"] + [entry.page for entry in LESSONS if entry.is_built]
 RERUNS = 15

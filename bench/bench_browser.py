@@ -222,7 +222,7 @@ def main() -> None:
     from streamlit.logger import set_log_level
 
     from bench.bench_app import random_gpt2_small
-    from tests.conftest import compile_scripts_once
+    from tests.streamlit_server import compile_scripts_once
 
     set_log_level("error")
     compile_scripts_once()  # as a server does

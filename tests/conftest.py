@@ -61,26 +61,13 @@ def scan_for_streamlit_components_once():
     manifest_scanner.scan_component_manifests = scan
 
 
-def compile_scripts_once() -> tuple:
-    """Make AppTest compile each script once, as a server does. AppTest gives every run a new
-    ScriptCache (streamlit/testing/v1/app_test.py and local_script_runner.py), so each run parses,
-    rewrites (st.write "magic") and compiles Home.py and the page again: ~50 ms of a lesson's CPU
-    that a server, whose Runtime keeps one ScriptCache, pays only once (and ~5 s of the suite's).
-    Returns what it replaced."""
-    from streamlit.runtime.scriptrunner.script_cache import ScriptCache
-    from streamlit.testing.v1 import app_test, local_script_runner
-
-    replaced = app_test.ScriptCache, local_script_runner.ScriptCache
-    shared = ScriptCache()
-    app_test.ScriptCache = local_script_runner.ScriptCache = lambda: shared
-    return replaced
-
-
 @pytest.fixture(autouse=True, scope="session")
 def scripts_compiled_once():
     """The scripts do not change while the tests run (AppTest.from_string writes each string to a
     file of its own): each is compiled once for the session, as a server compiles it once."""
     from streamlit.testing.v1 import app_test, local_script_runner
+
+    from tests.streamlit_server import compile_scripts_once
 
     replaced = compile_scripts_once()
     yield

@@ -1,7 +1,10 @@
-"""Start the real app (`streamlit run Home.py`) on a free port and drive it with headless Chromium.
+"""Start the real app (`streamlit run Home.py`) on a free port and drive it with headless Chromium;
+and make AppTest compile each script once, as the real app does.
 
-Shared by the browser test and the benchmarks. Playwright drives Debian's `chromium` package
-(`playwright install` cannot download a browser on our machines).
+Shared by the tests and the benchmarks; importing it changes nothing (tests/conftest.py, which
+sets the tests' one PyTorch thread, is not for the benchmarks: their app runs as a student's does).
+Playwright drives Debian's `chromium` package (`playwright install` cannot download a browser on
+our machines).
 """
 from __future__ import annotations
 
@@ -126,3 +129,19 @@ def start_training_run(page, url: str) -> None:
     wait_until_idle(page)
     start.click()
     page.locator("svg .gtitle >> text=Loss while training").first.wait_for(timeout=60_000)
+
+
+def compile_scripts_once() -> tuple:
+    """Make AppTest compile each script once, as a server does. AppTest gives every run a new
+    ScriptCache (streamlit/testing/v1/app_test.py and local_script_runner.py), so each run parses,
+    rewrites (st.write "magic") and compiles Home.py and the page again: ~50 ms of a lesson's CPU
+    that a server, whose Runtime keeps one ScriptCache, pays only once (in the whole suite, about a
+    fifth of the xdist workers' CPU).
+    Returns what it replaced."""
+    from streamlit.runtime.scriptrunner.script_cache import ScriptCache
+    from streamlit.testing.v1 import app_test, local_script_runner
+
+    replaced = app_test.ScriptCache, local_script_runner.ScriptCache
+    shared = ScriptCache()
+    app_test.ScriptCache = local_script_runner.ScriptCache = lambda: shared
+    return replaced
