@@ -128,20 +128,6 @@ def sent_array(value):
     return flat.reshape([int(n) for n in str(value["shape"]).split(",")]) if value.get("shape") else flat
 
 
-def open_every_section(app) -> None:
-    """Open every figure slot the lessons draw on request (`| on request:`), so that a test of a
-    page's figures sees all of them. Closed is what a student sees first; tests/test_teaching.py
-    checks that."""
-    from course_ui import lesson_key, section_key
-    from core.course import COURSE
-    from core.lessons import load_lesson
-
-    for entry in COURSE:
-        for part in load_lesson(entry.markdown).parts:
-            if getattr(part, "on_request", None):
-                app.session_state[section_key(lesson_key(entry.number), part.name)] = True
-
-
 @pytest.fixture(scope="session")
 def default_runs() -> tuple[dict, dict[str, set[str]]]:
     """Every page of the app opened once under AppTest with the default prompt, as a student does
@@ -151,6 +137,7 @@ def default_runs() -> tuple[dict, dict[str, set[str]]]:
 
     import course_ui
     from core.course import APP_DIR, COURSE
+    from tests.streamlit_server import open_every_section
 
     pages = ["Home.py"] + [entry.page for entry in COURSE if entry.is_built]
     builders: dict[str, set[str]] = {}

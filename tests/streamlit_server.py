@@ -1,5 +1,6 @@
 """Start the real app (`streamlit run Home.py`) on a free port and drive it with headless Chromium;
-and make AppTest compile each script once, as the real app does.
+and, for AppTest, compile each script once as the real app does and open every section a lesson
+draws on request.
 
 Shared by the tests and the benchmarks; importing it changes nothing (tests/conftest.py, which
 sets the tests' one PyTorch thread, is not for the benchmarks: their app runs as a student's does).
@@ -145,3 +146,17 @@ def compile_scripts_once() -> tuple:
     shared = ScriptCache()
     app_test.ScriptCache = local_script_runner.ScriptCache = lambda: shared
     return replaced
+
+
+def open_every_section(app) -> None:
+    """Open every figure slot the lessons draw on request (`| on request:`), so that a test of a
+    page's figures sees all of them. Closed is what a student sees first; tests/test_teaching.py
+    checks that."""
+    from course_ui import lesson_key, section_key
+    from core.course import COURSE
+    from core.lessons import load_lesson
+
+    for entry in COURSE:
+        for part in load_lesson(entry.markdown).parts:
+            if getattr(part, "on_request", None):
+                app.session_state[section_key(lesson_key(entry.number), part.name)] = True

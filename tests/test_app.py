@@ -11,7 +11,7 @@ from core.course import APP_DIR, COURSE, LESSONS
 from core.figures import md_escape, plain_text
 from core.lessons import load_lesson
 from core.plot_style import BROWSER_CONFIG
-from tests.conftest import open_every_section
+from tests.streamlit_server import open_every_section
 from tests.test_live_training import wait_for  # one condition wait for every training test
 
 PAGES = ["Home.py"] + [entry.page for entry in LESSONS if entry.is_built]

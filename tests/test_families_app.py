@@ -8,7 +8,7 @@ from streamlit.testing.v1 import AppTest
 
 from core.course import APP_DIR, LESSONS
 from core.models import BUNDLED_MODEL_DIR
-from tests.conftest import open_every_section
+from tests.streamlit_server import open_every_section
 from tests.test_app import HOSTILE_PROMPTS, assert_healthy, assert_sent_as_plotly_checks_it
 from tests.tiny_models import tiny_model
 

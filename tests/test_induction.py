@@ -83,7 +83,8 @@ def test_lesson_4_repeats_the_prompt_in_one_click_and_measures_the_copying_on_th
     from core.course import APP_DIR, LESSONS
     from core.models import load_model
     from core.tokenization import prompt_tokens
-    from tests.conftest import open_every_section, random_gpt2
+    from tests.conftest import random_gpt2
+    from tests.streamlit_server import open_every_section
 
     app = AppTest.from_file(str(APP_DIR / "Home.py"), default_timeout=90).run()
     words = "dog her white went your coat goat school hat garden"  # the lesson's suggested words, once
