@@ -157,7 +157,7 @@ def after_reading_home(model: str) -> float:
 
 def browser_table(model: str) -> None:
     print(f"== {model}: Chromium, one student ==")
-    reading = after_reading_home(model)  # its own fresh server and browser, before this one's (one Playwright at a time)
+    reading = after_reading_home(model)  # its own fresh server and browser, before this one's
     began = time.perf_counter()
     with running_app() as (url, _, healthy_after), watched_page() as page:
         page.goto(f"{url}/?model={model}")

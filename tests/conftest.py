@@ -180,8 +180,8 @@ def app_url():
 
 @pytest.fixture
 def page(app_url):
-    """A headless Chromium page for one test (tests.streamlit_server.browser_page: its own Playwright,
-    which other tests may start too, one at a time). A browser of its own per test: one Chromium
+    """A headless Chromium page for one test (tests.streamlit_server.browser_page: a new browser, from
+    the worker's one Playwright driver). A browser of its own per test: one Chromium
     shared by a worker's tests, with a context per test, cost Chromium more CPU, not less (one pair
     of runs of tests/test_browser.py: 113 s against 87 s), so it was not kept."""
     from tests.streamlit_server import browser_page

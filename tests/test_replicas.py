@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.streamlit_server import APP_DIR, CHROMIUM_FLAGS, chromium_path, free_port, running_app, wait_until_idle
+from tests.streamlit_server import APP_DIR, chromium_path, free_port, launch_chromium, running_app, wait_until_idle
 
 NGINX_CONF = APP_DIR / "deploy" / "nginx.conf"
 
@@ -91,12 +91,11 @@ def test_two_replicas_behind_nginx_keep_students_and_survive_one_stopping():
         if os.environ.get("GLASSBOX_REQUIRE_BROWSER") == "1":
             pytest.fail(reason)
         pytest.skip(reason)
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     ports = [free_port(), free_port()]
     with running_app(ports[0]) as (_, first_replica, _), running_app(ports[1]), nginx_in_front(ports) as url, \
-            sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_FLAGS, headless=True)
+            contextlib.closing(launch_chromium()) as browser:
         students = {}
         for index in range(16):  # new browsers until both replicas have a student (all on one: 1 in 32,768)
             prompt = f"Once upon a time, there was a girl named Mia{index}. One day,"
@@ -121,4 +120,3 @@ def test_two_replicas_behind_nginx_keep_students_and_survive_one_stopping():
         moved_page.reload()  # and the address still holds the student's prompt
         expect(moved_page.get_by_role("textbox", name="Your prompt")).to_have_value(moved_prompt, timeout=60_000)
         walk_lessons(moved_page, moved_prompt)
-        browser.close()
