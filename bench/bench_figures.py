@@ -19,8 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from core.course import APP_DIR, COURSE  # noqa: E402
-from tests.streamlit_server import open_every_section  # noqa: E402
-from tests.streamlit_server import browser_page  # noqa: E402
+from tests.streamlit_server import browser_page, open_every_section  # noqa: E402
 
 DRAW = """async (spec) => {
     const div = document.getElementById('figure');

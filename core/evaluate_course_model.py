@@ -254,7 +254,7 @@ def steps_line(config: dict, corpus: dict) -> str:
     record = WarmupRecord.of(corpus)
     warmup, window, growth = record.steps, record.window, record.growth
     main = config["max_steps"] - warmup
-    windows = [warmup_window(step, tuple(growth), config["block_size"]) if growth else window
+    windows = [warmup_window(step, growth, config["block_size"]) if growth else window
                for step in range(warmup)]  # tokens per example at each warm-up step
     tokens = config["batch_size"] * (sum(windows) + main * config["block_size"])
     if not warmup:

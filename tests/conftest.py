@@ -65,13 +65,11 @@ def scan_for_streamlit_components_once():
 def scripts_compiled_once():
     """The scripts do not change while the tests run (AppTest.from_string writes each string to a
     file of its own): each is compiled once for the session, as a server compiles it once."""
-    from streamlit.testing.v1 import app_test, local_script_runner
-
     from tests.streamlit_server import compile_scripts_once
 
-    replaced = compile_scripts_once()
+    undo = compile_scripts_once()
     yield
-    app_test.ScriptCache, local_script_runner.ScriptCache = replaced
+    undo()
 
 
 @pytest.fixture(autouse=True, scope="session")

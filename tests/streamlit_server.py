@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 APP_DIR = Path(__file__).resolve().parent.parent
@@ -157,20 +158,23 @@ def start_training_run(page, url: str) -> None:
     page.locator("svg .gtitle >> text=Loss while training").first.wait_for(timeout=60_000)
 
 
-def compile_scripts_once() -> tuple:
+def compile_scripts_once() -> Callable[[], None]:
     """Make AppTest compile each script once, as a server does. AppTest gives every run a new
     ScriptCache (streamlit/testing/v1/app_test.py and local_script_runner.py), so each run parses,
     rewrites (st.write "magic") and compiles Home.py and the page again: ~50 ms of a lesson's CPU
     that a server, whose Runtime keeps one ScriptCache, pays only once (in the whole suite, about a
-    fifth of the xdist workers' CPU).
-    Returns what it replaced."""
+    fifth of the xdist workers' CPU). Returns what undoes it."""
     from streamlit.runtime.scriptrunner.script_cache import ScriptCache
     from streamlit.testing.v1 import app_test, local_script_runner
 
     replaced = app_test.ScriptCache, local_script_runner.ScriptCache
     shared = ScriptCache()
     app_test.ScriptCache = local_script_runner.ScriptCache = lambda: shared
-    return replaced
+
+    def undo() -> None:
+        app_test.ScriptCache, local_script_runner.ScriptCache = replaced
+
+    return undo
 
 
 def open_every_section(app) -> None:
