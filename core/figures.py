@@ -192,9 +192,14 @@ def plain_text(plotly_label: str | None) -> str | None:
     return plain or None
 
 
+def position_name(position: int, token_string: str) -> str:
+    """A position as plain text names it, in a picker or a table: '3 ␣Mia'."""
+    return f"{position} {visible(token_string)}"
+
+
 def token_labels(token_strings: list[str]) -> list[str]:
-    """Axis labels that stay distinct when a token repeats: '3 ␣Mia'."""
-    return [f"{i} {plotly_text(s)}" for i, s in enumerate(token_strings)]
+    """Axis labels that stay distinct when a token repeats: each position's name, escaped for Plotly."""
+    return [html.escape(position_name(i, s), quote=False) for i, s in enumerate(token_strings)]
 
 
 def token_at(position: int, token_string: str) -> str:

@@ -96,7 +96,7 @@ def head_output() -> None:
 @needs_trace
 def by_hand() -> None:
     query = st.selectbox("Query position", range(trace.n_tokens), index=trace.n_tokens - 1, key="attn_query",
-                         format_func=lambda i: labels[i])
+                         format_func=lambda i: figures.position_name(i, trace.token_strings[i]))
     steps = attention.worked_query_row(trace, layer, head, query)
     table = pd.DataFrame([{
         "key": f"{s.key} {figures.visible(s.key_token)}", "q·k": round(s.dot, 4),

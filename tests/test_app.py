@@ -169,6 +169,10 @@ def test_every_chart_is_sent_as_plotly_would_check_it(page, default_runs):
 def test_page_survives_hostile_prompts(page, name):
     app = run_page(page, HOSTILE_PROMPTS[name])
     assert_healthy(app)
+    for widget in [*app.selectbox, *app.multiselect, *app.radio]:  # pickers show plain text, not Plotly's escapes
+        for option in widget.options:
+            assert not any(escape in option and escape not in HOSTILE_PROMPTS[name] for escape in ("&lt;", "&gt;", "&amp;")), \
+                f"{widget.label}: {option!r}"
 
 
 def test_tokenization_page_shows_the_prompts_real_tokens(bundled):
