@@ -669,6 +669,23 @@ def test_fitted_margins_hold_the_labels_colour_bar_and_legend_and_never_shrink()
     assert panels.layout.margin.b >= EDGE_PX + 4 * CHAR_PX + TITLE_PX
 
 
+def test_a_long_numbered_axis_is_ticked_at_round_numbers_and_tokens_keep_one_tick_each():
+    """Issue 19: a heatmap of a vector's 128 entries on a category axis made the browser measure 128
+    labels, three times the drawing of the rest; such an axis is a number line (0, 50, 100).
+    Tokens, neuron ids in activity order, and a head's 8 entries keep one labelled tick each."""
+    from core import figures
+
+    entries, tokens = list(range(128)), ["Once", "␣upon", "␣a"]
+    wide = figures.heatmap([[0.5] * 128] * 3, entries, tokens, "t", "entry", "position")
+    assert (wide.layout.xaxis.type, wide.layout.yaxis.type) == ("linear", "category")
+    assert list(wide.data[0].x) == entries  # the bricks sit on the entry numbers themselves
+    positions = figures.heatmap_panels([([[0.0] * 128] * 128, "a"), ([[1.0] * 128] * 128, "b")], entries, entries, "t")
+    assert {positions.layout[axis].type for axis in ("xaxis", "yaxis", "xaxis2", "yaxis2")} == {"linear"}
+    short = figures.heatmap([[0.5] * 8], list(range(8)), tokens[:1], "t")
+    neurons = figures.heatmap([[0.5] * 30], [str(n) for n in range(300, 330)], tokens[:1], "t")
+    assert short.layout.xaxis.type == neurons.layout.xaxis.type == "category"
+
+
 def test_a_finished_figure_hands_streamlit_the_dict_of_what_it_holds_made_once():
     """Issue 19: Streamlit asks for a figure's dict at every draw (Plotly deep-copies the figure for
     it); a finished figure answers with the one made when it was finished, which must be the dict
