@@ -566,10 +566,20 @@ def keep_only_offered(key: str, options: list) -> None:
         st.session_state[key] = [value for value in st.session_state[key] if value in options]
 
 
+def index_picker(label: str, count: int, key: str, where=st) -> int:
+    """One of 0 … count − 1 (a layer, a head) as a row of buttons: one click picks it, with no list
+    to open first. A kept choice beyond this model's count goes back to 0."""
+    state = st.session_state
+    if not 0 <= state.get(key, 0) < count:
+        state[key] = 0
+    state.setdefault(key, 0)
+    return where.segmented_control(label, range(count), key=key, required=True)
+
+
 def layer_head_picker(trace, key: str) -> None:
     left, right = st.columns(2)
-    left.selectbox("Layer", range(trace.n_layer), key=f"{key}_layer")
-    right.selectbox("Head", range(trace.n_head), key=f"{key}_head")
+    index_picker("Layer", trace.n_layer, f"{key}_layer", left)
+    index_picker("Head", trace.n_head, f"{key}_head", right)
 
 
 def needs_trace(trace):

@@ -25,20 +25,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from core.course import COURSE  # noqa: E402
-from tests.streamlit_server import browser_page, running_app, wait_until_idle  # noqa: E402
+from tests.streamlit_server import browser_page, pick_index, running_app, wait_until_idle  # noqa: E402
 
 PAGES = [(entry.page.split("_", 1)[1].removesuffix(".py"), f"Lesson {entry.number} ·") for entry in COURSE]
 CONTROLS = {  # lesson path -> (what the student moves, how: the n-th move)
-    "Attention": ("head picker", lambda page, n: choose(page, "Head", str((n + 1) % 4))),
-    "Feed_forward": ("layer picker", lambda page, n: choose(page, "Layer", str((n + 1) % 4))),
+    "Attention": ("head picker", lambda page, n: pick_index(page, "Head", (n + 1) % 4)),
+    "Feed_forward": ("layer picker", lambda page, n: pick_index(page, "Layer", (n + 1) % 4)),
     "Sampling": ("temperature slider", lambda page, n: slide(page, "Temperature T")),
 }
-
-
-def choose(page, label: str, option: str) -> None:
-    page.get_by_label(label, exact=True).first.click()
-    page.keyboard.type(option)
-    page.keyboard.press("Enter")
 
 
 def slide(page, label: str) -> None:

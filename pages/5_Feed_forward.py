@@ -48,7 +48,7 @@ def token_name(token_id: int) -> str:
 @needs_trace
 def layer_picker() -> None:
     left, right = st.columns(2)
-    left.selectbox("Layer", range(trace.n_layer), key="ff_layer")
+    course_ui.index_picker("Layer", trace.n_layer, "ff_layer", left)
     right.selectbox("Position", range(trace.n_tokens), key="ff_position",
                     format_func=lambda i: figures.position_name(i, trace.token_strings[i]))
     st.caption(f"Each MLP of {figures.md_escape(loaded.name)} widens the {trace['blocks.0.resid_pre'].shape[1]}-entry vector to "

@@ -277,8 +277,8 @@ def attention_over_training(view) -> None:
         return
     st.markdown("**Attention on a fixed sentence, as training goes on**")
     left, right = st.columns(2)
-    layer = left.selectbox("Layer", range(run.config.n_layer), key="t_layer")
-    head = right.selectbox("Head", range(run.config.n_head), key="t_head")
+    layer = course_ui.index_picker("Layer", run.config.n_layer, "t_layer", left)
+    head = course_ui.index_picker("Head", run.config.n_head, "t_head", right)
     every = max(1, -(-len(view.snapshots) // SNAPSHOTS_SHOWN))
     chosen = view.snapshots[::every][: SNAPSHOTS_SHOWN - 1] + [view.snapshots[-1]]
     chosen = list({step: (step, p) for step, p in chosen}.values())

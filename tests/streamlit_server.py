@@ -148,6 +148,11 @@ def wait_until_idle(page, timeout_ms: int = 60_000) -> None:
         "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=timeout_ms)
 
 
+def pick_index(page, label: str, index: int) -> None:
+    """Click `index` in a row of numbered buttons (course_ui.index_picker: a layer, a head)."""
+    page.get_by_role("radiogroup", name=label, exact=True).first.get_by_role("radio", name=str(index), exact=True).click()
+
+
 def start_training_run(page, url: str) -> None:
     """Open lesson 7, press Start (the default "1-minute" preset) and wait for the live loss chart."""
     page.goto(url + "/Training")

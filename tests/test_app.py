@@ -258,7 +258,7 @@ def test_settings_are_found_again_after_visiting_other_lessons():
     app.slider(key="s_temperature").set_value(2.0).run()
     app.slider(key="s_n_tokens").set_value(12).run()
     app.switch_page(LESSONS[3].page).run()  # Attention
-    app.selectbox(key="attn_layer").select(2).run()
+    app.segmented_control(key="attn_layer").set_value(2).run()
     app.multiselect(key="attn_ablate").set_value([(0, 0), (0, 3)]).run()
     for page in ("Home.py", LESSONS[0].page, LESSONS[6].page):
         app.switch_page(page).run()
@@ -268,7 +268,7 @@ def test_settings_are_found_again_after_visiting_other_lessons():
     app.switch_page(LESSONS[5].page).run()
     assert app.slider(key="s_temperature").value == 2.0 and app.slider(key="s_n_tokens").value == 12
     app.switch_page(LESSONS[3].page).run()
-    assert app.selectbox(key="attn_layer").value == 2
+    assert app.segmented_control(key="attn_layer").value == 2
     assert app.multiselect(key="attn_ablate").value == [(0, 0), (0, 3)]
     assert not app.exception and not app.warning, ([e.value for e in app.exception], [w.value for w in app.warning])
 

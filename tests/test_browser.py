@@ -18,7 +18,7 @@ from core.model_map import build_map
 from core.models import load_model
 from core.tokenization import prompt_tokens
 from tests import streamlit_server
-from tests.streamlit_server import REQUIRE_BROWSER, require_browser, start_training_run, wait_until_idle
+from tests.streamlit_server import REQUIRE_BROWSER, pick_index, require_browser, start_training_run, wait_until_idle
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 PROMPT = "The cat sat on the mat."
@@ -253,9 +253,7 @@ def test_a_control_reruns_its_stretch_and_everything_that_depends_on_it_follows(
     page.locator(output).first.wait_for(timeout=30_000)
     wait_until_idle(page)
     deltas.clear()
-    page.get_by_label("Head", exact=True).first.click()
-    page.keyboard.type(str(picked))
-    page.keyboard.press("Enter")
+    pick_index(page, "Head", picked)
     wait_until_idle(page)
     for title in (f"Attention pattern, layer {layer}, head {picked}", f"Attention flow, layer {layer}, head {picked}",
                   f"Head {picked} output z"):

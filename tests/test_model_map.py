@@ -178,5 +178,5 @@ def test_the_sidebar_map_lights_attention_in_lesson_4_whichever_head_is_picked()
     attention = [p for p in small.parts if p.key.startswith("blocks.0.attn.head.")]  # all 4 heads
     lit = [s for s in sidebar_map(app)["layout"]["shapes"] if s.get("fillcolor") == "#fca5a5"]
     assert sorted(s["x0"] for s in lit) == pytest.approx(sorted(p.x - p.width / 2 for p in attention))
-    app.selectbox(key="attn_head").select(1).run()
+    app.segmented_control(key="attn_head").set_value(1).run()
     assert [s for s in sidebar_map(app)["layout"]["shapes"] if s.get("fillcolor") == "#fca5a5"] == lit

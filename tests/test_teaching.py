@@ -44,7 +44,7 @@ def test_suggested_prompts_and_starting_choices_come_from_the_lesson_markdown():
     app.button(key="suggest-4-1").click().run()
     assert app.session_state["prompt"] == suggestions[1]
     picked = (int(head) + 1) % 4
-    app.selectbox(key="attn_head").select(picked).run()
+    app.segmented_control(key="attn_head").set_value(picked).run()
     app.switch_page(LESSONS[4].page).run()
     app.switch_page(LESSONS[3].page).run()
     assert app.session_state["attn_head"] == picked  # starting choices apply once, not over the student's own
