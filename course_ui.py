@@ -573,7 +573,7 @@ def index_picker(label: str, count: int, key: str, where=st) -> int:
     if not 0 <= state.get(key, 0) < count:
         state[key] = 0
     state.setdefault(key, 0)
-    return where.segmented_control(label, range(count), key=key, required=True)
+    return where.segmented_control(label, range(count), key=key, required=True, wrap=True)  # GPT-2 small's 12 in two rows
 
 
 def layer_head_picker(trace, key: str) -> None:

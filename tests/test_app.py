@@ -669,6 +669,25 @@ def test_fitted_margins_hold_the_labels_colour_bar_and_legend_and_never_shrink()
     assert panels.layout.margin.b >= EDGE_PX + 4 * CHAR_PX + TITLE_PX
 
 
+def test_a_layer_or_head_picker_offers_every_index_in_one_click_and_forgets_one_the_model_lacks():
+    """Issue 19: a layer or head is one click on a row of numbered buttons (no list to open first).
+    GPT-2 small's 12 heads do not fit one row of a half-width column: the row wraps (without it,
+    Chromium cut the row after head 10, and head 11 could not be picked). A head kept from a model
+    with more heads goes back to 0."""
+    app = AppTest.from_string("import streamlit as st, course_ui\n"
+                              "course_ui.index_picker('Head', st.session_state.heads, 'attn_head')", default_timeout=30)
+    app.session_state["heads"], app.session_state["attn_head"] = 12, 11
+    app.run()
+    picker = app.segmented_control(key="attn_head")
+    assert picker.value == 11 and picker.options == [str(h) for h in range(12)]
+    assert picker.proto.wrap and picker.proto.required  # every head on screen; one is always picked
+    picker.set_value(3).run()
+    assert app.session_state["attn_head"] == 3
+    app.session_state["attn_head"], app.session_state["heads"] = 11, 4  # another model, with 4 heads
+    app.run()
+    assert app.segmented_control(key="attn_head").value == 0 and not app.exception
+
+
 def test_a_long_numbered_axis_is_ticked_at_round_numbers_and_tokens_keep_one_tick_each():
     """Issue 19: a heatmap of a vector's 128 entries on a category axis made the browser measure 128
     labels, three times the drawing of the rest; such an axis is a number line (0, 50, 100).
