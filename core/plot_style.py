@@ -1,10 +1,12 @@
-"""The one look every figure of the course shares: a Plotly template named "glassbox".
+"""The one look every figure of the course shares, and how a figure is built and finished.
 
-Importing this module registers the template and makes it Plotly's default, so every figure built
-in `core` (figures, diagrams) carries it. The pages draw figures with Streamlit's own theme switched
-off (`course_ui.show_figure`), so what is set here is what the student sees: one font, one ink, one
-set of colour scales, titled colour bars, the same margins. The template is small on purpose: it is
-sent with every figure, and Plotly's built-in ones weigh about 7 kB each.
+Every figure is made by `figure`, which writes the house style (HOUSE_LAYOUT, HOUSE_AXIS,
+HOUSE_COLOUR_BAR) into the figure itself: one font, one ink, one set of colour scales, titled colour
+bars, the same margins. The pages draw figures with Streamlit's own theme switched off
+(`course_ui.show_figure`), so what is set here is what the student sees. The style is written into
+each figure rather than sent as a Plotly template: Streamlit hands plotly.js a fresh copy of every
+chart just after drawing it, and plotly.js draws a chart whose layout names a template all over
+again when it is handed a copy (see ONE_DATA_REVISION).
 """
 from __future__ import annotations
 
@@ -30,31 +32,50 @@ COLOURS = ["#2563eb", "#dc2626", "#059669", "#d97706", "#7c3aed", "#0891b2", "#d
 # zooms, a double click resets the view, and Streamlit's own toolbar opens a figure full screen.
 BROWSER_CONFIG = {"displayModeBar": False}
 
-_AXIS = dict(gridcolor=GRID, zerolinecolor="#d1d5db", linecolor="#d1d5db", automargin=True,
-             title=dict(standoff=8), tickfont=dict(size=12))
-_COLOUR_BAR = dict(title=dict(side="right"), outlinewidth=0, thickness=14)
-
-GLASSBOX = go.layout.Template(
-    layout=dict(
-        font=dict(family=FONT, size=13, color=INK),
-        title=dict(font=dict(size=16), x=0, xanchor="left", xref="paper"),
-        paper_bgcolor="rgba(0,0,0,0)", plot_bgcolor="rgba(0,0,0,0)",
-        colorway=COLOURS, margin=dict(l=10, r=10, t=40, b=10),
-        xaxis=_AXIS, yaxis=_AXIS,
-        colorscale=dict(sequential=SEQUENTIAL, diverging=DIVERGING),
-        coloraxis=dict(colorbar=_COLOUR_BAR),
-        hoverlabel=dict(font=dict(family=FONT, size=13, color=INK), bgcolor="white", bordercolor="#9ca3af"),
-        legend=dict(font=dict(size=12)),
-        hovermode="closest",
-    ),
-    data=dict(heatmap=[go.Heatmap(colorbar=_COLOUR_BAR)]),
+HOUSE_AXIS = dict(gridcolor=GRID, zerolinecolor="#d1d5db", linecolor="#d1d5db", automargin=True,
+                  title=dict(standoff=8), tickfont=dict(size=12))  # every x and y axis
+HOUSE_COLOUR_BAR = dict(title=dict(side="right"), outlinewidth=0, thickness=14)  # every heatmap's
+HOUSE_LAYOUT = dict(
+    font=dict(family=FONT, size=13, color=INK),
+    title=dict(font=dict(size=16), x=0, xanchor="left", xref="paper"),
+    paper_bgcolor="rgba(0,0,0,0)", plot_bgcolor="rgba(0,0,0,0)",
+    colorway=COLOURS, margin=dict(l=10, r=10, t=40, b=10),
+    colorscale=dict(sequential=SEQUENTIAL_SCALE, diverging=DIVERGING_SCALE),
+    hoverlabel=dict(font=dict(family=FONT, size=13, color=INK), bgcolor="white", bordercolor="#9ca3af"),
+    legend=dict(font=dict(size=12)),
+    hovermode="closest",
 )
+pio.templates.default = None  # Plotly adds no template of its own to a figure (its "plotly" one weighs 7 kB)
 
-pio.templates["glassbox"] = GLASSBOX
-pio.templates.default = "glassbox"
+# A chart's data never changes once it is in the browser: Streamlit gives a figure with other data
+# another element id, and the browser makes a new chart for it. But Streamlit's chart, once drawn,
+# hands plotly.js a fresh copy of the same figure (to apply a theme, even with none), and plotly.js
+# took the copy's new arrays for new data and drew the whole chart a second time: every chart was
+# drawn twice, on every page and at every move of a control. A datarevision that stays the same
+# tells plotly.js the data did not change; it then keeps what it drew (for heatmaps, bars and the
+# flows: a copy costs a quarter to a third of a first drawing, not as much again). It works only
+# with no template in the layout: a template, copied, is taken for a new one and everything is drawn.
+ONE_DATA_REVISION = 1
 
 
-TEMPLATE_SPEC = GLASSBOX.to_plotly_json()  # what Plotly puts in a figure's layout.template (shared, read-only)
+def _under(defaults: dict, own: dict) -> dict:
+    """`own` over `defaults`, dict by dict: what a figure sets wins, the house style fills the rest."""
+    merged = dict(defaults)
+    for key, value in own.items():
+        merged[key] = _under(defaults[key], value) if isinstance(value, dict) and isinstance(defaults.get(key), dict) \
+            else value
+    return merged
+
+
+def _styled(traces: list[dict], layout: dict) -> tuple[list[dict], dict]:
+    """The house style written into a figure's (sent) traces and layout, under their own settings."""
+    layout = _under(HOUSE_LAYOUT, layout)
+    named = {f"{ref[0]}axis{ref[1:]}" for trace in traces for ref in (trace.get("xaxis"), trace.get("yaxis")) if ref}
+    for axis in {"xaxis", "yaxis"} | named | {key for key in layout if key.startswith(("xaxis", "yaxis"))}:
+        layout[axis] = _under(HOUSE_AXIS, layout.get(axis, {}))
+    traces = [trace | {"colorbar": _under(HOUSE_COLOUR_BAR, trace.get("colorbar", {}))} if trace.get("type") == "heatmap"
+              else trace for trace in traces]
+    return traces, layout | {"datarevision": ONE_DATA_REVISION}
 
 
 class Chart(go.Figure):
@@ -90,8 +111,10 @@ def figure(traces: list[dict], layout: dict) -> Chart:
     them, for nothing corrects them on the way: `title=dict(text=...)`, never a bare string;
     `font=dict(size=...)`, never `font_size`; colour scales spelled out (`SEQUENTIAL_SCALE`); no
     empty dict. tests/test_app.py checks that every chart a page sends is what Plotly's checking
-    would have made of it. Number arrays go to the browser as binary blocks, as Plotly sends them."""
-    return Chart({"data": [_as_sent(trace) for trace in traces], "layout": _as_sent(layout) | {"template": TEMPLATE_SPEC}})
+    would have made of it. Number arrays go to the browser as binary blocks, as Plotly sends them.
+    The house style is written in (`_styled`)."""
+    styled_traces, styled_layout = _styled([_as_sent(trace) for trace in traces], _as_sent(layout))
+    return Chart({"data": styled_traces, "layout": styled_layout})
 
 
 def _as_sent(spec):

@@ -101,13 +101,18 @@ def assert_healthy(app: AppTest) -> None:
 
 
 def assert_course_look(theme: str, spec: dict) -> None:
-    """A figure is drawn in the course's one template (core.plot_style), not restyled by Streamlit's
+    """A figure is drawn in the course's one house style (core.plot_style), written into the figure
+    (no template: a copy of a figure with one is drawn all over again), not restyled by Streamlit's
     theme, and every colour bar it shows says what its colours measure."""
     from core import plot_style
 
-    title = ((spec.get("layout") or {}).get("title") or {}).get("text", "")
-    assert theme == "", f"{title!r} is drawn in Streamlit's theme, not the course's template"
-    assert spec["layout"]["template"]["layout"]["font"]["family"] == plot_style.FONT, title
+    layout = spec["layout"]
+    title = (layout.get("title") or {}).get("text", "")
+    assert theme == "", f"{title!r} is drawn in Streamlit's theme, not the course's style"
+    assert "template" not in layout and layout["datarevision"] == plot_style.ONE_DATA_REVISION, title
+    assert layout["font"]["family"] == plot_style.FONT and layout["colorway"] == plot_style.COLOURS, title
+    for axis in (key for key in layout if key.startswith(("xaxis", "yaxis"))):
+        assert layout[axis]["gridcolor"] == plot_style.GRID, f"{axis} of {title!r}"
     for trace in spec.get("data", []):
         if trace.get("type") in ("heatmap", "contour") and trace.get("showscale", True):
             assert ((trace.get("colorbar") or {}).get("title") or {}).get("text"), f"untitled colour bar in {title!r}"
