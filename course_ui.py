@@ -548,15 +548,17 @@ def lesson_trace(loaded: LoadedModel, prompt: str, **interventions):
 def layer_head_state(trace, key: str) -> tuple[int, int]:
     """The chosen layer and head, kept in the session so every figure of the page agrees
     (reset to 0 when the model has fewer layers or heads than the choice)."""
-    state = st.session_state
-    layer_key, head_key = f"{key}_layer", f"{key}_head"
-    if not 0 <= state.get(layer_key, 0) < trace.n_layer:
-        state[layer_key] = 0
-    if not 0 <= state.get(head_key, 0) < trace.n_head:
-        state[head_key] = 0
-    state.setdefault(layer_key, 0)
-    state.setdefault(head_key, 0)
-    return state[layer_key], state[head_key]
+    return kept_index(f"{key}_layer", trace.n_layer), kept_index(f"{key}_head", trace.n_head)
+
+
+def kept_index(key: str, count: int) -> int:
+    """The index (a layer, a head) kept in the session under `key`; 0, and kept so, when there is
+    none, when this model has fewer, or when the picker's row lost its choice (it can: under load,
+    Streamlit once handed the training page's layer picker None, and the page raised TypeError)."""
+    value = st.session_state.get(key)
+    if not (isinstance(value, int) and 0 <= value < count):
+        st.session_state[key] = value = 0
+    return value
 
 
 def keep_only_offered(key: str, options: list) -> None:
@@ -568,12 +570,10 @@ def keep_only_offered(key: str, options: list) -> None:
 
 def index_picker(label: str, count: int, key: str, where=st) -> int:
     """One of 0 … count − 1 (a layer, a head) as a row of buttons: one click picks it, with no list
-    to open first. A kept choice beyond this model's count goes back to 0."""
-    state = st.session_state
-    if not 0 <= state.get(key, 0) < count:
-        state[key] = 0
-    state.setdefault(key, 0)
-    return where.segmented_control(label, range(count), key=key, required=True, wrap=True)  # GPT-2 small's 12 in two rows
+    to open first. A kept choice beyond this model's count goes back to 0 (`kept_index`)."""
+    kept = kept_index(key, count)
+    picked = where.segmented_control(label, range(count), key=key, required=True, wrap=True)  # GPT-2 small's 12 in two rows
+    return kept if picked is None else picked
 
 
 def layer_head_picker(trace, key: str) -> None:

@@ -691,6 +691,19 @@ def test_a_layer_or_head_picker_offers_every_index_in_one_click_and_forgets_one_
     app.session_state["attn_head"], app.session_state["heads"] = 11, 4  # another model, with 4 heads
     app.run()
     assert app.segmented_control(key="attn_head").value == 0 and not app.exception
+    app.session_state["attn_head"] = None  # a row that lost its choice (seen under load on lesson 7: TypeError)
+    app.run()
+    assert app.segmented_control(key="attn_head").value == 0 and not app.exception
+
+
+def test_the_attention_page_survives_a_layer_or_head_picker_that_lost_its_choice():
+    """The pages' own reading of the picked layer and head (course_ui.layer_head_state) takes a
+    missing choice as 0, as the picker does."""
+    app = run_page(LESSONS[3].page)
+    app.session_state["attn_layer"], app.session_state["attn_head"] = None, None
+    app.run()
+    assert_healthy(app)
+    assert (app.session_state["attn_layer"], app.session_state["attn_head"]) == (0, 0)
 
 
 def test_a_long_numbered_axis_is_ticked_at_round_numbers_and_tokens_keep_one_tick_each():
