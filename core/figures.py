@@ -246,7 +246,7 @@ def colour_range(z, clip_outliers: bool = False) -> ColourRange:
     return ColourRange(limit or 1.0, float(values.min()), float(values.max()))
 
 
-INDEX_TICKS_FROM = 25  # a heatmap axis of more numbered rows or columns than this gets a few round ticks
+INDEX_TICKS_FROM = 25  # a heatmap axis of this many numbered rows or columns, or more, gets a few round ticks
 
 
 def axis_type(labels: list) -> str:

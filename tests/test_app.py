@@ -708,7 +708,7 @@ def test_the_attention_page_survives_a_layer_or_head_picker_that_lost_its_choice
 
 def test_a_long_numbered_axis_is_ticked_at_round_numbers_and_tokens_keep_one_tick_each():
     """Issue 19: a heatmap of a vector's 128 entries on a category axis made the browser measure 128
-    labels, three times the drawing of the rest; such an axis is a number line (0, 50, 100).
+    labels, which tripled the heatmap's drawing time; such an axis is a number line (0, 50, 100).
     Tokens, neuron ids in activity order, and a head's 8 entries keep one labelled tick each."""
     from core import figures
 
