@@ -176,16 +176,30 @@ def app_url():
         yield url
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Each phase's report kept on the test, so that a fixture can see in its teardown whether the
+    test failed (`page` saves what the browser showed)."""
+    report = yield
+    setattr(item, f"report_{report.when}", report)
+    return report
+
+
 @pytest.fixture
-def page(app_url):
+def page(app_url, request):
     """A headless Chromium page for one test (tests.streamlit_server.browser_page: a new browser, from
     the worker's one Playwright driver). A browser of its own per test: one Chromium
     shared by a worker's tests, with a context per test, cost Chromium more CPU, not less (one pair
-    of runs of tests/test_browser.py: 113 s against 87 s), so it was not kept."""
-    from tests.streamlit_server import browser_page
+    of runs of tests/test_browser.py: 113 s against 87 s), so it was not kept. When the test fails,
+    the page as it was is saved in tests/artifacts/failed-<test>.png and .txt (its text: an error box
+    the screenshot cuts off is there in full)."""
+    from tests.streamlit_server import browser_page, save_failed_page
 
     with browser_page() as opened:
         yield opened
+        report = getattr(request.node, "report_call", None)
+        if report is not None and report.failed:
+            save_failed_page(opened, request.node.name)
 
 
 # Fixtures whose one building costs seconds: under pytest-xdist, the tests that use one run on one

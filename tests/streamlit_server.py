@@ -12,6 +12,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -22,6 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 APP_DIR = Path(__file__).resolve().parent.parent
+ARTIFACTS = APP_DIR / "tests" / "artifacts"  # screenshots, and what a failed browser test left behind
 CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
@@ -83,13 +85,19 @@ def wait_for_health(port: int, process: subprocess.Popen, timeout: float = 60) -
 
 @contextlib.contextmanager
 def running_app(port: int | None = None):
-    """Yields (url, process, seconds until healthy)."""
+    """Yields (url, process, seconds until healthy). The server's output goes to a file,
+    tests/artifacts/server-<port>.log, kept when it holds a traceback and removed otherwise: a pipe
+    no one reads would stop the server at its first write once 64 KiB had filled it."""
     port = port or free_port()
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "Home.py", "--server.headless", "true",
-         "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"],
-        cwd=APP_DIR, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    ARTIFACTS.mkdir(exist_ok=True)
+    log = ARTIFACTS / f"server-{port}.log"
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", "Home.py", "--server.headless", "true",
+             "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
+             "--client.showErrorDetails", "full"],
+            cwd=APP_DIR, env=env, stdout=output, stderr=subprocess.STDOUT)
     try:
         healthy_after = wait_for_health(port, process)
         yield f"http://127.0.0.1:{port}", process, healthy_after
@@ -99,6 +107,9 @@ def running_app(port: int | None = None):
             process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             process.kill()
+        with contextlib.suppress(FileNotFoundError):  # (someone cleared tests/artifacts meanwhile)
+            if b"Traceback" not in log.read_bytes() and not os.environ.get("GLASSBOX_KEEP_SERVER_LOG"):
+                log.unlink()
 
 
 _driver = None
@@ -139,6 +150,15 @@ def browser_page():
         yield browser.new_page(viewport={"width": 1400, "height": 1000})
     finally:
         browser.close()
+
+
+def save_failed_page(page, name: str) -> None:
+    """What a failed browser test left on screen: a screenshot of the whole page and its text."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    stem = ARTIFACTS / f"failed-{re.sub(r'[^A-Za-z0-9_.-]+', '-', name)}"
+    with contextlib.suppress(Exception):  # a page that crashed or closed leaves nothing to save
+        page.screenshot(path=f"{stem}.png", full_page=True)
+        stem.with_suffix(".txt").write_text(f"{page.url}\n\n{page.inner_text('body')}", encoding="utf-8")
 
 
 def wait_until_idle(page, timeout_ms: int = 60_000) -> None:

@@ -8,7 +8,6 @@ browser (`page`).
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 
@@ -18,9 +17,8 @@ from core.model_map import build_map
 from core.models import load_model
 from core.tokenization import prompt_tokens
 from tests import streamlit_server
-from tests.streamlit_server import REQUIRE_BROWSER, pick_index, require_browser, start_training_run, wait_until_idle
+from tests.streamlit_server import ARTIFACTS, REQUIRE_BROWSER, pick_index, require_browser, start_training_run, wait_until_idle
 
-ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 PROMPT = "The cat sat on the mat."
 
 
