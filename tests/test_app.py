@@ -116,6 +116,19 @@ def assert_course_look(theme: str, spec: dict) -> None:
     for trace in spec.get("data", []):
         if trace.get("type") in ("heatmap", "contour") and trace.get("showscale", True):
             assert ((trace.get("colorbar") or {}).get("title") or {}).get("text"), f"untitled colour bar in {title!r}"
+        if trace.get("type") == "scatter":  # a line's binary block made the browser draw it twice (plot_style.BINARY_TRACES)
+            assert not binary_blocks(trace), f"a {trace.get('type')} of {title!r} sends {binary_blocks(trace)} as binary"
+
+
+def binary_blocks(value, path: str = "") -> list[str]:
+    """Where in a sent figure's dict number arrays are binary blocks ({"dtype", "bdata"})."""
+    if isinstance(value, dict):
+        if "bdata" in value:
+            return [path]
+        return [found for key, item in value.items() for found in binary_blocks(item, f"{path}.{key}")]
+    if isinstance(value, list):
+        return [found for index, item in enumerate(value) for found in binary_blocks(item, f"{path}[{index}]")]
+    return []
 
 
 @pytest.mark.parametrize("page", PAGES)
