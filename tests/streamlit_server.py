@@ -158,7 +158,7 @@ def save_failed_page(page, name: str) -> None:
     stem = ARTIFACTS / f"failed-{re.sub(r'[^A-Za-z0-9_.-]+', '-', name)}"
     with contextlib.suppress(Exception):  # a page that crashed or closed leaves nothing to save
         page.screenshot(path=f"{stem}.png", full_page=True)
-        stem.with_suffix(".txt").write_text(f"{page.url}\n\n{page.inner_text('body')}", encoding="utf-8")
+        Path(f"{stem}.txt").write_text(f"{page.url}\n\n{page.inner_text('body')}", encoding="utf-8")
 
 
 def wait_until_idle(page, timeout_ms: int = 60_000) -> None:
