@@ -83,6 +83,8 @@ def test_enter_a_prompt_on_home_and_see_its_tokens(app_url, page):
         assert page.get_by_role("figure", name=re.compile(re.escape(title))).count() >= 1, title
         no_errors(page)
         page.screenshot(path=str(ARTIFACTS / shot), full_page=False)
+        if number in (4, 6):  # the flows: a band answers a hover, though its hover points are not drawn
+            assert hovered_band(page, title) in hover_texts_of_the_first_band(page, title)
 
     # and the two pages without a main figure to name, the map and lesson 7, on the same model
     # (tests/test_browser_families.py walks every page on the Llama-design one)
@@ -92,6 +94,31 @@ def test_enter_a_prompt_on_home_and_see_its_tokens(app_url, page):
         wait_until_idle(page)
         assert page.locator('[data-testid="stSidebar"]').get_by_text("Using glassbox-stories").count() == 1
         no_errors(page)
+
+
+FLOW_CHART = """title => [...document.querySelectorAll('.js-plotly-plot')].find(
+    plot => ((plot._fullLayout.title || {}).text || '').includes(title))"""
+
+
+def hover_texts_of_the_first_band(page, title: str) -> list[str]:
+    """What the flow named by `title` says on hover at each point along its first band."""
+    return page.evaluate(f"title => ({FLOW_CHART})(title).data[0].customdata.map(text => text.replace(/<br>/g, ''))"
+                         ".slice(0, 7)", title)
+
+
+def hovered_band(page, title: str) -> str:
+    """Move the mouse onto the middle of the flow's first band, 5 px off its centre line, and read the hover."""
+    chart = page.locator(".stPlotlyChart", has=page.locator(f"svg .gtitle >> text={title}")).first
+    chart.scroll_into_view_if_needed()
+    x, y = page.evaluate(f"""title => {{
+        const plot = ({FLOW_CHART})(title), box = plot.getBoundingClientRect();
+        const xaxis = plot._fullLayout.xaxis, yaxis = plot._fullLayout.yaxis, point = plot.calcdata[0][3];
+        return [box.left + xaxis._offset + xaxis.c2p(point.x), box.top + yaxis._offset + yaxis.c2p(point.y) + 5];
+    }}""", title)
+    page.mouse.move(x, y)
+    label = chart.locator(".hovertext").first
+    label.wait_for(timeout=10_000)
+    return label.text_content()  # (an SVG text: its lines run together, as the <br>s are dropped above)
 
 
 def test_a_pasted_prompt_over_the_limit_says_so(app_url, page):
