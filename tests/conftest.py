@@ -178,28 +178,34 @@ def app_url():
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item, call):
-    """Each phase's report kept on the test, so that a fixture can see in its teardown whether the
-    test failed (`page` saves what the browser showed)."""
+    """A browser test that fails leaves what its page showed (tests/artifacts/failed-<test>.png and
+    .txt), and its report shows the page's text and the app server's traceback, if it logged one:
+    on a CI machine the report is all that is kept."""
     report = yield
-    setattr(item, f"report_{report.when}", report)
+    opened = getattr(item, "funcargs", {}).get("page")
+    if report.when == "call" and report.failed and opened is not None:
+        from tests.streamlit_server import save_failed_page, server_traceback
+
+        shown = save_failed_page(opened, item.name)
+        report.sections.append(("what the page showed", f"{shown[:2000]}\n[…]\n{shown[-2000:]}" if len(shown) > 4000
+                                else shown))
+        logged = server_traceback(item.funcargs.get("app_url", ""))
+        if logged:
+            report.sections.append(("the app server's traceback", logged))
     return report
 
 
 @pytest.fixture
-def page(app_url, request):
+def page(app_url):
     """A headless Chromium page for one test (tests.streamlit_server.browser_page: a new browser, from
     the worker's one Playwright driver). A browser of its own per test: one Chromium
     shared by a worker's tests, with a context per test, cost Chromium more CPU, not less (one pair
-    of runs of tests/test_browser.py: 113 s against 87 s), so it was not kept. When the test fails,
-    the page as it was is saved in tests/artifacts/failed-<test>.png and .txt (its text: an error box
-    the screenshot cuts off is there in full)."""
-    from tests.streamlit_server import browser_page, save_failed_page
+    of runs of tests/test_browser.py: 113 s against 87 s), so it was not kept. What a failing test's
+    page showed is kept (pytest_runtest_makereport above)."""
+    from tests.streamlit_server import browser_page
 
     with browser_page() as opened:
         yield opened
-        report = getattr(request.node, "report_call", None)
-        if report is not None and report.failed:
-            save_failed_page(opened, request.node.name)
 
 
 # Fixtures whose one building costs seconds: under pytest-xdist, the tests that use one run on one

@@ -152,13 +152,29 @@ def browser_page():
         browser.close()
 
 
-def save_failed_page(page, name: str) -> None:
-    """What a failed browser test left on screen: a screenshot of the whole page and its text."""
+def save_failed_page(page, name: str) -> str:
+    """What a failed browser test left on screen, saved: a screenshot of the whole page and its text
+    (returned: its address, then the text; empty when the page can no longer tell)."""
     ARTIFACTS.mkdir(exist_ok=True)
     stem = ARTIFACTS / f"failed-{re.sub(r'[^A-Za-z0-9_.-]+', '-', name)}"
+    text = ""
     with contextlib.suppress(Exception):  # a page that crashed or closed leaves nothing to save
+        boxes = page.locator('[data-testid="stException"], [data-testid="stAlertContentError"]').all_inner_texts()
+        text = "\n\n".join([page.url, *(f"error box: {box}" for box in boxes), page.inner_text("body")])
+        Path(f"{stem}.txt").write_text(text, encoding="utf-8")
         page.screenshot(path=f"{stem}.png", full_page=True)
-        Path(f"{stem}.txt").write_text(f"{page.url}\n\n{page.inner_text('body')}", encoding="utf-8")
+    return text
+
+
+def server_traceback(url: str, most: int = 4000) -> str:
+    """The end of the last traceback in the log of the app server at `url` (running_app's), or ''."""
+    log = ARTIFACTS / f"server-{url.rsplit(':', 1)[-1]}.log"
+    try:
+        text = log.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ""
+    start = text.rfind("Traceback")
+    return text[start:][-most:] if start >= 0 else ""
 
 
 def wait_until_idle(page, timeout_ms: int = 60_000) -> None:

@@ -15,8 +15,9 @@ def test_a_test_sharing_an_expensive_fixture_runs_in_its_group(request, default_
 
 
 def test_a_failed_browser_test_leaves_its_screen_and_its_text_under_one_name(monkeypatch, tmp_path):
-    """What tests/conftest.py's `page` saves when a browser test fails (tests.streamlit_server): test
-    ids carry brackets and dots, and the screenshot and the text share one name."""
+    """What is saved when a browser test fails (tests/conftest.py, tests.streamlit_server): the
+    address, the error boxes first, then the page's text; test ids carry brackets and dots, and the
+    screenshot and the text share one name."""
     from tests import streamlit_server
 
     class ShownPage:
@@ -26,12 +27,33 @@ def test_a_failed_browser_test_leaves_its_screen_and_its_text_under_one_name(mon
             assert full_page
             Path(path).write_bytes(b"png")
 
+        def locator(self, selector):
+            assert "stException" in selector
+            return type("Boxes", (), {"all_inner_texts": lambda boxes: ["TypeError: '<=' not supported"]})()
+
         def inner_text(self, selector):
-            return "TypeError: '<=' not supported"
+            return "Lesson 7 · Training\nTypeError: '<=' not supported"
 
     monkeypatch.setattr(streamlit_server, "ARTIFACTS", tmp_path)
-    streamlit_server.save_failed_page(ShownPage(), "test_page_survives[pages/4_Attention.py-empty]")
+    shown = streamlit_server.save_failed_page(ShownPage(), "test_page_survives[pages/4_Attention.py-empty]")
     assert sorted(path.name for path in tmp_path.iterdir()) == [
         "failed-test_page_survives-pages-4_Attention.py-empty-.png", "failed-test_page_survives-pages-4_Attention.py-empty-.txt"]
     text = (tmp_path / "failed-test_page_survives-pages-4_Attention.py-empty-.txt").read_text(encoding="utf-8")
-    assert text == "http://127.0.0.1:1/Training\n\nTypeError: '<=' not supported"
+    assert text == shown == ("http://127.0.0.1:1/Training\n\nerror box: TypeError: '<=' not supported\n\n"
+                             "Lesson 7 · Training\nTypeError: '<=' not supported")  # (the report shows it too)
+
+
+def test_a_failed_browser_test_reports_the_app_servers_last_traceback(monkeypatch, tmp_path):
+    """On a CI machine only the report is kept: it carries the end of the server log's last traceback."""
+    from tests import streamlit_server
+
+    monkeypatch.setattr(streamlit_server, "ARTIFACTS", tmp_path)
+    (tmp_path / "server-8765.log").write_text(
+        "  You can now view your Streamlit app\nTraceback (most recent call last):\n  old\nValueError: first\n"
+        "ready\nTraceback (most recent call last):\n  File \"course_ui.py\"\nTypeError: second\n", encoding="utf-8")
+    assert streamlit_server.server_traceback("http://127.0.0.1:8765") == \
+        'Traceback (most recent call last):\n  File "course_ui.py"\nTypeError: second\n'
+    assert streamlit_server.server_traceback("http://127.0.0.1:8765", most=18) == "TypeError: second\n"
+    (tmp_path / "server-8766.log").write_text("  You can now view your Streamlit app\n", encoding="utf-8")
+    assert streamlit_server.server_traceback("http://127.0.0.1:8766") == ""
+    assert streamlit_server.server_traceback("http://127.0.0.1:8767") == ""  # no log: the server was not ours
