@@ -104,6 +104,16 @@ class Chart(go.Figure):
         return self._as_objects
 
 
+# The traces whose number arrays are sent as binary blocks. A line or a scatter whose x, y or
+# customdata came as a binary block was drawn twice over: when Streamlit hands plotly.js its copy of
+# the chart (ONE_DATA_REVISION), plotly.js took the copy's decoded arrays for new data and worked the
+# whole chart out again. As plain lists it keeps what it drew. Measured alone in Chromium, the copy's
+# cost: the GELU scatter 192 -> 56 ms, the LayerNorm rows 82 -> 34, a temperature sweep 51 -> 20, the
+# learning-rate curve 33 -> 13. Heatmaps do not redraw for a binary block, and their grids are
+# the large arrays: as text they would be two to three times as long.
+BINARY_TRACES = {"heatmap"}
+
+
 def figure(traces: list[dict], layout: dict) -> Chart:
     """A figure of plain dicts, built unchecked: Plotly's checking of every property and copying of
     the whole figure were two thirds of a lesson's server time on a new prompt (one sweep of three
@@ -117,16 +127,6 @@ def figure(traces: list[dict], layout: dict) -> Chart:
     sent = [_as_sent(trace, binary=trace.get("type") in BINARY_TRACES) for trace in traces]
     styled_traces, styled_layout = _styled(sent, _as_sent(layout, binary=False))
     return Chart({"data": styled_traces, "layout": styled_layout})
-
-
-# The traces whose number arrays are sent as binary blocks. A line or a scatter whose x, y or
-# customdata came as a binary block was drawn twice over: when Streamlit hands plotly.js its copy of
-# the chart (ONE_DATA_REVISION), plotly.js took the copy's decoded arrays for new data and worked the
-# whole chart out again. As plain lists it keeps what it drew. Measured alone in Chromium, the copy's
-# cost: the GELU scatter 192 -> 56 ms, the LayerNorm rows 82 -> 34, a temperature sweep 51 -> 20, the
-# learning-rate curve 33 -> 13. Heatmaps do not redraw for a binary block, and their grids are
-# the large arrays: as text they would be two to three times as long.
-BINARY_TRACES = {"heatmap"}
 
 
 def _as_sent(spec, binary: bool):

@@ -24,6 +24,7 @@ from pathlib import Path
 
 APP_DIR = Path(__file__).resolve().parent.parent
 ARTIFACTS = APP_DIR / "tests" / "artifacts"  # screenshots, and what a failed browser test left behind
+ERROR_BOXES = '[data-testid="stException"], [data-testid="stAlertContentError"]'  # a raised exception, st.error
 CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
@@ -91,7 +92,8 @@ def running_app(port: int | None = None):
     port = port or free_port()
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     ARTIFACTS.mkdir(exist_ok=True)
-    log = ARTIFACTS / f"server-{port}.log"
+    url = f"http://127.0.0.1:{port}"
+    log = server_log(url)
     with log.open("wb") as output:
         process = subprocess.Popen(
             [sys.executable, "-m", "streamlit", "run", "Home.py", "--server.headless", "true",
@@ -100,16 +102,15 @@ def running_app(port: int | None = None):
             cwd=APP_DIR, env=env, stdout=output, stderr=subprocess.STDOUT)
     try:
         healthy_after = wait_for_health(port, process)
-        yield f"http://127.0.0.1:{port}", process, healthy_after
+        yield url, process, healthy_after
     finally:
         process.terminate()
         try:
             process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             process.kill()
-        with contextlib.suppress(FileNotFoundError):  # (someone cleared tests/artifacts meanwhile)
-            if b"Traceback" not in log.read_bytes() and not os.environ.get("GLASSBOX_KEEP_SERVER_LOG"):
-                log.unlink()
+        if not server_traceback(url) and not os.environ.get("GLASSBOX_KEEP_SERVER_LOG"):
+            log.unlink(missing_ok=True)  # (missing: someone cleared tests/artifacts meanwhile)
 
 
 _driver = None
@@ -159,18 +160,22 @@ def save_failed_page(page, name: str) -> str:
     stem = ARTIFACTS / f"failed-{re.sub(r'[^A-Za-z0-9_.-]+', '-', name)}"
     text = ""
     with contextlib.suppress(Exception):  # a page that crashed or closed leaves nothing to save
-        boxes = page.locator('[data-testid="stException"], [data-testid="stAlertContentError"]').all_inner_texts()
+        boxes = page.locator(ERROR_BOXES).all_inner_texts()
         text = "\n\n".join([page.url, *(f"error box: {box}" for box in boxes), page.inner_text("body")])
         Path(f"{stem}.txt").write_text(text, encoding="utf-8")
         page.screenshot(path=f"{stem}.png", full_page=True)
     return text
 
 
+def server_log(url: str) -> Path:
+    """Where the app server at `url` (running_app's) writes its output."""
+    return ARTIFACTS / f"server-{url.rsplit(':', 1)[-1]}.log"
+
+
 def server_traceback(url: str, most: int = 4000) -> str:
     """The end of the last traceback in the log of the app server at `url` (running_app's), or ''."""
-    log = ARTIFACTS / f"server-{url.rsplit(':', 1)[-1]}.log"
     try:
-        text = log.read_text(encoding="utf-8", errors="replace")
+        text = server_log(url).read_text(encoding="utf-8", errors="replace")
     except OSError:
         return ""
     start = text.rfind("Traceback")

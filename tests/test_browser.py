@@ -12,21 +12,20 @@ import re
 import pytest
 
 from core.course import COURSE, LESSONS
+from core.flows import HOVER_POINTS
 from core.lessons import load_lesson
 from core.model_map import build_map
 from core.models import load_model
 from core.tokenization import prompt_tokens
 from tests import streamlit_server
-from tests.streamlit_server import ARTIFACTS, REQUIRE_BROWSER, pick_index, require_browser, start_training_run, wait_until_idle
+from tests.streamlit_server import ARTIFACTS, ERROR_BOXES, REQUIRE_BROWSER, pick_index, require_browser, start_training_run, wait_until_idle
 
 PROMPT = "The cat sat on the mat."
 
 
 def no_errors(page) -> None:
-    exceptions = page.locator('[data-testid="stException"]')
-    assert exceptions.count() == 0, exceptions.all_inner_texts()
-    errors = page.locator('[data-testid="stAlertContentError"]')
-    assert errors.count() == 0, errors.all_inner_texts()
+    boxes = page.locator(ERROR_BOXES)  # no exception raised, no st.error shown
+    assert boxes.count() == 0, boxes.all_inner_texts()
 
 
 def test_a_missing_browser_is_a_skip_that_says_how_to_install_it_and_a_failure_where_required(monkeypatch):
@@ -103,7 +102,7 @@ FLOW_CHART = """title => [...document.querySelectorAll('.js-plotly-plot')].find(
 def hover_texts_of_the_first_band(page, title: str) -> list[str]:
     """What the flow named by `title` says on hover at each point along its first band."""
     return page.evaluate(f"title => ({FLOW_CHART})(title).data[0].customdata.map(text => text.replace(/<br>/g, ''))"
-                         ".slice(0, 7)", title)
+                         f".slice(0, {len(HOVER_POINTS)})", title)
 
 
 def hovered_band(page, title: str) -> str:
