@@ -153,6 +153,12 @@ def browser_page():
         browser.close()
 
 
+def no_errors(page) -> None:
+    """Assert that the page shows no raised exception and no st.error (saying which, if it does)."""
+    boxes = page.locator(ERROR_BOXES)
+    assert boxes.count() == 0, boxes.all_inner_texts()
+
+
 def save_failed_page(page, name: str) -> str:
     """What a failed browser test left on screen, saved: a screenshot of the whole page and its text
     (returned: its address, then the text; empty when the page can no longer tell)."""
@@ -186,7 +192,7 @@ def wait_until_idle(page, timeout_ms: int = 60_000) -> None:
     """Wait until Streamlit has finished running the script (no 'running' indicator)."""
     page.wait_for_timeout(300)
     page.wait_for_function(
-        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=timeout_ms)
+        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=timeout_ms, polling=100)
 
 
 def pick_index(page, label: str, index: int) -> None:

@@ -18,14 +18,9 @@ from core.model_map import build_map
 from core.models import load_model
 from core.tokenization import prompt_tokens
 from tests import streamlit_server
-from tests.streamlit_server import ARTIFACTS, ERROR_BOXES, REQUIRE_BROWSER, pick_index, require_browser, start_training_run, wait_until_idle
+from tests.streamlit_server import ARTIFACTS, REQUIRE_BROWSER, no_errors, pick_index, require_browser, start_training_run, wait_until_idle
 
 PROMPT = "The cat sat on the mat."
-
-
-def no_errors(page) -> None:
-    boxes = page.locator(ERROR_BOXES)  # no exception raised, no st.error shown
-    assert boxes.count() == 0, boxes.all_inner_texts()
 
 
 def test_a_missing_browser_is_a_skip_that_says_how_to_install_it_and_a_failure_where_required(monkeypatch):
