@@ -42,6 +42,11 @@ ACTIVATIONS = {
 }
 
 
+# what a lesson calls each of them: the tanh approximations are GELU too, swish is SiLU
+ACTIVATION_NAMES = {"gelu_new": "GELU", "gelu_pytorch_tanh": "GELU", "gelu_fast": "GELU", "gelu": "GELU",
+                    "relu": "ReLU", "silu": "SiLU", "swish": "SiLU"}
+
+
 def activate(x: torch.Tensor, activation: str) -> torch.Tensor:
     return ACTIVATIONS[activation](x)
 

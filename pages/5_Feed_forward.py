@@ -6,6 +6,7 @@ import streamlit as st
 import course_ui
 from core import diagrams, figures, residual
 from core.cached import cached_model, cached_neurons_pushing_token, cached_trace
+from core.glassbox import ACTIVATION_NAMES
 
 SHOWN_NEURONS = 20  # the heatmaps show this many of the layer's most active neurons
 CURVE_NEURONS = 64  # the GELU plot draws the prompt's points for this many neurons
@@ -37,8 +38,7 @@ read_layer_choice()
 
 
 def activation_name() -> str:
-    return {"gelu_new": "GELU", "gelu": "GELU", "gelu_fast": "GELU", "gelu_pytorch_tanh": "GELU", "silu": "SiLU",
-            "swish": "SiLU", "relu": "ReLU"}.get(loaded.arch.activation, loaded.arch.activation)
+    return ACTIVATION_NAMES.get(loaded.arch.activation, loaded.arch.activation)
 
 
 def token_name(token_id: int) -> str:

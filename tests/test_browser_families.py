@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import urllib.parse
 
-
 from core.course import COURSE
 from core.model_map import build_map
 from core.models import load_model
-from tests.streamlit_server import browser_page, require_browser, wait_until_idle
-from tests.streamlit_server import ARTIFACTS, no_errors
+from tests.streamlit_server import ARTIFACTS, browser_page, no_errors, require_browser, wait_until_idle
 
 PAGE_PATHS = [entry.page.split("_", 1)[1].removesuffix(".py") for entry in COURSE]  # "The_model_map", "Tokenization", …
 TITLES = {path: f"Lesson {entry.number} ·" for path, entry in zip(PAGE_PATHS, COURSE)}

@@ -178,3 +178,13 @@ def test_threads_share_one_model_without_interfering():
     for name, p in model.state_dict().items():
         assert torch.equal(p, weights_before[name]), name
     assert len({tuple(r[-1, :5].tolist()) for r in results}) > 4  # the settings really differ
+
+
+def test_every_activation_the_glass_box_computes_has_the_name_lesson_5_gives_it():
+    from core.glassbox import ACTIVATION_NAMES, ACTIVATIONS, activate
+
+    assert set(ACTIVATION_NAMES) == set(ACTIVATIONS)
+    x = torch.linspace(-3, 3, 13)
+    for activation, name in ACTIVATION_NAMES.items():  # the name is what the function computes
+        expected = {"GELU": torch.nn.functional.gelu(x), "ReLU": torch.relu(x), "SiLU": x * torch.sigmoid(x)}[name]
+        assert torch.allclose(activate(x, activation), expected, atol=1e-3), activation
