@@ -43,6 +43,18 @@ class TrainConfig:
 SCHEDULES = ("cosine", "linear", "constant")
 
 
+def config_problem(config: TrainConfig) -> str | None:
+    """The one sentence that says why no model can be built with these settings, or None."""
+    if config.architecture != "gpt2" and not (config.use_residual and config.use_layernorm):
+        return ("Switching off residual connections or LayerNorm is an experiment on the GPT-2 design; "
+                "switch them back on, or pick the GPT-2 design.")
+    if config.n_embd % config.n_head:
+        return f"The width ({config.n_embd}) must be a multiple of the number of heads ({config.n_head})."
+    if config.architecture == "llama" and config.n_kv_head and config.n_head % config.n_kv_head:
+        return f"The heads ({config.n_head}) must be a multiple of the key/value heads ({config.n_kv_head})."
+    return None
+
+
 def learning_rate_at(step: int, config: TrainConfig) -> float:
     """Linear warm-up to the peak, then the config's schedule: cosine or linear decay to
     `min_lr_ratio` of the peak at `max_steps`, or constant at the peak."""
@@ -167,8 +179,8 @@ class Trainer:
                  vocab_size: int, eos_token_id: int, start_at_documents: bool = False):
         if len(train_ids) <= config.block_size + 1 or len(val_ids) <= config.block_size + 1:
             raise ValueError("the text is too short for this context length")
-        if config.architecture != "gpt2" and not (config.use_residual and config.use_layernorm):
-            raise ValueError("the residual and LayerNorm switches are an experiment on the GPT-2 design only")
+        if config_problem(config):
+            raise ValueError(config_problem(config))
         self.config = config
         self.train_ids = train_ids  # [n_train_tokens]
         self.val_ids = val_ids  # [n_val_tokens]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import atexit
 import itertools
+import logging
 import math
 import os
 import secrets
@@ -301,6 +302,10 @@ class TrainingRun(Attended):
         torch.manual_seed(self.config.seed)
         try:
             self._train()
+        except Exception as error:  # the run ends with one sentence on the page; the traceback goes to the log
+            logging.getLogger(__name__).exception("training run %s failed", self.serial)
+            self._end("failed", f"This run stopped with an error ({type(error).__name__}); its progress so far is "
+                                "shown. Press Start to train again.")
         finally:
             self.slots.release(self.serial)
 

@@ -14,7 +14,7 @@ from core.copy_task import copy_line, copy_test_lines
 from core.live_training import PRESETS, TextRejected
 from core.tokenization import tokens_text
 from core.training_run import RUNS, TrainingRun, new_run
-from core.training import SCHEDULES, TrainConfig, schedule_curve
+from core.training import SCHEDULES, TrainConfig, config_problem, schedule_curve
 
 SOURCES = {"stories": "Short stories (the course corpus)", "copy": "A copy task (each line written twice)",
            "shakespeare": "Tiny Shakespeare", "text": "Your own text"}
@@ -129,12 +129,8 @@ def settings() -> None:
         left.checkbox("Residual connections", key="t_use_residual", disabled=state.t_architecture != "gpt2")
         right.checkbox("LayerNorm", key="t_use_layernorm", disabled=state.t_architecture != "gpt2")
     config, (data, problem) = chosen_config(), chosen_data()
-    if config.architecture != "gpt2" and not (config.use_residual and config.use_layernorm):
-        st.warning("Switching off residual connections or LayerNorm is an experiment on the GPT-2 design; "
-                   "switch them back on, or pick the GPT-2 design.")
-        return
-    if config.n_kv_head and config.n_head % config.n_kv_head:
-        st.warning(f"The heads ({config.n_head}) must be a multiple of the key/value heads ({config.n_kv_head}).")
+    if config_problem(config):
+        st.warning(config_problem(config))
         return
     steps, rates = schedule_curve(config)
     course_ui.chart("t-schedule", (config.learning_rate, config.warmup_steps, config.max_steps, config.schedule,
@@ -143,9 +139,6 @@ def settings() -> None:
         "learning rate", height=240))
     st.caption(f"Each step learns from {config.batch_size * config.accumulation_steps:,} examples "
                f"({config.batch_size} per micro-batch × {config.accumulation_steps}) of {config.block_size} tokens.")
-    if config.n_embd % config.n_head:
-        st.warning(f"The width ({config.n_embd}) must be a multiple of the number of heads ({config.n_head}).")
-        return
     if data is None or problem:  # no run can start on this data (the page says why once, under the data)
         return
     seconds = cached_step_seconds(config, data.vocab_size)
@@ -160,7 +153,7 @@ def settings() -> None:
 def start_run() -> bool:
     """Start a run with the chosen settings; False (with a message on the page) if none can start."""
     config, (data, problem) = chosen_config(), chosen_data()
-    if data is None or problem or config.n_embd % config.n_head:
+    if data is None or problem or config_problem(config):
         return False  # the page already says why, next to the text or the settings
     probe, prompt = PROBES.get(state.t_source, (None, None))
     if probe is None:
@@ -180,13 +173,21 @@ def start_run() -> bool:
     return True
 
 
+def why_no_start() -> str | None:
+    """Where the page says why no run can start (for the Start button's help), or None."""
+    if chosen_data()[1] is not None:
+        return "No run can start on this data: the message under “Train on” says why."
+    if config_problem(chosen_config()) is not None:
+        return "No model can be built with these settings: the message under them says why."
+    return None
+
+
 def controls() -> None:
     columns = st.columns(5)
     active = run is not None and run.is_active
-    cannot = chosen_data()[1] is not None
-    if columns[0].button("Start", type="primary", disabled=active or cannot, key="t_start",
-                         help="No run can start on this data: the message under “Train on” says why." if cannot
-                         else None) and start_run():
+    cannot = why_no_start()
+    if columns[0].button("Start", type="primary", disabled=active or cannot is not None, key="t_start",
+                         help=cannot) and start_run():
         st.rerun()  # a run that cannot start leaves its message on the page
     if columns[1].button("Pause", disabled=not (run and run.status == "running"), key="t_pause"):
         run.pause()

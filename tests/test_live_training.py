@@ -425,3 +425,27 @@ def test_a_learning_rate_of_1_throws_the_loss_far_above_the_uniform_guess_as_les
     assert round(losses[0]) == int(start)
     assert max(losses[:int(steps)]) > int(high)
     assert min(losses[int(steps) // 2:]) > live_training.uniform_loss(data.vocab_size)
+
+
+def test_a_run_whose_training_fails_says_so_in_one_sentence_and_is_no_longer_active(copy_data, monkeypatch, caplog):
+    """A run's thread that raised left its run "running" forever (seen with settings no model could
+    be built with, since refused before Start): it now ends "failed", says so once, keeps its
+    progress, and the traceback goes to the server's log."""
+    run = run_for(copy_data, replace(TINY, max_steps=100_000))
+    steps = {"taken": 0}
+    step = run.trainer.step
+
+    def step_then_fail(**options):
+        steps["taken"] += 1
+        if steps["taken"] > 3:
+            raise RuntimeError("The size of tensor a (4) must match the size of tensor b (3)")
+        return step(**options)
+
+    monkeypatch.setattr(run.trainer, "step", step_then_fail)
+    run.start()
+    run.wait(timeout=60)
+    assert not run._thread.is_alive()
+    assert run.status == "failed" and not run.is_active and run.view().step == 3
+    assert run.message == ("This run stopped with an error (RuntimeError); its progress so far is shown. "
+                           "Press Start to train again.")
+    assert "training run" in caplog.text and "must match the size" in caplog.text

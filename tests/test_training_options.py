@@ -3,6 +3,7 @@ and bfloat16 autocast."""
 from __future__ import annotations
 
 import copy
+import re
 from dataclasses import replace
 
 import pytest
@@ -134,3 +135,38 @@ def test_the_copy_test_scores_a_llama_design_model():
     trainer = Trainer(config, data.train_ids, data.val_ids, data.vocab_size, 0, start_at_documents=True)
     score = copy_task.copy_task_score(trainer.model, data.tokenizer, copy_task.copy_test_lines(5))
     assert score is not None and 0.0 <= score.accuracy <= 1.0
+
+
+@pytest.mark.parametrize("settings, says", [
+    (dict(architecture="llama", n_head=4, n_kv_head=3), "The heads (4) must be a multiple of the key/value heads (3)."),
+    (dict(architecture="llama", use_layernorm=False), "Switching off residual connections or LayerNorm"),
+    (dict(n_embd=30, n_head=4), "The width (30) must be a multiple of the number of heads (4)."),
+])
+def test_settings_no_model_can_be_built_with_are_refused_in_one_sentence_before_start(settings, says):
+    """Issue 13's kind of failure: with 3 key/value heads for 4 query heads the page warned, yet Start
+    stayed enabled and the run's thread crashed in the model's forward, leaving a run that said
+    "running" forever. One rule (core.training.config_problem) now serves the trainer and the page."""
+    from streamlit.testing.v1 import AppTest
+
+    from core import live_training
+    from core.course import APP_DIR, LESSONS
+    from core.training import config_problem
+
+    config = replace(BASE, **settings)
+    assert config_problem(config).startswith(says)
+    assert config_problem(replace(config, **{key: getattr(BASE, key) for key in settings})) is None
+    data = live_training.training_data("copy", "", 300)
+    with pytest.raises(ValueError, match=re.escape(says)):
+        Trainer(config, data.train_ids, data.val_ids, data.vocab_size, 0)
+
+    app = AppTest.from_file(str(APP_DIR / "Home.py"), default_timeout=120)
+    app.run()
+    app.switch_page(LESSONS[6].page).run()
+    app.selectbox(key="t_preset").select("custom").run()
+    for knob, value in settings.items():
+        app.session_state[f"t_{knob}"] = value
+    app.run()
+    assert not app.exception, [e.value for e in app.exception]
+    assert [w.value for w in app.warning if w.value.startswith(says)] == [config_problem(config)]  # once
+    start = app.button(key="t_start")
+    assert start.proto.disabled and "settings" in start.proto.help
