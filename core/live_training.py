@@ -132,7 +132,11 @@ def too_short(data: PreparedData, config: TrainConfig) -> str | None:
             f"{len(data.train_ids):,} training and {len(data.val_ids):,} validation tokens (the last tenth is kept "
             f"for validation), but a context length of {config.block_size} needs at least {need:,} of each, a full "
             f"window of text to train on and another to validate on, so the text must be about {about:,} "
-            f"characters or longer.")
+            f"characters or longer{_OR_CHARACTERS if data.vocab_size > BYTE_VOCABULARY else ''}.")
+
+
+# the tokenizer that makes the most tokens of any text: its merges are what a BPE takes away
+_OR_CHARACTERS = " (or choose the “Characters” tokenizer: one token per byte, the most any text gives)"
 
 
 def uniform_loss(vocab_size: int) -> float:

@@ -165,16 +165,24 @@ def _merge_ranks(merges: tuple[tuple[str, str], ...]) -> dict[tuple[str, str], i
     return {pair: rank for rank, pair in enumerate(merges)}
 
 
+LONGEST_PRETOKEN = 64  # bytes: a longer run without a space or punctuation is cut into pieces this long
+
+
 def train_byte_level_bpe(texts: list[str], vocab_size: int):
     """A byte-level BPE tokenizer trained on `texts`, as a Hugging Face fast tokenizer.
 
-    Its 256 byte symbols come first, so any text at all can be encoded (byte fallback).
+    Its 256 byte symbols come first, so any text at all can be encoded (byte fallback). Words are
+    GPT-2's pre-tokens, cut into pieces of at most LONGEST_PRETOKEN bytes: the trainer's time grows
+    with the square of a word's length (a pasted megabyte of one letter, one "word", kept a page busy
+    for many minutes; cut, it trains in a fraction of a second), and no English word comes near it.
     """
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
     from core.hf import PreTrainedTokenizerFast
 
     backend = Tokenizer(models.BPE())
-    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.ByteLevel(add_prefix_space=False),
+        pre_tokenizers.Split(Regex(f".{{1,{LONGEST_PRETOKEN}}}"), behavior="isolated")])  # (no newline is left: Ċ)
     backend.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[END_OF_TEXT],
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)

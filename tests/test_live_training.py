@@ -105,11 +105,15 @@ def test_tokens_needed_is_exactly_the_trainers_condition():
 
 
 def test_the_issues_texts_are_refused_with_the_reason():
-    """A run of the 1-minute preset on 5,000 a's with a BPE (2 training tokens) or on too little English."""
+    """A run of the 1-minute preset on 5,000 a's with a BPE (2 training tokens before long words were cut;
+    now 72, but 10 for validation) or on too little English; the sentence points a BPE's student to the Characters tokenizer."""
     config = PRESETS["1-minute"]
     a_5000 = live_training.training_data("text", "a" * 5000, 512)
-    assert len(a_5000.train_ids) < live_training.tokens_needed(config)
+    assert min(len(a_5000.train_ids), len(a_5000.val_ids)) < live_training.tokens_needed(config)
     assert "Your text has 5,000 characters" in live_training.too_short(a_5000, config)
+    assert "choose the “Characters” tokenizer" in live_training.too_short(a_5000, config)
+    as_bytes = live_training.training_data("text", "a" * 100, live_training.BYTE_VOCABULARY)
+    assert "Characters" not in live_training.too_short(as_bytes, config)  # it is the one in use
     short = live_training.training_data("text", story_text(1500, " "), 512)
     assert "Your text has 1,500 characters" in live_training.too_short(short, config)
     with pytest.raises(ValueError):
@@ -449,3 +453,21 @@ def test_a_run_whose_training_fails_says_so_in_one_sentence_and_is_no_longer_act
     assert run.message == ("This run stopped with an error (RuntimeError); its progress so far is shown. "
                            "Press Start to train again.")
     assert "training run" in caplog.text and "must match the size" in caplog.text
+
+
+def test_a_megabyte_of_one_letter_is_cut_into_words_a_bpe_can_learn_from():
+    """A hostile paste: a megabyte of "a" is one GPT-2 pre-token, and the BPE trainer's time grows
+    with the square of a word's length (200,000 a's took 35 s, a megabyte kept the page busy for
+    many minutes). Words are cut at LONGEST_PRETOKEN bytes; ordinary prose is cut exactly as before."""
+    from core.tokenization import LONGEST_PRETOKEN, pretokens
+
+    data = live_training.training_data("text", "a" * 1_000_000, 512)
+    pieces = pretokens(data.tokenizer, "a" * 1000)
+    assert max(map(len, pieces)) == LONGEST_PRETOKEN and "".join(pieces) == "a" * 1000
+    assert len(data.train_ids) + len(data.val_ids) >= 1_000_000 // LONGEST_PRETOKEN  # one token a piece at most merged
+    prose = story_text(3000, " ")
+    from tokenizers import pre_tokenizers
+
+    gpt2_words = [piece for piece, _ in pre_tokenizers.ByteLevel(add_prefix_space=False).pre_tokenize_str(prose)]
+    assert pretokens(data.tokenizer, prose) == gpt2_words
+    assert data.tokenizer.decode(data.tokenizer(prose)["input_ids"]) == prose
