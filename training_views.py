@@ -13,7 +13,7 @@ from core.backprop_step import frozen_step_example, model_for_frozen_step
 from core.cached import cached_frozen_step, cached_model
 from core.models import DEFAULT_MODEL
 from core.tokenization import tokens_text
-from core.training import learning_rate_at
+from core.training import learning_rate_at, schedule_name
 
 SNAPSHOTS_SHOWN = 6  # attention snapshots drawn side by side, the latest always among them
 
@@ -48,7 +48,7 @@ def run_view(run, view, previous=None, note: str | None = None) -> None:
     course_ui.chart("t_lr", (run.serial, now), lambda: figures.lines(
         list(range(1, run.config.max_steps + 1)), {"learning rate": [learning_rate_at(s, run.config)
                                                                      for s in range(run.config.max_steps)]},
-        "Learning-rate schedule: warm-up, then cosine decay", "step", "learning rate", marker=("now", now),
+        f"Learning-rate schedule: {schedule_name(run.config)}", "step", "learning rate", marker=("now", now),
         height=260))
     copy_test(run, view)
     with st.container(border=True):

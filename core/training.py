@@ -43,6 +43,12 @@ class TrainConfig:
 SCHEDULES = ("cosine", "linear", "constant")
 
 
+def schedule_name(config: TrainConfig) -> str:
+    """The schedule in words, for a chart's title."""
+    after = {"cosine": "cosine decay", "linear": "linear decay", "constant": "constant"}[config.schedule]
+    return f"warm-up, then {after}" if config.warmup_steps else after
+
+
 def config_problem(config: TrainConfig) -> str | None:
     """The one sentence that says why no model can be built with these settings, or None."""
     if config.architecture != "gpt2" and not (config.use_residual and config.use_layernorm):
@@ -50,6 +56,9 @@ def config_problem(config: TrainConfig) -> str | None:
                 "switch them back on, or pick the GPT-2 design.")
     if config.n_embd % config.n_head:
         return f"The width ({config.n_embd}) must be a multiple of the number of heads ({config.n_head})."
+    if config.architecture == "llama" and (config.n_embd // config.n_head) % 2:
+        return (f"Rotary positions turn each head's numbers in pairs, so a head's width (here {config.n_embd} ÷ "
+                f"{config.n_head} = {config.n_embd // config.n_head}) must be even in the Llama design.")
     if config.architecture == "llama" and config.n_kv_head and config.n_head % config.n_kv_head:
         return f"The heads ({config.n_head}) must be a multiple of the key/value heads ({config.n_kv_head})."
     return None
@@ -245,7 +254,8 @@ class Trainer:
             layer_grads = {name: group_norm([p.grad for p in params if p.grad is not None])
                            for name, params in groups.items()}
             before = {name: [p.detach().clone() for p in params] for name, params in groups.items()}
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
+        max_norm = self.config.grad_clip if self.config.grad_clip > 0 else math.inf  # 0: no clipping, as in nanoGPT
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)  # (the norm before clipping)
         self.optimizer.step()
         self.step_count += 1
         ratios = None

@@ -28,7 +28,7 @@ KNOBS = {  # TrainConfig field: (label, min, max, step)
     "block_size": ("Context length", 16, 256, 16), "batch_size": ("Batch size", 1, 64, 1),
     "learning_rate": ("Learning rate", 1e-5, 1.0, 1e-4), "warmup_steps": ("Warm-up steps", 0, 2000, 10),
     "max_steps": ("Steps", 10, 20000, 10), "dropout": ("Dropout", 0.0, 0.5, 0.05),
-    "weight_decay": ("Weight decay", 0.0, 1.0, 0.01), "grad_clip": ("Gradient clipping (max norm)", 0.0, 100.0, 0.5),
+    "weight_decay": ("Weight decay", 0.0, 1.0, 0.01), "grad_clip": ("Gradient clipping (max norm; 0 = off)", 0.0, 100.0, 0.5),
     "seed": ("Seed", 0, 2**31 - 1, 1),
 }
 

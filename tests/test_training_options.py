@@ -3,6 +3,7 @@ and bfloat16 autocast."""
 from __future__ import annotations
 
 import copy
+import json
 import re
 from dataclasses import replace
 
@@ -112,12 +113,15 @@ def test_the_training_page_offers_shakespeare_both_designs_and_the_options():
         app.number_input(key=knob).set_value(value).run()
     app.selectbox(key="t_architecture").select("llama").run()
     app.number_input(key="t_n_kv_head").set_value(2).run()
+    app.selectbox(key="t_schedule").select("linear").run()
     assert any(c.value.startswith("Each step learns from 8 examples (4 per micro-batch × 2)") for c in app.caption)
     app.button(key="t_start").click().run()
     run = app.session_state["t_run"]
     assert wait_for(lambda: run.status == "finished", timeout=120)
     assert run.trainer.model.config.model_type == "llama" and run.trainer.model.config.num_key_value_heads == 2
     app.run()
+    [schedule] = [json.loads(c.proto.spec) for c in app.get("plotly_chart") if c.proto.id.endswith("t_lr")]
+    assert schedule["layout"]["title"]["text"] == "Learning-rate schedule: warm-up, then linear decay"  # the one chosen
     app.button(key="t_use").click().run()
     app.switch_page(LESSONS[3].page).run()
     assert not app.exception, [e.value for e in app.exception]
@@ -141,6 +145,8 @@ def test_the_copy_test_scores_a_llama_design_model():
     (dict(architecture="llama", n_head=4, n_kv_head=3), "The heads (4) must be a multiple of the key/value heads (3)."),
     (dict(architecture="llama", use_layernorm=False), "Switching off residual connections or LayerNorm"),
     (dict(n_embd=30, n_head=4), "The width (30) must be a multiple of the number of heads (4)."),
+    (dict(architecture="llama", n_embd=24, n_head=8), "Rotary positions turn each head's numbers in pairs, so a "
+                                                      "head's width (here 24 ÷ 8 = 3) must be even"),
 ])
 def test_settings_no_model_can_be_built_with_are_refused_in_one_sentence_before_start(settings, says):
     """Issue 13's kind of failure: with 3 key/value heads for 4 query heads the page warned, yet Start
@@ -170,3 +176,21 @@ def test_settings_no_model_can_be_built_with_are_refused_in_one_sentence_before_
     assert [w.value for w in app.warning if w.value.startswith(says)] == [config_problem(config)]  # once
     start = app.button(key="t_start")
     assert start.proto.disabled and "settings" in start.proto.help
+
+
+def test_gradient_clipping_at_0_is_off_and_the_schedule_is_named_as_chosen():
+    """A student reads 0 as "clipping off" (nanoGPT's convention too): it scaled every gradient to
+    zero instead, and the run learned nothing (only weight decay moved the weights)."""
+    from core import live_training
+    from core.training import schedule_name
+
+    prepared = live_training.prepare_data(copy_task.copy_task_documents(200), live_training.BYTE_VOCABULARY)
+    losses = {}
+    for clip in (0.0, 1e9):
+        trainer = Trainer(replace(BASE, grad_clip=clip, max_steps=20), prepared.train_ids, prepared.val_ids,
+                          prepared.vocab_size, 0)
+        losses[clip] = [trainer.step().loss for _ in range(20)]
+    assert losses[0.0] == losses[1e9] and losses[0.0][-1] < losses[0.0][0] - 0.5  # unclipped, and it learns
+    assert [schedule_name(replace(BASE, schedule=s)) for s in SCHEDULES] == [
+        "warm-up, then cosine decay", "warm-up, then linear decay", "warm-up, then constant"]
+    assert schedule_name(replace(BASE, schedule="linear", warmup_steps=0)) == "linear decay"
