@@ -98,7 +98,7 @@ def slider_rerun(model_key: str) -> float:
     app = AppTest.from_file(str(APP_DIR / "Home.py"), default_timeout=120)
     app.session_state["model_key"] = model_key
     app.run()
-    app.switch_page("pages/6_Sampling.py").run()
+    app.switch_page("lesson_pages/6_Sampling.py").run()
     values = iter([round(0.1 + 0.3 * i, 2) for i in range(RERUNS + 1)])
     return median_seconds(lambda: app.slider(key="s_temperature").set_value(next(values)).run(), RERUNS)
 

@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from core.course import COURSE  # noqa: E402
 from tests.streamlit_server import browser_page, pick_index, running_app, wait_until_idle  # noqa: E402
 
-PAGES = [(entry.page.split("_", 1)[1].removesuffix(".py"), f"Lesson {entry.number} ·") for entry in COURSE]
+PAGES = [(entry.url_path, f"Lesson {entry.number} ·") for entry in COURSE]
 CONTROLS = {  # lesson path -> (what the student moves, how: the n-th move)
     "Attention": ("head picker", lambda page, n: pick_index(page, "Head", (n + 1) % 4)),
     "Feed_forward": ("layer picker", lambda page, n: pick_index(page, "Layer", (n + 1) % 4)),
@@ -195,7 +195,7 @@ def server_cpu(model: str, prompts: int = 3) -> None:
 
     print(f"== {model}: server CPU for a lesson on a new prompt (AppTest) ==")
     for index, (path, _) in enumerate(PAGES):
-        page = next(e.page for e in COURSE if e.page.split("_", 1)[1].removesuffix(".py") == path)
+        page = next(e.page for e in COURSE if e.url_path == path)
         app = AppTest.from_file(str(APP_DIR / "Home.py"), default_timeout=120)
         app.session_state["model_key"] = model
         app.run()

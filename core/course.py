@@ -25,7 +25,11 @@ class LessonEntry:
 
     @property
     def url_path(self) -> str:
-        """The page's address: its file name without the number, as Streamlit names a pages/ file."""
+        """The page's address: its file name without the number ("Feed_forward").
+
+        The pages' folder is not called `pages/`: Streamlit reads a folder of that name as an old-style
+        multipage app, and a server whose first visitor came by a lesson's address named the pages in
+        every sidebar by their file names ("Feed forward") instead of their titles."""
         return Path(self.page).stem.split("_", 1)[1]
 
     @property
@@ -38,18 +42,18 @@ class LessonEntry:
 
 
 LESSONS: tuple[LessonEntry, ...] = (
-    LessonEntry(1, "01_tokenization.md", "pages/1_Tokenization.py"),
-    LessonEntry(2, "02_embeddings.md", "pages/2_Embeddings.py"),
-    LessonEntry(3, "03_positional_encoding.md", "pages/3_Positional_encoding.py"),
-    LessonEntry(4, "04_attention.md", "pages/4_Attention.py"),
-    LessonEntry(5, "05_feed_forward.md", "pages/5_Feed_forward.py"),
-    LessonEntry(6, "06_sampling.md", "pages/6_Sampling.py"),
-    LessonEntry(7, "07_training.md", "pages/7_Training.py"),
+    LessonEntry(1, "01_tokenization.md", "lesson_pages/1_Tokenization.py"),
+    LessonEntry(2, "02_embeddings.md", "lesson_pages/2_Embeddings.py"),
+    LessonEntry(3, "03_positional_encoding.md", "lesson_pages/3_Positional_encoding.py"),
+    LessonEntry(4, "04_attention.md", "lesson_pages/4_Attention.py"),
+    LessonEntry(5, "05_feed_forward.md", "lesson_pages/5_Feed_forward.py"),
+    LessonEntry(6, "06_sampling.md", "lesson_pages/6_Sampling.py"),
+    LessonEntry(7, "07_training.md", "lesson_pages/7_Training.py"),
 )
 
 
 # The map of the whole model comes first: a newcomer sees every part before lesson 1 names them.
-MAP = LessonEntry(0, "00_model_map.md", "pages/0_The_model_map.py")
+MAP = LessonEntry(0, "00_model_map.md", "lesson_pages/0_The_model_map.py")
 COURSE: tuple[LessonEntry, ...] = (MAP,) + LESSONS
 
 

@@ -229,6 +229,18 @@ def compile_scripts_once() -> Callable[[], None]:
     return undo
 
 
+def switch_to(app, page: str):
+    """AppTest.switch_page, and "Home.py" for Home, as the sidebar's first link goes there.
+    switch_page takes a page file, and Home is Home.py's own function page (its st.navigation), not
+    a file: its script hash is the one registered at the address "" (AppTest keeps them in
+    _registered_pages). Returns the app; run it next, as after switch_page."""
+    if page != "Home.py":
+        return app.switch_page(page)
+    [home] = [page_hash for page_hash, shown in app._registered_pages.items() if shown.get("url_pathname") == ""]
+    app._page_hash = home
+    return app
+
+
 def open_every_section(app) -> None:
     """Open every figure slot the lessons draw on request (`| on request:`), so that a test of a
     page's figures sees all of them. Closed is what a student sees first; tests/test_teaching.py

@@ -11,7 +11,7 @@ from core.course import APP_DIR, COURSE, LESSONS
 from core.figures import md_escape, plain_text
 from core.lessons import load_lesson
 from core.plot_style import BROWSER_CONFIG
-from tests.streamlit_server import open_every_section
+from tests.streamlit_server import open_every_section, switch_to
 from tests.test_live_training import wait_for  # one condition wait for every training test
 
 PAGES = ["Home.py"] + [entry.page for entry in LESSONS if entry.is_built]
@@ -248,7 +248,7 @@ def test_answers_are_kept_between_pages_and_home_shows_progress():
     wrong = next(text for text, correct in first.options if not correct)
     app.radio(key="lesson3-question-0").set_value(wrong).run()
     assert [e.value for e in app.error] == ["Not quite."]
-    app.switch_page("Home.py").run()
+    switch_to(app, "Home.py").run()
     links = lesson_links(app)
     total = sum(1 for question in questions if question.options)
     assert f"0 of {total} questions right" in links[LESSONS[2].page].label
@@ -260,7 +260,7 @@ def test_answers_are_kept_between_pages_and_home_shows_progress():
     right = next(text for text, correct in first.options if correct)
     app.radio(key="lesson3-question-0").set_value(right).run()
     assert [e.value for e in app.success] == ["Right."]
-    app.switch_page("Home.py").run()
+    switch_to(app, "Home.py").run()
     links = lesson_links(app)
     assert f"1 of {total} questions right" in links[LESSONS[2].page].label
 
@@ -279,7 +279,7 @@ def test_settings_are_found_again_after_visiting_other_lessons():
     app.segmented_control(key="attn_layer").set_value(2).run()
     app.multiselect(key="attn_ablate").set_value([(0, 0), (0, 3)]).run()
     for page in ("Home.py", LESSONS[0].page, LESSONS[6].page):
-        app.switch_page(page).run()
+        switch_to(app, page).run()
     assert app.selectbox(key="t_preset").value == "5-minute"
     assert app.number_input(key="t_n_layer").value == 4  # the 5-minute preset's, not the 1-minute's 2
     assert app.radio(key="t_source").value == "text" and app.text_area(key="t_text").value == text
@@ -357,7 +357,7 @@ def test_pages_leave_the_shared_trace_untouched():
     trace = cached_trace(DEFAULT_MODEL.key, prompt)  # the very object every page reads
     before = {name: tensor.clone() for name, tensor in trace.tensors.items()}
     for page in PAGES[1:] + ["Home.py"]:
-        app.switch_page(page).run()
+        switch_to(app, page).run()
         assert not app.exception, (page, [e.value for e in app.exception])
         if page == LESSONS[4].page:
             box = app.multiselect(key="ff_ablate")
@@ -415,7 +415,7 @@ def test_a_large_model_is_not_reloaded_at_every_run_of_a_page_that_names_the_cou
     app = AppTest.from_file(str(APP_DIR / "Home.py"), default_timeout=90)
     app.session_state["model_key"] = gpt2_family_folder
     app.run()
-    app.switch_page("pages/0_The_model_map.py").run()
+    app.switch_page("lesson_pages/0_The_model_map.py").run()
     assert not app.exception, [e.value for e in app.exception]
     loads.clear()
     for _ in range(2):

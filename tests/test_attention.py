@@ -153,7 +153,7 @@ def test_a_role_that_cannot_show_on_a_prompt_says_why_its_map_is_blank():
     repeated = run_trace(loaded.model, ids + ids)
     assert attention.role_queries(repeated)["induction"] == len(ids)  # every token of the second copy
 
-    app = run_page("pages/4_Attention.py", "The cat sat on the mat")
+    app = run_page("lesson_pages/4_Attention.py", "The cat sat on the mat")
     captions = [c.value for c in app.caption]
     assert any(c.startswith("Induction score: not measured on your prompt, because no token in it comes twice")
                for c in captions)

@@ -10,7 +10,7 @@ from core.model_map import build_map
 from core.models import load_model
 from tests.streamlit_server import ARTIFACTS, browser_page, no_errors, require_browser, wait_until_idle
 
-PAGE_PATHS = [entry.page.split("_", 1)[1].removesuffix(".py") for entry in COURSE]  # "The_model_map", "Tokenization", …
+PAGE_PATHS = [entry.url_path for entry in COURSE]  # "The_model_map", "Tokenization", …
 TITLES = {path: f"Lesson {entry.number} ·" for path, entry in zip(PAGE_PATHS, COURSE)}
 
 

@@ -58,3 +58,15 @@ def test_home_page_runs_without_torch_or_transformers():
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["exceptions"] == [] and result["titles"]  # Home really ran
     assert result["heavy"] == []
+
+
+def test_the_lesson_pages_are_not_in_a_folder_streamlit_reads_as_an_old_style_app():
+    """With a `pages/` folder beside Home.py, Streamlit also registered its files as an old-style
+    multipage app: on a server whose first visitor came by a lesson's address (a shared link), every
+    sidebar named the lessons by their file names ("Feed forward", "Sampling") instead of their
+    titles, for every student after. Seen in Chromium; renaming the folder ended it."""
+    from core.course import COURSE
+
+    assert not (APP_DIR / "pages").exists()
+    folders = {Path(entry.page).parent for entry in COURSE}
+    assert folders == {Path("lesson_pages")} and all((APP_DIR / entry.page).is_file() for entry in COURSE)
