@@ -287,7 +287,7 @@ def _size_check(source: str, parameters: int, label: str) -> None:
                              "is free here now.")
 
 
-def _check_weights_cover_config(source: str, info: dict) -> None:
+def _check_weights_cover_config(named: str, info: dict) -> None:
     """Refuse a model whose saved weights do not match its config: transformers fills missing
     weights with random values and only logs it, which would make every number on screen false."""
     problems = []
@@ -297,24 +297,34 @@ def _check_weights_cover_config(source: str, info: dict) -> None:
         if keys:
             problems.append(f"{len(keys)} weight{'s' if len(keys) > 1 else ''} {words} (e.g. {keys[0]})")
     if problems:
-        raise ModelLoadError(f"{source}'s weights do not match its config.json: {'; '.join(problems)}. "
+        raise ModelLoadError(f"{named}'s weights do not match its config.json: {'; '.join(problems)}. "
                              "Save the model again with model.save_pretrained(folder), or fix config.json.")
 
 
-def _check_tokenizer(source: str, is_folder: bool, tokenizer, vocab_size: int) -> None:
+def _check_tokenizer(source: str, named: str, is_folder: bool, tokenizer, vocab_size: int) -> None:
     if is_folder and not any((Path(source).expanduser() / name).is_file() for name in TOKENIZER_FILES):
-        raise ModelLoadError(f"The folder {source} has no tokenizer files (tokenizer.json, or vocab.json and "
+        raise ModelLoadError(f"The folder {named} has no tokenizer files (tokenizer.json, or vocab.json and "
                              "merges.txt); save them beside the model with tokenizer.save_pretrained(folder).")
     if len(tokenizer) == 0 or not tokenizer("a")["input_ids"]:
-        raise ModelLoadError(f"{source}'s tokenizer turns text into no tokens; save the tokenizer the model was "
+        raise ModelLoadError(f"{named}'s tokenizer turns text into no tokens; save the tokenizer the model was "
                              "trained with beside it, with tokenizer.save_pretrained(folder).")
     if len(tokenizer) > vocab_size:
-        raise ModelLoadError(f"{source}'s tokenizer has {len(tokenizer):,} tokens but the model only "
+        raise ModelLoadError(f"{named}'s tokenizer has {len(tokenizer):,} tokens but the model only "
                              f"{vocab_size:,}: they do not belong together.")
 
 
+def named_source(source: str, most: int = 120) -> str:
+    """A typed model name or path as a sentence shows it: in quotes (a leading emoji would become
+    the warning box's icon), control characters written out, and a long one shortened."""
+    shown = "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in source)
+    if len(shown) > most:
+        shown = f"{shown[:most // 2]}…{shown[-(most // 2 - 1):]}"
+    return f"“{shown}”"
+
+
 def load_model(key_or_source: str) -> LoadedModel:
-    """Load a registry model, a hub id or a local folder, in eval mode with eager attention."""
+    """Load a registry model, a hub id or a local folder, in eval mode with eager attention. Every
+    failure is a ModelLoadError of one sentence, naming what was typed as named_source shows it."""
     from core.architectures import UnsupportedModel, weights_of
     from core.families import FAMILIES, supported_families_sentence
     from core.hf import MODEL_BUILD_LOCK, AutoConfig, AutoModelForCausalLM, AutoTokenizer
@@ -322,39 +332,46 @@ def load_model(key_or_source: str) -> LoadedModel:
     choice = choice_for(key_or_source)
     source = choice.source
     is_folder = _is_folder(source)
-    hosted_answer = f"No model could be loaded from {source}."
+    named = named_source(source)  # in every sentence below
+    hosted_answer = f"No model could be loaded from {named}."
     if not is_folder:
         if _looks_like_path(source):
-            raise ModelLoadError(hosted_answer if is_hosted() else f"There is no model folder at {source}.")
+            raise ModelLoadError(hosted_answer if is_hosted() else f"There is no model folder at {named}.")
         known = reference_config(source)  # a well-known model's size is checked before anything is downloaded
         if known is not None:
             _size_check(source, estimated_parameters(known), choice.label.split(" (")[0])
         if not hub_reachable():
-            raise ModelLoadError(f"{source} needs the Hugging Face hub, which cannot be reached from here.")
+            raise ModelLoadError(f"{named} needs the Hugging Face hub, which cannot be reached from here.")
     try:
         config = AutoConfig.from_pretrained(source)
     except Exception as error:  # noqa: BLE001 - any failure becomes one sentence
         if is_folder and is_hosted():
             raise ModelLoadError(hosted_answer) from error
-        raise ModelLoadError(f"{source} could not be found ({type(error).__name__}).") from error
+        if is_folder and not (Path(source).expanduser() / "config.json").is_file():
+            raise ModelLoadError(f"The folder {named} holds no config.json, so it is not a saved model "
+                                 "(save one with model.save_pretrained(folder)).") from error
+        if is_folder:
+            reason = " ".join(str(error).split())[:160]
+            raise ModelLoadError(f"The config.json in {named} cannot be read: {reason}.") from error
+        raise ModelLoadError(f"{named} could not be found ({type(error).__name__}).") from error
     if config.model_type not in FAMILIES:
-        raise ModelLoadError(f"{source} is a {config.model_type} model; {supported_families_sentence()}.")
-    _size_check(source, estimated_parameters(config), source)
+        raise ModelLoadError(f"{named} is a {config.model_type} model; {supported_families_sentence()}.")
+    _size_check(source, estimated_parameters(config), named)
     try:
         with MODEL_BUILD_LOCK:  # see core.hf: concurrent loads left lm_head untied
             model, info = AutoModelForCausalLM.from_pretrained(  # mismatches are reported, then refused below
                 source, attn_implementation="eager", output_loading_info=True, ignore_mismatched_sizes=True)
             tokenizer = AutoTokenizer.from_pretrained(source)
     except Exception as error:  # noqa: BLE001
-        raise ModelLoadError(f"{source} could not be loaded ({type(error).__name__}).") from error
-    _check_weights_cover_config(source, info)
-    _check_tokenizer(source, is_folder, tokenizer, config.vocab_size)
+        raise ModelLoadError(f"{named} could not be loaded ({type(error).__name__}).") from error
+    _check_weights_cover_config(named, info)
+    _check_tokenizer(source, named, is_folder, tokenizer, config.vocab_size)
     model.eval()
     model.requires_grad_(False)
     try:
         weights_of(model)
     except UnsupportedModel as error:
-        raise ModelLoadError(f"{source} cannot be read by the glass box: {error}.") from error
+        raise ModelLoadError(f"{named} cannot be read by the glass box: {error}.") from error
     return LoadedModel(name=choice.key, source=source, model=model, tokenizer=tokenizer)
 
 

@@ -129,7 +129,7 @@ def test_hosted_app_gives_one_answer_for_missing_and_not_a_model(tmp_path, monke
     assert local[0] != local[1]
     monkeypatch.setenv("GLASSBOX_HOSTED", "1")
     hosted = [str(pytest.raises(ModelLoadError, load_model, path).value) for path in (missing, not_model)]
-    assert hosted[0].replace(missing, "PATH") == hosted[1].replace(not_model, "PATH") == "No model could be loaded from PATH."
+    assert hosted[0].replace(missing, "PATH") == hosted[1].replace(not_model, "PATH") == "No model could be loaded from “PATH”."
 
 
 def test_gpt_j_is_listed_and_refused_with_the_memory_it_would_need(monkeypatch):
@@ -276,3 +276,28 @@ def test_students_opening_lessons_together_on_a_fresh_app_import_transformers_sa
                             text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_what_was_typed_is_named_plainly_and_a_folder_without_a_model_is_not_called_missing(tmp_path):
+    """A hostile-student pass: "/" and "/etc" exist, yet were said "could not be found (ValueError)";
+    a config.json with n_layer "two" likewise; a leading emoji became the warning box's icon and
+    left the sentence naming a model never typed; a NUL or 5,000 characters went into the sentence
+    raw. (On a hosted copy the folder cases keep their one answer: the test above.)"""
+    import json
+    import shutil
+
+    def refusal(source: str) -> str:
+        return str(pytest.raises(ModelLoadError, load_model, source).value)
+
+    assert refusal(str(tmp_path)) == (f"The folder “{tmp_path}” holds no config.json, so it is not a saved model "
+                                      "(save one with model.save_pretrained(folder)).")
+    broken = tmp_path / "broken"
+    shutil.copytree(models.BUNDLED_MODEL_DIR, broken)
+    config = json.loads((broken / "config.json").read_text())
+    (broken / "config.json").write_text(json.dumps({**config, "n_layer": "two"}))
+    said = refusal(str(broken))
+    assert said.startswith(f"The config.json in “{broken}” cannot be read: ") and "n_layer" in said
+    assert refusal("🤖model").startswith("“🤖model”")  # not the emoji first: st.warning would take it as its icon
+    assert refusal("/tmp/a\x00b") == "There is no model folder at “/tmp/a\\x00b”."
+    long = refusal("/" + "a" * 5000)
+    assert len(long) < 200 and "…" in long
