@@ -188,8 +188,8 @@ class Trainer:
                  vocab_size: int, eos_token_id: int, start_at_documents: bool = False):
         if len(train_ids) <= config.block_size + 1 or len(val_ids) <= config.block_size + 1:
             raise ValueError("the text is too short for this context length")
-        if config_problem(config):
-            raise ValueError(config_problem(config))
+        if problem := config_problem(config):
+            raise ValueError(problem)
         self.config = config
         self.train_ids = train_ids  # [n_train_tokens]
         self.val_ids = val_ids  # [n_val_tokens]

@@ -129,8 +129,8 @@ def settings() -> None:
         left.checkbox("Residual connections", key="t_use_residual", disabled=state.t_architecture != "gpt2")
         right.checkbox("LayerNorm", key="t_use_layernorm", disabled=state.t_architecture != "gpt2")
     config, (data, problem) = chosen_config(), chosen_data()
-    if config_problem(config):
-        st.warning(config_problem(config))
+    if settings_problem := config_problem(config):
+        st.warning(settings_problem)
         return
     steps, rates = schedule_curve(config)
     course_ui.chart("t-schedule", (config.learning_rate, config.warmup_steps, config.max_steps, config.schedule,
@@ -150,11 +150,20 @@ def settings() -> None:
                            "does any wait for the machine (see below).")
 
 
+def why_no_start() -> str | None:
+    """Where the page says why no run can start (for the Start button's help), or None."""
+    if chosen_data()[1] is not None:
+        return "No run can start on this data: the message under “Train on” says why."
+    if config_problem(chosen_config()) is not None:
+        return "No model can be built with these settings: the message under them says why."
+    return None
+
+
 def start_run() -> bool:
     """Start a run with the chosen settings; False (with a message on the page) if none can start."""
-    config, (data, problem) = chosen_config(), chosen_data()
-    if data is None or problem or config_problem(config):
+    if why_no_start() is not None:
         return False  # the page already says why, next to the text or the settings
+    config, data = chosen_config(), chosen_data()[0]
     probe, prompt = PROBES.get(state.t_source, (None, None))
     if probe is None:
         val_text = tokens_text(data.tokenizer, data.val_ids[:200].tolist())
@@ -171,15 +180,6 @@ def start_run() -> bool:
     started.start()
     state.t_run, state.t_run_token = started, RUNS.add(started)
     return True
-
-
-def why_no_start() -> str | None:
-    """Where the page says why no run can start (for the Start button's help), or None."""
-    if chosen_data()[1] is not None:
-        return "No run can start on this data: the message under “Train on” says why."
-    if config_problem(chosen_config()) is not None:
-        return "No model can be built with these settings: the message under them says why."
-    return None
 
 
 def controls() -> None:

@@ -459,6 +459,8 @@ def test_a_megabyte_of_one_letter_is_cut_into_words_a_bpe_can_learn_from():
     """A hostile paste: a megabyte of "a" is one GPT-2 pre-token, and the BPE trainer's time grows
     with the square of a word's length (200,000 a's took 35 s, a megabyte kept the page busy for
     many minutes). Words are cut at LONGEST_PRETOKEN bytes; ordinary prose is cut exactly as before."""
+    from tokenizers import pre_tokenizers
+
     from core.tokenization import LONGEST_PRETOKEN, pretokens
 
     data = live_training.training_data("text", "a" * 1_000_000, 512)
@@ -466,8 +468,6 @@ def test_a_megabyte_of_one_letter_is_cut_into_words_a_bpe_can_learn_from():
     assert max(map(len, pieces)) == LONGEST_PRETOKEN and "".join(pieces) == "a" * 1000
     assert len(data.train_ids) + len(data.val_ids) >= 1_000_000 // LONGEST_PRETOKEN  # one token a piece at most merged
     prose = story_text(3000, " ")
-    from tokenizers import pre_tokenizers
-
     gpt2_words = [piece for piece, _ in pre_tokenizers.ByteLevel(add_prefix_space=False).pre_tokenize_str(prose)]
     assert pretokens(data.tokenizer, prose) == gpt2_words
     assert data.tokenizer.decode(data.tokenizer(prose)["input_ids"]) == prose
