@@ -135,6 +135,15 @@ def too_short(data: PreparedData, config: TrainConfig) -> str | None:
             f"characters or longer{_OR_CHARACTERS if data.vocab_size > BYTE_VOCABULARY else ''}.")
 
 
+def vocabulary_note(data: PreparedData, asked: int) -> str | None:
+    """One sentence when a BPE stopped short of the vocabulary size asked for, else None: every
+    word of the text (as the tokenizer cuts it) is already one token, so no pair is left to merge."""
+    if data.vocab_size >= asked:
+        return None
+    return (f"The BPE stopped at {data.vocab_size:,} tokens, not the {asked:,} asked for: every word of this text "
+            f"(as the tokenizer cuts it) is already one token, so no pair is left to merge.")
+
+
 # the tokenizer that makes the most tokens of any text: its merges are what a BPE takes away
 _OR_CHARACTERS = " (or choose the “Characters” tokenizer: one token per byte, the most any text gives)"
 

@@ -79,6 +79,18 @@ def learning_rate_at(step: int, config: TrainConfig) -> float:
     return floor + 0.5 * (peak - floor) * (1 + math.cos(math.pi * progress))
 
 
+def warmup_note(config: TrainConfig) -> str | None:
+    """One sentence when the warm-up is not shorter than the run (the schedule after it never
+    begins and the learning rate only rises), else None. Training still runs: it may be meant."""
+    if config.warmup_steps < config.max_steps:
+        return None
+    last, peak = learning_rate_at(config.max_steps - 1, config), config.learning_rate
+    reached = (f"reaching the peak of {peak:g} only at its last step" if last >= peak
+               else f"to {last:.3g} at its last step, below the peak of {peak:g}")
+    return (f"The warm-up ({config.warmup_steps:,} steps) is not shorter than the run ({config.max_steps:,} steps): "
+            f"the learning rate rises for the whole run, {reached}, and the schedule after the warm-up never begins.")
+
+
 def schedule_curve(config: TrainConfig, points: int = 200) -> tuple[list[int], list[float]]:
     """The learning rate at evenly spaced steps of the whole run, to draw before training starts."""
     steps = sorted({round(i * (config.max_steps - 1) / max(1, points - 1)) for i in range(points)})

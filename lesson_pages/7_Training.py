@@ -14,7 +14,7 @@ from core.copy_task import copy_line, copy_test_lines
 from core.live_training import PRESETS, TextRejected
 from core.tokenization import tokens_text
 from core.training_run import RUNS, TrainingRun, new_run
-from core.training import SCHEDULES, TrainConfig, config_problem, schedule_curve
+from core.training import SCHEDULES, TrainConfig, config_problem, schedule_curve, warmup_note
 
 SOURCES = {"stories": "Short stories (the course corpus)", "copy": "A copy task (each line written twice)",
            "shakespeare": "Tiny Shakespeare", "text": "Your own text"}
@@ -107,6 +107,8 @@ def tokenizer_choice() -> None:
         columns[1].metric("Training tokens", f"{len(data.train_ids):,}")
         columns[2].metric("Validation tokens", f"{len(data.val_ids):,}")
         columns[3].metric("Tokens per character", f"{data.tokens_per_character:.3f}")
+        if state.t_tokenizer == "bpe" and (stopped := live_training.vocabulary_note(data, int(state.t_vocab))):
+            st.caption(stopped)
 
 
 def settings() -> None:
@@ -137,6 +139,8 @@ def settings() -> None:
                                    config.min_lr_ratio), lambda: figures.lines(
         steps, {"learning rate": rates}, "The learning rate over the whole run, before it starts", "step",
         "learning rate", height=240))
+    if long_warmup := warmup_note(config):
+        st.info(long_warmup)
     st.caption(f"Each step learns from {config.batch_size * config.accumulation_steps:,} examples "
                f"({config.batch_size} per micro-batch × {config.accumulation_steps}) of {config.block_size} tokens.")
     if data is None or problem:  # no run can start on this data (the page says why once, under the data)

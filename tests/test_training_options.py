@@ -194,3 +194,65 @@ def test_gradient_clipping_at_0_is_off_and_the_schedule_is_named_as_chosen():
     assert [schedule_name(replace(BASE, schedule=s)) for s in SCHEDULES] == [
         "warm-up, then cosine decay", "warm-up, then linear decay", "warm-up, then constant"]
     assert schedule_name(replace(BASE, schedule="linear", warmup_steps=0)) == "linear decay"
+
+
+def test_a_warm_up_not_shorter_than_the_run_is_said_and_the_run_may_still_start():
+    """A warm-up of 300 steps in a run of 200 was accepted without a word (only the schedule chart
+    showed it): the page now says what it means, and Start stays enabled, as it may be meant."""
+    from streamlit.testing.v1 import AppTest
+
+    from core.course import APP_DIR, LESSONS
+    from core.training import warmup_note
+
+    assert warmup_note(replace(BASE, warmup_steps=19, max_steps=20)) is None
+    assert warmup_note(replace(BASE, warmup_steps=20, max_steps=20)) == (
+        "The warm-up (20 steps) is not shorter than the run (20 steps): the learning rate rises for the whole run, "
+        "reaching the peak of 0.01 only at its last step, and the schedule after the warm-up never begins.")
+    longer = replace(BASE, warmup_steps=300, max_steps=200)
+    assert warmup_note(longer) == (
+        "The warm-up (300 steps) is not shorter than the run (200 steps): the learning rate rises for the whole run, "
+        f"to {learning_rate_at(199, longer):.3g} at its last step, below the peak of 0.01, and the schedule after "
+        "the warm-up never begins.")
+    assert learning_rate_at(199, longer) == pytest.approx(0.01 * 200 / 300)
+
+    app = AppTest.from_file(str(APP_DIR / "Home.py"), default_timeout=120)
+    app.run()
+    app.switch_page(LESSONS[6].page).run()
+    assert not [i for i in app.info if i.value.startswith("The warm-up")]  # the preset's warm-up is shorter
+    app.selectbox(key="t_preset").select("custom").run()
+    app.number_input(key="t_max_steps").set_value(200).run()
+    app.number_input(key="t_warmup_steps").set_value(300).run()
+    said = [i.value for i in app.info if i.value.startswith("The warm-up")]
+    assert said == [warmup_note(replace(BASE, learning_rate=app.session_state["t_learning_rate"], warmup_steps=300,
+                                        max_steps=200))]
+    assert not app.button(key="t_start").disabled
+
+
+def test_a_bpe_that_stops_short_of_the_size_asked_says_so_next_to_the_vocabulary():
+    """The copy task asked for a BPE of 512 tokens gives 434, with nothing by the slider saying so
+    (the lesson says it in prose): the page now says it under the vocabulary's figures."""
+    from streamlit.testing.v1 import AppTest
+
+    from core import live_training
+    from core.corpus import END_OF_TEXT
+    from core.course import APP_DIR, LESSONS
+
+    app = AppTest.from_file(str(APP_DIR / "Home.py"), default_timeout=120)
+    app.run()
+    app.switch_page(LESSONS[6].page).run()
+    app.radio(key="t_source").set_value("copy").run()
+    app.slider(key="t_vocab").set_value(512).run()
+    assert [m.value for m in app.metric if m.label == "Vocabulary"] == ["434"]
+    said = [c.value for c in app.caption if c.value.startswith("The BPE stopped")]
+    assert said == ["The BPE stopped at 434 tokens, not the 512 asked for: every word of this text (as the tokenizer "
+                    "cuts it) is already one token, so no pair is left to merge."]
+    data = live_training.training_data("copy", "", 512)  # what the sentence claims: no word is cut in two
+    documents = data.tokenizer.decode(data.train_ids.tolist()).split(END_OF_TEXT)
+    words = {word for document in documents
+             for word, _ in data.tokenizer.backend_tokenizer.pre_tokenizer.pre_tokenize_str(document)}
+    assert words and all(len(data.tokenizer.backend_tokenizer.model.tokenize(word)) == 1 for word in words)
+    app.slider(key="t_vocab").set_value(400).run()  # a size the text can give: no sentence
+    assert [m.value for m in app.metric if m.label == "Vocabulary"] == ["400"]
+    assert not [c for c in app.caption if c.value.startswith("The BPE stopped")]
+    app.radio(key="t_tokenizer").set_value("bytes").run()  # characters: no BPE, no sentence
+    assert not [c for c in app.caption if c.value.startswith("The BPE stopped")]
