@@ -9,6 +9,7 @@ Prints figures; asserts nothing.
 - the main control of lessons 4-6: from the change to the script idle and the charts redrawn, in
   three parts (the message to the server sent, its last reply arrived, the page still)
 - the server's CPU seconds for a lesson on a prompt no one has used before (AppTest, in-process)
+- the machine's speed before and after (20 million Python additions): every figure scales with it
 Models: the two course models by default (any registry key or folder can be named, and
 `random-gpt2-small`: GPT-2 small's shape with random weights, saved to a temporary folder).
 """
@@ -210,6 +211,16 @@ def server_cpu(model: str, prompts: int = 3) -> None:
         print(f"{path:22s} {statistics.median(spent) * 1000:7.0f} ms CPU (median of {prompts} new prompts)")
 
 
+def machine_speed() -> float:
+    """Seconds for 20 million Python additions: about 1.0 on this project's machine when its host is
+    quiet, up to 3 when busy. Every figure above scales with it: printed with each table, so that
+    tables from different days can be held against each other."""
+    began, total = time.perf_counter(), 0
+    for number in range(20_000_000):
+        total += number
+    return time.perf_counter() - began
+
+
 def main() -> None:
     import logging
 
@@ -225,12 +236,14 @@ def main() -> None:
     import tempfile
 
     models = sys.argv[1:] or ["glassbox-stories", "glassbox-stories-llama"]
+    print(f"machine speed: {machine_speed():.2f} s for 20 million Python additions (about 1.0 when the host is quiet)")
     with tempfile.TemporaryDirectory() as folder:
         for model in models:
             if model == "random-gpt2-small":
                 model = random_gpt2_small(Path(folder))
             browser_table(model)
             server_cpu(model)
+    print(f"machine speed at the end: {machine_speed():.2f} s")
 
 
 if __name__ == "__main__":
