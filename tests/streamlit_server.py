@@ -188,11 +188,22 @@ def server_traceback(url: str, most: int = 4000) -> str:
     return text[start:][-most:] if start >= 0 else ""
 
 
+# The page's own record of its script run (the app root's data-test-script-state): "running" until
+# the run ends, "notRunning" after. The 'running' indicator alone is not enough: it is not shown while
+# a cached function's spinner is (seen on lesson 7, whose first visit times a few training steps), and a
+# test or bench that took that for the end went on while the script still ran.
+SCRIPT_IDLE = """() => {
+    const app = document.querySelector('[data-testid="stApp"]');
+    return app && ['notRunning', 'compilationError'].includes(app.getAttribute('data-test-script-state'))
+        && !document.querySelector('[data-testid="stStatusWidget"]');
+}"""
+
+
 def wait_until_idle(page, timeout_ms: int = 60_000) -> None:
-    """Wait until Streamlit has finished running the script (no 'running' indicator)."""
+    """Wait until Streamlit has finished running the script (SCRIPT_IDLE). The first 300 ms are
+    waited out, so as not to catch the moment before a rerun just asked for begins."""
     page.wait_for_timeout(300)
-    page.wait_for_function(
-        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=timeout_ms, polling=100)
+    page.wait_for_function(SCRIPT_IDLE, timeout=timeout_ms, polling=100)
 
 
 def pick_index(page, label: str, index: int) -> None:
