@@ -34,11 +34,8 @@ _warm_up_started = False
 
 
 def warm_up_in_background() -> None:
-    """Once per server process: import PyTorch and transformers, load the course model, build
-    GPT-2's tokenizer (lesson 1 compares with it), count the well-known models' sizes (lessons 0
-    and 4 compare them) and run lesson 4's induction test on the bundled models in a thread, so that a student reading
-    Home does not wait for them in the first lesson (about 4 s, 0.5 s, 2 s and 0.2 s on two cores).
-    Home itself imports neither, so it stays fast."""
+    """Once per server process, in a thread: `warm_up`, so that a student reading Home does not wait
+    for it in the first lesson. Home itself imports neither PyTorch nor transformers, so it stays fast."""
     global _warm_up_started
     import sys
 
@@ -54,15 +51,7 @@ def warm_up_in_background() -> None:
         # imports' time (4.2 -> 3.6 s of CPU here) that a student who opens a lesson at once waits for
         gc.disable()
         try:
-            from core.cached import cached_gpt2_tokenizer, cached_induction_circuit, cached_model  # imports transformers and torch
-            from core.models import reference_models
-
-            cached_model(DEFAULT_MODEL.key)
-            cached_gpt2_tokenizer()  # lesson 1 compares with GPT-2's BPE (0.5 s to build)
-            reference_models()
-            for choice in REGISTRY:  # lesson 4's induction test on every bundled model (it offers the one with a circuit)
-                if not choice.from_hub:
-                    cached_induction_circuit(choice.key)  # loads the model if need be; the test itself takes ~0.2 s
+            warm_up()
         finally:
             # what is loaded now lives as long as the server: the collector need not scan it again (the
             # warm-up's own garbage, ~16,000 objects, is frozen with it: collecting it would hold every
@@ -71,6 +60,25 @@ def warm_up_in_background() -> None:
             gc.enable()
 
     threading.Thread(target=work, name="glassbox-warm-up", daemon=True).start()
+
+
+def warm_up() -> None:
+    """What the lessons share and would otherwise build at a student's first visit: import PyTorch and
+    transformers and load the course model (about 4 s on two cores), build GPT-2's tokenizer (lesson 1
+    compares with it, 0.5 s), count the well-known models' sizes (lessons 0 and 4, 2 s), run lesson
+    4's induction test on the bundled models (0.2 s each), and prepare lesson 7's default text and
+    tokenizer (1-2 s)."""
+    from core import live_training
+    from core.cached import cached_gpt2_tokenizer, cached_induction_circuit, cached_model, cached_training_data  # imports torch
+    from core.models import reference_models
+
+    cached_model(DEFAULT_MODEL.key)
+    cached_gpt2_tokenizer()
+    reference_models()
+    for choice in REGISTRY:  # every bundled model (lesson 4 offers the one with a circuit)
+        if not choice.from_hub:
+            cached_induction_circuit(choice.key)  # loads the model if need be
+    cached_training_data(live_training.DEFAULT_SOURCE, "", live_training.DEFAULT_BPE_VOCABULARY)
 
 
 def load_lesson_elements_early() -> None:

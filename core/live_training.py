@@ -31,6 +31,7 @@ PRESETS = {
     "Shakespeare": TrainConfig(n_layer=4, n_head=4, n_embd=128, block_size=128, batch_size=16, learning_rate=2e-3,
                                warmup_steps=100, max_steps=1500, weight_decay=0.1, grad_clip=1.0, seed=0),
 }
+DEFAULT_SOURCE, DEFAULT_BPE_VOCABULARY = "stories", 512  # what lesson 7 trains on until the student chooses
 PRESET_DATA = {"Shakespeare": ("shakespeare", "bytes")}  # preset -> (data source, tokenizer) it trains on
 
 

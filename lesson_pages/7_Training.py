@@ -36,9 +36,9 @@ lesson, loaded = course_ui.lesson_page(7)
 course_ui.keep_values("t_source", "t_text", "t_tokenizer", "t_vocab", "t_preset",
                       *(f"t_{knob}" for knob in asdict(TrainConfig())))
 state = st.session_state
-state.setdefault("t_source", "stories")
+state.setdefault("t_source", live_training.DEFAULT_SOURCE)
 state.setdefault("t_tokenizer", "bpe")
-state.setdefault("t_vocab", 512)
+state.setdefault("t_vocab", live_training.DEFAULT_BPE_VOCABULARY)
 state.setdefault("t_preset", "1-minute")
 for knob, value in asdict(PRESETS["1-minute"]).items():
     state.setdefault(f"t_{knob}", value)

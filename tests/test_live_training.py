@@ -471,3 +471,26 @@ def test_a_megabyte_of_one_letter_is_cut_into_words_a_bpe_can_learn_from():
     gpt2_words = [piece for piece, _ in pre_tokenizers.ByteLevel(add_prefix_space=False).pre_tokenize_str(prose)]
     assert pretokens(data.tokenizer, prose) == gpt2_words
     assert data.tokenizer.decode(data.tokenizer(prose)["input_ids"]) == prose
+
+
+def test_after_the_server_s_warm_up_lesson_7_prepares_no_data_at_its_first_visit(monkeypatch):
+    """Lesson 7's first visit trained the default text's BPE while the student waited (1-2 s of its
+    2-5 s on two cores); the warm-up a server starts with Home (course_ui.warm_up) now prepares it."""
+    from streamlit.testing.v1 import AppTest
+
+    import course_ui
+    from core.cached import cached_training_data
+    from core.course import APP_DIR, LESSONS
+
+    cached_training_data.clear()  # as on a fresh server
+    course_ui.warm_up()
+    prepared, prepare = [], live_training.training_data
+    monkeypatch.setattr(live_training, "training_data", lambda *args: prepared.append(args) or prepare(*args))
+    app = AppTest.from_file(str(APP_DIR / "Home.py"), default_timeout=120)
+    app.run()
+    app.switch_page(LESSONS[6].page).run()
+    assert not app.exception, [e.value for e in app.exception]
+    assert prepared == []  # the page found the warm-up's data
+    assert [m.value for m in app.metric if m.label == "Vocabulary"] == [f"{live_training.DEFAULT_BPE_VOCABULARY}"]
+    assert (app.session_state["t_source"], app.session_state["t_vocab"]) == (live_training.DEFAULT_SOURCE,
+                                                                             live_training.DEFAULT_BPE_VOCABULARY)
