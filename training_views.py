@@ -13,7 +13,7 @@ from core.backprop_step import frozen_step_example, model_for_frozen_step
 from core.cached import cached_frozen_step, cached_model
 from core.models import DEFAULT_MODEL
 from core.tokenization import tokens_text
-from core.training import learning_rate_at, schedule_name
+from core.training import learning_rate_at, own_forward_note, schedule_name
 
 SNAPSHOTS_SHOWN = 6  # attention snapshots drawn side by side, the latest always among them
 
@@ -29,6 +29,8 @@ def run_view(run, view, previous=None, note: str | None = None) -> None:
                 f"Yours is number {view.waiting} in the queue and starts by itself.")
     if note:
         st.info(note)  # a configured cluster could not take the run: it trains here
+    if own_forward := own_forward_note(run.config):
+        st.info(own_forward)  # what of a run with a switch off is real, and what it cannot have
     if view.message:
         (st.error if view.status in ("diverged", "failed") else st.info)(view.message)
     vocab = run.data.vocab_size
@@ -107,7 +109,7 @@ def frozen_step(loaded, prompt: str, fallback: str) -> None:
     has too few), laid open: the loss, the gradient at the logits, each weight matrix's gradient
     norm, and a few weights before and after the update."""
     picked = model_for_frozen_step(loaded, lambda: cached_model(DEFAULT_MODEL.key))
-    ids = frozen_step_example(picked.tokenizer, prompt, fallback=fallback)
+    ids = frozen_step_example(picked.tokenizer, prompt, fallback=fallback, context_length=picked.context_length)
     rate = st.select_slider("Learning rate for this step", [0.001, 0.01, 0.1, 0.5, 1.0], value=0.1, key="t_frozen_lr")
     step = cached_frozen_step(picked.name, tuple(ids), rate)
     name = lambda i: figures.token_name(picked.tokenizer, i)  # noqa: E731

@@ -110,8 +110,10 @@ def model_for_frozen_step(loaded, load_course_model):
     return loaded if loaded.parameter_count <= SMALL_MODEL_PARAMETERS else load_course_model()
 
 
-def frozen_step_example(tokenizer, prompt: str, fallback: str) -> list[int]:
-    """The example of the frozen step: the first EXAMPLE_TOKENS tokens of the prompt, or of `fallback`
-    when the prompt has fewer than two (one token predicts nothing)."""
-    ids = tokenizer(prompt)["input_ids"][:EXAMPLE_TOKENS]
-    return ids if len(ids) >= 2 else tokenizer(fallback)["input_ids"][:EXAMPLE_TOKENS]
+def frozen_step_example(tokenizer, prompt: str, fallback: str, context_length: int) -> list[int]:
+    """The example of the frozen step: the first EXAMPLE_TOKENS tokens of the prompt (no more than the
+    model's `context_length`: a model trained in lesson 7 may read only 16), or of `fallback` when the
+    prompt has fewer than two (one token predicts nothing)."""
+    most = min(EXAMPLE_TOKENS, context_length)
+    ids = tokenizer(prompt)["input_ids"][:most]
+    return ids if len(ids) >= 2 else tokenizer(fallback)["input_ids"][:most]

@@ -166,16 +166,24 @@ def _parameters_of(config_fields: tuple, vocab_size: int) -> int:
         return parameter_count(new_model(TrainConfig(*config_fields), vocab_size, eos_token_id=0))
 
 
-def measure_step_seconds(config: TrainConfig, vocab_size: int, steps: int = 5) -> float:
-    """Seconds per training step of this configuration on this machine, now: the median of
-    `steps` steps on random tokens, after two warm-up steps."""
+def measure_step_seconds(config: TrainConfig, vocab_size: int, steps: int = 5, quick: float = 1.0) -> float:
+    """Seconds per training step of this configuration on this machine, now: one micro-batch's
+    step, the median of `steps` steps on random tokens after two warm-up steps, times the
+    gradient accumulation. A first step slower than `quick` seconds is the measurement: the page
+    waits for it, and the largest settings take 13 s a step on two cores (7 steps, with 16
+    micro-batches each, kept a page busy for 25 minutes)."""
     ids = torch.randint(0, vocab_size, (config.block_size * 4 + 2,), generator=torch.Generator().manual_seed(0))
-    trainer = Trainer(replace(config, max_steps=steps + 2), ids, ids, vocab_size, eos_token_id=0)
-    trainer.step()  # warm-up: the first steps allocate
+    micro = replace(config, max_steps=steps + 2, accumulation_steps=1)
+    trainer = Trainer(micro, ids, ids, vocab_size, eos_token_id=0)
+    began = time.perf_counter()
+    trainer.step(measure_layers=True)  # warm-up: the first steps allocate
+    first = time.perf_counter() - began
+    if first >= quick:
+        return first * config.accumulation_steps
     trainer.step()
     timings = []
     for _ in range(steps):
         began = time.perf_counter()
         trainer.step(measure_layers=True)
         timings.append(time.perf_counter() - began)
-    return statistics.median(timings)
+    return statistics.median(timings) * config.accumulation_steps

@@ -195,19 +195,22 @@ class Generation:
 
 @torch.no_grad()
 def generate(model, prompt_ids: list[int], n_tokens: int, strategy: Strategy, seed: int, candidates: int = 8,
-             on_step: Callable[[int], None] | None = None) -> Generation:
+             on_step: Callable[[int], None] | None = None,
+             forward: Callable[[torch.Tensor], torch.Tensor] | None = None) -> Generation:
     """Generate `n_tokens` one at a time, reusing the keys and values of earlier positions (the
     model's KV cache), so each step computes one new position. The prompt is cut from the left
-    so that prompt + continuation fit the model's context."""
+    so that prompt + continuation fit the model's context. `forward`: logits of [1, pos] ids as
+    [1, pos, vocab], for a model only its own forward runs (lesson 7's switched-off runs); each
+    step then reads the whole context again (no cache)."""
     n_tokens = min(n_tokens, weights_of(model).arch.n_ctx - 1)  # at least one prompt token must fit
     room = weights_of(model).arch.n_ctx - n_tokens
     dropped = max(0, len(prompt_ids) - room)
     ids = prompt_ids[dropped:]
     result = Generation(prompt_ids=ids, strategy=strategy, seed=seed, dropped_prompt_tokens=dropped)
     generator = torch.Generator().manual_seed(seed)
-    output = model(torch.tensor([ids]), use_cache=True)
+    output = model(torch.tensor([ids]), use_cache=True) if forward is None else None
     for index in range(n_tokens):
-        logits = output.logits[0, -1]  # [vocab]
+        logits = output.logits[0, -1] if forward is None else forward(torch.tensor([ids]))[0, -1]  # [vocab]
         stage = funnel(logits, strategy)
         chosen = pick(stage.final, generator, strategy.is_greedy)
         model_log_probs = torch.log_softmax(logits.double(), dim=-1)  # [vocab] T = 1, nothing cut
@@ -218,7 +221,9 @@ def generate(model, prompt_ids: list[int], n_tokens: int, strategy: Strategy, se
                                  float(stage.final[chosen].exp()), model_logprob))
         if on_step is not None:
             on_step(index + 1)
-        if index + 1 < n_tokens:
+        if forward is not None:
+            ids = ids + [chosen]
+        elif index + 1 < n_tokens:
             output = model(torch.tensor([[chosen]]), past_key_values=output.past_key_values, use_cache=True)
     return result
 

@@ -39,6 +39,12 @@ class TrainConfig:
     #                             rotary positions, SwiGLU, grouped-query attention)
     n_kv_head: int = 0  # llama: key/value heads (0: one per query head); must divide n_head
 
+    @property
+    def runs_own_forward(self) -> bool:
+        """A switch of the experiment is off: the model runs only through `forward_logits`, not
+        through the Hugging Face forward, the glass box or a saved copy (all of which add and norm)."""
+        return not (self.use_residual and self.use_layernorm)
+
 
 SCHEDULES = ("cosine", "linear", "constant")
 
@@ -77,6 +83,19 @@ def learning_rate_at(step: int, config: TrainConfig) -> float:
     if config.schedule == "linear":
         return peak - (peak - floor) * progress
     return floor + 0.5 * (peak - floor) * (1 + math.cos(math.pi * progress))
+
+
+def own_forward_note(config: TrainConfig) -> str | None:
+    """One sentence for a run with residual connections or LayerNorm switched off (else None): what
+    of it is real, and what it cannot have."""
+    if not config.runs_own_forward:
+        return None
+    off = " and ".join(name for name, on in (("residual connections", config.use_residual),
+                                             ("LayerNorm", config.use_layernorm)) if not on)
+    return (f"This run trains with {off} switched off, which only the lesson's own training forward can run: its "
+            "losses and samples come from that forward, but the Hugging Face format, the other lessons and the "
+            "attention snapshots and the copy test all run a model with them on, so it draws no snapshots or copy "
+            "scores and cannot be saved or used in the other lessons (there it would be a different model).")
 
 
 def warmup_note(config: TrainConfig) -> str | None:
@@ -164,7 +183,10 @@ def layer_groups(model) -> dict[str, list[torch.nn.Parameter]]:
 
 
 def group_norm(tensors: list[torch.Tensor]) -> float:
-    """The Euclidean norm of several tensors taken together."""
+    """The Euclidean norm of several tensors taken together; 0 for none (a group that got no gradient:
+    the final LayerNorm of a run with LayerNorm switched off)."""
+    if not tensors:
+        return 0.0
     return float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(t) for t in tensors])))
 
 
@@ -234,7 +256,7 @@ class Trainer:
         return torch.stack([ids[s:s + size] for s in starts.tolist()])  # [batch, block_size]
 
     def loss(self, inputs: torch.Tensor) -> torch.Tensor:
-        if self.config.use_residual and self.config.use_layernorm:
+        if not self.config.runs_own_forward:
             return self.model(input_ids=inputs, labels=inputs).loss  # the model shifts labels by one
         logits = forward_logits(self.model, inputs, self.config.use_residual, self.config.use_layernorm)
         return next_token_loss(logits, inputs)

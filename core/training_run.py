@@ -30,7 +30,7 @@ from core.glassbox import run_trace
 from core.live_training import PreparedData
 from core.sampling import Strategy, generate
 from core.tokenization import tokens_text
-from core.training import Trainer, TrainConfig, layer_groups
+from core.training import Trainer, TrainConfig, forward_logits, layer_groups
 
 ABANDON_AFTER = 20.0  # seconds with no open page (no live session, no touch()): the student is gone, the run stops
 ACTIVE = ("running", "paused")  # a run's statuses while it may still train; then stopped, finished, diverged (or failed)
@@ -347,7 +347,7 @@ class TrainingRun(Attended):
         if step % every.eval_every == 0 or last:
             loss = self.trainer.validation_loss()
             score = (copy_task_score(self.trainer.model, self.data.tokenizer, self.copy_test_lines)
-                     if self.copy_test_lines else None)
+                     if self.copy_test_lines and not self.config.runs_own_forward else None)  # (own_forward_note)
             with self._lock:
                 self._validation.append((step, loss))
                 if score is not None:
@@ -356,7 +356,7 @@ class TrainingRun(Attended):
             text = self.sample()
             with self._lock:
                 self._samples.append((step, text))
-        if step % every.snapshot_every == 0 or last:
+        if (step % every.snapshot_every == 0 or last) and not self.config.runs_own_forward:  # (see own_forward_note)
             patterns = self.attention_patterns()
             with self._lock:
                 self._snapshots.append((step, patterns))
@@ -369,7 +369,10 @@ class TrainingRun(Attended):
         n_tokens = min(60, self.config.block_size - len(prompt_ids))
         was_training = model.training
         model.eval()
-        result = generate(model, prompt_ids, n_tokens, Strategy(0.8, 40, 1.0), seed)
+        forward = None
+        if self.config.runs_own_forward:  # the forward it was trained with, not the Hugging Face one
+            forward = lambda ids: forward_logits(model, ids, self.config.use_residual, self.config.use_layernorm)  # noqa: E731
+        result = generate(model, prompt_ids, n_tokens, Strategy(0.8, 40, 1.0), seed, forward=forward)
         model.train(was_training)
         return tokens_text(self.data.tokenizer, result.prompt_ids + result.new_ids)
 

@@ -128,8 +128,9 @@ def settings() -> None:
         middle.selectbox("Learning-rate schedule after warm-up", list(SCHEDULES), key="t_schedule")
         right.radio("Precision", ["float32", "bfloat16"], key="t_precision", horizontal=True)
         left, right = st.columns(2)
-        left.checkbox("Residual connections", key="t_use_residual", disabled=state.t_architecture != "gpt2")
-        right.checkbox("LayerNorm", key="t_use_layernorm", disabled=state.t_architecture != "gpt2")
+        # an experiment of the GPT-2 design; in the Llama design a box can only be ticked again (config_problem asks it)
+        for column, label, knob in ((left, "Residual connections", "t_use_residual"), (right, "LayerNorm", "t_use_layernorm")):
+            column.checkbox(label, key=knob, disabled=state.t_architecture != "gpt2" and state[knob])
     config, (data, problem) = chosen_config(), chosen_data()
     if settings_problem := config_problem(config):
         st.warning(settings_problem)
@@ -148,7 +149,8 @@ def settings() -> None:
     seconds = cached_step_seconds(config, data.vocab_size)
     columns = st.columns(3)
     columns[0].metric("Parameters", f"{live_training.estimate_parameters(config, data.vocab_size):,}")
-    columns[1].metric("Time per step (measured now)", f"{seconds * 1000:.0f} ms")
+    columns[1].metric("Time per step (measured now)", f"{seconds * 1000:.0f} ms",
+                      help="One micro-batch's step, timed on this machine now, times the gradient accumulation.")
     columns[2].metric("Estimated training time", f"{seconds * config.max_steps / 60:.1f} min",
                       help="Time per step × steps. Validation, samples and the live charts come on top, and so "
                            "does any wait for the machine (see below).")
@@ -230,6 +232,8 @@ def finished() -> None:
     view = run.view()
     st.success(f"Your model: {view.step:,} steps, validation loss {view.validation[-1][1]:.3f} "
                f"(a uniform guess: {live_training.uniform_loss(run.data.vocab_size):.2f}).")
+    if run.config.runs_own_forward:  # it cannot be saved: the run's view above says why (own_forward_note)
+        return
     left, right = st.columns(2)
     left.download_button("Download the model (zip, Hugging Face format)", run.zip_bytes(),
                          file_name="glassbox-trained-model.zip", mime="application/zip", key="t_download")

@@ -256,3 +256,123 @@ def test_a_bpe_that_stops_short_of_the_size_asked_says_so_next_to_the_vocabulary
     assert not [c for c in app.caption if c.value.startswith("The BPE stopped")]
     app.radio(key="t_tokenizer").set_value("bytes").run()  # characters: no BPE, no sentence
     assert not [c for c in app.caption if c.value.startswith("The BPE stopped")]
+
+
+def tiny_custom_run_page(**settings):
+    """Lesson 7 in AppTest with the custom preset at a tiny size (and `settings`), on the stories."""
+    from streamlit.testing.v1 import AppTest
+
+    from core.course import APP_DIR, LESSONS
+
+    app = AppTest.from_file(str(APP_DIR / "Home.py"), default_timeout=120)
+    app.run()
+    app.switch_page(LESSONS[6].page).run()
+    app.selectbox(key="t_preset").select("custom").run()
+    for knob, value in {"t_n_layer": 1, "t_n_head": 2, "t_n_embd": 32, "t_block_size": 32, "t_batch_size": 4,
+                        "t_max_steps": 12, "t_warmup_steps": 2, **settings}.items():
+        app.number_input(key=knob).set_value(value).run()
+    return app
+
+
+@pytest.mark.parametrize("switch", ["t_use_layernorm", "t_use_residual"])
+def test_a_run_with_a_switch_off_trains_from_the_page_and_says_what_it_cannot_have(switch):
+    """A hostile-student pass: unticking LayerNorm crashed the page (the final LayerNorm gets no
+    gradient, and the gradient-norm chart stacked an empty list), so that experiment could not run;
+    with residual connections off, the samples, the attention snapshots and the saved model all came
+    from the Hugging Face forward, which adds and norms: a different model from the one trained."""
+    from core.training import group_norm, own_forward_note
+    from tests.test_live_training import wait_for
+
+    assert group_norm([]) == 0.0
+    app = tiny_custom_run_page()
+    app.checkbox(key=switch).uncheck().run()
+    assert not app.exception, [e.value for e in app.exception]
+    assert [m.label for m in app.metric if m.label.startswith("Time per step")]
+    app.button(key="t_start").click().run()
+    run = app.session_state["t_run"]
+    assert wait_for(lambda: run.status == "finished", timeout=120), run.status
+    view = run.view()
+    assert view.samples and not view.snapshots and len(view.steps) == 12
+    final_norm_gradient = view.layer_grad_norms["final LayerNorm"][-1]  # unused without LayerNorm: no gradient
+    assert final_norm_gradient == 0.0 if switch == "t_use_layernorm" else final_norm_gradient > 0
+    app.run()
+    assert not app.exception, [e.value for e in app.exception]
+    note = own_forward_note(run.config)
+    assert note and ("LayerNorm switched off" if switch == "t_use_layernorm" else "residual connections switched off") in note
+    assert [i.value for i in app.info].count(note) == 1
+    assert not [b for b in app.button if b.key == "t_use"] and not app.get("download_button")
+
+
+def test_sampling_through_a_model_s_own_forward_draws_what_the_cached_forward_draws():
+    """generate(forward=): each step reads the whole context again through the given forward (a
+    switched-off run's samples); with both switches on it draws the same tokens as the KV cache."""
+    from core.sampling import Strategy, generate
+    from core.training import forward_logits
+
+    trainer = Trainer(BASE, data(), data(), 50, 0)
+    trainer.model.eval()
+    prompt = data()[:5].tolist()
+    for strategy in (Strategy(0.0, 0, 1.0), Strategy(1.0, 10, 0.9)):
+        cached = generate(trainer.model, prompt, 8, strategy, seed=3)
+        own = generate(trainer.model, prompt, 8, strategy, seed=3, forward=lambda ids: forward_logits(trainer.model, ids))
+        assert own.new_ids == cached.new_ids
+        assert [s.model_logprob for s in own.steps] == pytest.approx([s.model_logprob for s in cached.steps], abs=1e-4)
+
+
+def test_the_step_time_is_one_micro_batch_s_and_a_slow_first_step_is_the_measurement(monkeypatch):
+    """A hostile-student pass: the largest settings (13 s a step here) kept the page measuring for
+    minutes, and gradient accumulation multiplied it. Now one micro-batch's step is timed and
+    multiplied by the accumulation, and a first step slower than a second is the measurement."""
+    from types import SimpleNamespace
+
+    from core import live_training
+
+    taken = []
+    step = Trainer.step
+    monkeypatch.setattr(Trainer, "step",
+                        lambda self, **options: taken.append(self.config.accumulation_steps) or step(self, **options))
+    for seconds_per_call, steps_taken in ((2.0, 1), (0.01, 7)):
+        clock = iter(range(1000))
+        ticks = SimpleNamespace(perf_counter=lambda clock=clock, each=seconds_per_call: next(clock) * each)
+        monkeypatch.setattr(live_training, "time", ticks)  # each reading of the clock: one more step of `each` s
+        taken.clear()
+        measured = live_training.measure_step_seconds(replace(BASE, accumulation_steps=4), 50)
+        assert taken == [1] * steps_taken  # one micro-batch a step
+        assert measured == pytest.approx(seconds_per_call * 4)  # each timed step: two clock readings apart
+
+
+def test_lesson_7_s_frozen_step_fits_a_model_with_a_short_context():
+    """A hostile-student pass: a model trained here with a context of 16, used in the other lessons,
+    crashed lesson 7's frozen step (IndexError: it read the prompt's first 32 tokens)."""
+    from core.backprop_step import EXAMPLE_TOKENS, frozen_step_example
+    from core.corpus import generate_stories
+    from tests.test_live_training import wait_for
+
+    app = tiny_custom_run_page(t_block_size=16)
+    app.radio(key="t_source").set_value("text").run()
+    app.radio(key="t_tokenizer").set_value("bytes").run()
+    app.text_area(key="t_text").input(" ".join(story.text for story in generate_stories(40, 5))[:4000]).run()
+    app.button(key="t_start").click().run()
+    run = app.session_state["t_run"]
+    assert wait_for(lambda: run.status == "finished", timeout=120), run.status
+    app.run()
+    app.button(key="t_use").click().run()  # the page now runs on the model trained here
+    assert not app.exception, [e.value for e in app.exception]
+    assert any(c.value.startswith("Model: ") and "Example: the first 16 tokens of your prompt" in c.value for c in app.caption)
+    tokenizer = run.data.tokenizer
+    assert EXAMPLE_TOKENS > 16 and len(frozen_step_example(tokenizer, "x" * 100, "ab", context_length=16)) == 16
+
+
+def test_a_switch_left_off_when_the_llama_design_is_chosen_can_be_switched_back_on():
+    """A hostile-student pass: untick LayerNorm in the GPT-2 design, then choose Llama: the warning
+    asks to switch it back on, but both boxes were greyed out in the Llama design."""
+    app = tiny_custom_run_page()
+    app.checkbox(key="t_use_layernorm").uncheck().run()
+    app.selectbox(key="t_architecture").select("llama").run()
+    assert [w.value for w in app.warning if "switch them back on" in w.value]
+    assert app.button(key="t_start").disabled
+    assert app.checkbox(key="t_use_residual").disabled  # ticked: nothing to change in this design
+    assert not app.checkbox(key="t_use_layernorm").disabled
+    app.checkbox(key="t_use_layernorm").check().run()
+    assert not [w.value for w in app.warning if "switch them back on" in w.value]
+    assert not app.button(key="t_start").disabled and app.checkbox(key="t_use_layernorm").disabled
