@@ -47,9 +47,10 @@ def side_by_side(loaded, trace, strategy: Strategy, plotly_name: Callable[[int],
     if state.s_generated[0] != request:
         st.caption("The settings changed since this was generated; press Generate again to use them.")
     main = results[1]
+    left_out = trace.dropped_tokens + main.dropped_prompt_tokens  # the trace's own cut, then generation's
     if main.dropped_prompt_tokens:
-        st.caption(f"The first {main.dropped_prompt_tokens} prompt tokens were left out so that prompt and "
-                   f"continuation fit the model's context of {loaded.context_length} tokens.")
+        st.caption(f"The first {left_out} of your prompt's {trace.dropped_tokens + trace.n_tokens} tokens were left "
+                   f"out so that prompt and continuation fit the model's context of {loaded.context_length} tokens.")
     st.markdown(f"**Your settings** ({strategy_label(shown[1])}, seed {seed}):")
     st.code(("…" if len(main.prompt_ids) > 40 else "") + tokens_text(loaded.tokenizer, main.prompt_ids[-40:])
             + "▕" + tokens_text(loaded.tokenizer, main.new_ids),

@@ -148,21 +148,34 @@ class Guess:
     token_ids: list[int]
     first_rank: int  # 1 = the model's top choice
     first_probability: float
-    word_probability: float  # P(all the guess's tokens, one after another)
+    word_log_probability: float  # log P(the scored tokens of the guess, one after another)
+    scored_tokens: int  # the guess's first tokens that are scored: all that fit the context after one prompt token
+    prompt_tokens_left_out: int  # for the whole guess: the prompt's first tokens cut so that prompt + guess fit
+
+    @property
+    def word_probability(self) -> float:
+        return math.exp(self.word_log_probability)
 
 
 @torch.no_grad()
 def guess_probability(model, prompt_ids: list[int], guess_ids: list[int]) -> Guess:
-    """The guess's first token's rank and probability after the prompt, and the probability of
-    the whole guess, token by token (each conditioned on the prompt and the guess so far)."""
+    """The guess's first token's rank and probability after the prompt (its last `context` tokens,
+    as the trace reads it), and the probability of the whole guess, token by token (each conditioned
+    on the prompt and the guess so far). Where prompt + guess are longer than the context, the whole
+    guess reads the prompt's last tokens only, and a guess of `context` tokens or more is scored for
+    its first `context - 1` (one prompt token must come before it)."""
     context = weights_of(model).arch.n_ctx
-    ids = (prompt_ids + guess_ids)[-context:]
-    start = len(ids) - len(guess_ids)  # index of the guess's first token in `ids`
+    scored = guess_ids[:context - 1]
+    prompt_seen = prompt_ids[-context:]  # [≤ context] as the trace reads the prompt
+    left_out = max(0, len(prompt_seen) + len(scored) - context)
+    ids = prompt_seen[left_out:] + scored  # [≤ context]
+    start = len(ids) - len(scored)  # index of the guess's first token in `ids` (at least 1)
     log_probs = torch.log_softmax(model(torch.tensor([ids])).logits[0].double(), dim=-1)  # [pos, vocab]
-    steps = [float(log_probs[start - 1 + i, token]) for i, token in enumerate(guess_ids)]
-    first = log_probs[start - 1]  # [vocab]
+    steps = [float(log_probs[start - 1 + i, token]) for i, token in enumerate(scored)]
+    first = (log_probs[start - 1] if not left_out else  # [vocab] the prompt's own next-token distribution
+             torch.log_softmax(model(torch.tensor([prompt_seen])).logits[0, -1].double(), dim=-1))
     rank = int((first > first[guess_ids[0]]).sum()) + 1
-    return Guess(guess_ids, rank, math.exp(steps[0]), math.exp(sum(steps)))
+    return Guess(guess_ids, rank, float(first[guess_ids[0]].exp()), sum(steps), len(scored), left_out)
 
 
 # --- the generation loop ------------------------------------------------------------------------

@@ -142,7 +142,7 @@ def sankey() -> None:
     queries = min(trace.n_tokens, SANKEY_TOKENS)
     left_out = 1 - sum(w for _, _, w in links) / queries
     earlier = f" and keys before the last {SANKEY_TOKENS} tokens" if trace.n_tokens > SANKEY_TOKENS else ""
-    st.caption(f"Left out (bands below {SANKEY_MIN_WEIGHT}{earlier}): {left_out:.0%} of the attention of these "
+    st.caption(f"Left out (bands below {SANKEY_MIN_WEIGHT}{earlier}): {left_out:z.0%} of the attention of these "
                f"{queries} queries.")
 
 

@@ -66,7 +66,7 @@ def layer_norm() -> None:
     if step.kind == "layernorm":
         columns[0].metric("mean before", f"{step.mean:.4f}")
         columns[1].metric("variance before", f"{step.var:.4f}")
-        columns[2].metric("mean after normalising", f"{float(step.normalized.mean()):.4f}")
+        columns[2].metric("mean after normalising", f"{float(step.normalized.mean()):z.4f}")  # (z: no "-0.0000")
         columns[3].metric("variance after normalising", f"{float(step.normalized.var(unbiased=False)):.4f}")
         rows = {"x: the residual stream entering the MLP's LayerNorm": step.before,
                 "(x − mean) / √(variance + ε)": step.normalized, "γ (learned scale)": step.gamma,

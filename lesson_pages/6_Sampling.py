@@ -85,8 +85,16 @@ def guess() -> None:
     columns[0].metric("Rank of its first token", f"{result.first_rank:,} of {logits.numel():,}")
     columns[1].metric("P(first token)", f"{result.first_probability:.2e}" if result.first_probability < 1e-3
                       else f"{result.first_probability:.4f}")
-    columns[2].metric("P(whole word)", f"{result.word_probability:.2e}" if result.word_probability < 1e-3
-                      else f"{result.word_probability:.4f}")
+    columns[2].metric("P(whole word)", f"log P = {result.word_log_probability:.1f}" if result.word_probability < 1e-300
+                      else f"{result.word_probability:.2e}" if result.word_probability < 1e-3 else f"{result.word_probability:.4f}")
+    cuts = ([f"only its first {result.scored_tokens} tokens are scored (a prompt token must come before them)"]
+            if result.scored_tokens < len(tokens) else []) + (
+        [f"it is read after the prompt without its first {result.prompt_tokens_left_out} tokens"]
+        if result.prompt_tokens_left_out else [])
+    if cuts:
+        st.caption(f"Prompt and guess together are longer than the model's context of {loaded.context_length} tokens, "
+                   f"so for the whole word {' and '.join(cuts)}. The first token's rank and probability read the "
+                   "whole prompt, as above.")
 
 
 @needs_trace
@@ -103,7 +111,8 @@ def temperature() -> None:
         if len(series) > 1 else "The 15 most likely tokens at T = 1 (your temperature)", "candidate next token"))
     left, right = st.columns(2)
     left.metric("Entropy at T = 1", f"{sampling.entropy_bits(log_probs):.3f} bits")
-    right.metric(f"Entropy at T = {strategy.temperature:g}", f"{sampling.entropy_bits(stage.log_probs):.3f} bits")
+    if strategy.temperature != 1.0:  # at T = 1 the two are one (as in the chart)
+        right.metric(f"Entropy at T = {strategy.temperature:g}", f"{sampling.entropy_bits(stage.log_probs):.3f} bits")
 
 
 @needs_trace

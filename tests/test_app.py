@@ -763,3 +763,49 @@ def test_the_sweep_labels_its_temperature_marker_where_the_line_is_on_the_log_ax
     figure = figures.sweep_lines([0.1, 1.0, 5.0], {"a": [1.0, 2.0, 3.0]}, "t", "p", marker=2.0)
     label = next(a for a in figure.layout.annotations if a.text == "T = 2")
     assert label.x == pytest.approx(math.log10(2.0)) and figure.layout.shapes[0].x0 == 2.0
+
+
+def test_a_guess_longer_than_the_context_keeps_its_first_token_s_rank_and_says_what_was_cut(bundled):
+    """A hostile-student pass: 60 emoji (241 tokens, more than the course model's 128) ranked their
+    first token 539th; 20 emoji, whose first token is the same, 307th. Both now read the prompt as
+    the candidates do, and the page says what the whole-word figure leaves out."""
+    app = run_page(LESSONS[5].page, "Once upon a time, there was a")
+    ranks = {}
+    for count in (20, 60):
+        app.text_input(key="s_guess").input("🙂" * count).run()
+        assert not app.exception, [e.value for e in app.exception]
+        ranks[count] = next(m.value for m in app.metric if m.label == "Rank of its first token")
+        cut = [c.value for c in app.caption if c.value.startswith("Prompt and guess together are longer")]
+        assert bool(cut) == (count == 60), cut
+    assert ranks[20] == ranks[60]
+    assert "only its first 127 tokens are scored" in cut[0]
+    assert next(m.value for m in app.metric if m.label == "P(whole word)").startswith("log P = ")
+
+
+def test_lesson_6_shows_one_entropy_at_t_1_and_counts_every_prompt_token_generation_leaves_out(bundled):
+    """A hostile-student pass: at T = 1 "Entropy at T = 1" stood twice side by side; and with a
+    prompt of 300 tokens, Generate said 50 prompt tokens were left out, when 222 were (172 cut to
+    fit the context before the lesson, then 50 more to make room for 50 new tokens)."""
+    app = run_page(LESSONS[5].page, " the" * 300)
+    assert [m.label for m in app.metric if m.label.startswith("Entropy at")] == ["Entropy at T = 1"]
+    app.slider(key="s_temperature").set_value(2.0).run()
+    assert [m.label for m in app.metric if m.label.startswith("Entropy at")] == ["Entropy at T = 1", "Entropy at T = 2"]
+    app.slider(key="s_n_tokens").set_value(50).run()
+    app.button(key="s_generate").click().run()
+    assert not app.exception, [e.value for e in app.exception]
+    assert [c.value for c in app.caption if "were left out" in c.value] == [
+        "The first 222 of your prompt's 300 tokens were left out so that prompt and continuation fit the model's "
+        "context of 128 tokens."]
+
+
+def test_no_figure_reads_minus_zero(bundled):
+    """A hostile-student pass: "Left out …: -0% of the attention" (lesson 4, prompt "🙂", layer 3,
+    head 3) and "mean after normalising -0.0000" (lesson 5): rounding's sign, not a number."""
+    app = run_page(LESSONS[3].page, "🙂")
+    app.segmented_control(key="attn_layer").set_value(3)
+    app.segmented_control(key="attn_head").set_value(3).run()
+    left_out = [c.value for c in app.caption if c.value.startswith("Left out")]
+    assert left_out and not any("-0%" in c for c in left_out), left_out
+    app = run_page(LESSONS[4].page, "Once upon a time, there was a little cat named Tom.")
+    mean = [m.value for m in app.metric if m.label == "mean after normalising"]
+    assert mean == ["0.0000"], mean

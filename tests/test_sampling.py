@@ -137,6 +137,27 @@ def test_guess_probability(model):
     assert result.first_rank == int((log_probs[2] > log_probs[2, 8]).sum()) + 1
 
 
+def test_a_guess_longer_than_the_context_is_ranked_after_the_whole_prompt_and_scored_where_it_fits(model):
+    """A hostile-student pass: 60 emoji (241 tokens, context 128) read the wrong positions (the cut
+    left the guess's start before the window) and ranked its first token 539th, not 307th as the
+    prompt's own distribution does; and a long guess's whole-word probability showed 0.00e+00."""
+    prompt = list(range(1, 31))  # 30 tokens; context 40
+    own = torch.log_softmax(model(torch.tensor([prompt])).logits[0, -1].double(), dim=-1)  # [vocab]
+    for guess, scored, left_out in (([7] * 50, 39, 29), ([7, 9] * 6, 12, 2), ([8, 21], 2, 0)):
+        result = sampling.guess_probability(model, prompt, guess)
+        assert (result.scored_tokens, result.prompt_tokens_left_out) == (scored, left_out)
+        assert result.first_rank == int((own > own[guess[0]]).sum()) + 1
+        assert result.first_probability == pytest.approx(math.exp(float(own[guess[0]])))
+        ids = prompt[left_out:] + guess[:scored]  # what the whole word is read after: at most the context
+        assert len(ids) <= 40
+        log_probs = torch.log_softmax(model(torch.tensor([ids])).logits[0].double(), dim=-1)
+        start = len(ids) - scored
+        assert result.word_log_probability == pytest.approx(
+            sum(float(log_probs[start - 1 + i, token]) for i, token in enumerate(guess[:scored])))
+    long = sampling.guess_probability(model, prompt, [7] * 50)
+    assert long.word_probability == math.exp(long.word_log_probability)
+
+
 def test_logit_lens_last_layer_is_the_models_output(model, monkeypatch):
     trace = run_trace(model, [5, 17, 3, 44, 9])
     lens = sampling.logit_lens(trace, model)
