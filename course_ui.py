@@ -569,6 +569,19 @@ def kept_index(key: str, count: int) -> int:
     return value
 
 
+def start_again_on_a_new_prompt(*keys: str) -> None:
+    """Choices that name a position or a neuron of the prompt (they start at its last token, or at
+    its most active neuron) start again from their default when the model or the prompt changes:
+    position 3 of another prompt is another token. Call before their widgets are drawn."""
+    state = st.session_state
+    now = (state.get("model_key"), state.get("prompt"))
+    chosen_on = state.setdefault("choices_made_on", {})
+    for key in keys:
+        if chosen_on.get(key) != now:
+            state.pop(key, None)
+            chosen_on[key] = now
+
+
 def keep_only_offered(key: str, options: list) -> None:
     """Before a multiselect is drawn: drop chosen values it no longer offers (another prompt or
     model), which Streamlit would refuse."""

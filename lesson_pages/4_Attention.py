@@ -32,6 +32,7 @@ def read_head_choice() -> None:
 
 
 read_head_choice()
+course_ui.start_again_on_a_new_prompt("attn_query")
 
 
 needs_trace = course_ui.needs_trace(trace)

@@ -34,6 +34,8 @@ def read_layer_choice() -> None:
         at_position = figures.token_at(position, trace.token_strings[position])  # for figure titles
 
 
+if trace is not None:
+    course_ui.start_again_on_a_new_prompt("ff_position", *(f"ff_neuron_{l}" for l in range(trace.n_layer)))
 read_layer_choice()
 
 

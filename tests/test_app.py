@@ -809,3 +809,29 @@ def test_no_figure_reads_minus_zero(bundled):
     app = run_page(LESSONS[4].page, "Once upon a time, there was a little cat named Tom.")
     mean = [m.value for m in app.metric if m.label == "mean after normalising"]
     assert mean == ["0.0000"], mean
+
+
+def test_choices_of_a_position_or_a_neuron_start_again_on_a_new_prompt(bundled):
+    """A hostile-student pass: the neuron picker ("starts at the most active neuron of the layer on
+    your prompt") kept the old prompt's neuron after the prompt changed, and the query and position
+    pickers kept their index (3 of 13) when the prompt grew. Kept while the prompt stays."""
+    from core import residual
+    from core.cached import cached_trace
+
+    first, second = "Once upon a time, there was a little cat named Tom.", "The dog ran to the park and found a big red ball."
+    app = run_page(LESSONS[4].page, first)
+    layer = app.session_state["ff_layer"]
+    app.selectbox(key=f"ff_neuron_{layer}").set_value(5).run()
+    app.selectbox(key="ff_position").set_value(3).run()
+    app.run()  # the same prompt: the choices stay
+    assert (app.selectbox(key=f"ff_neuron_{layer}").value, app.selectbox(key="ff_position").value) == (5, 3)
+    app.session_state["prompt"] = second
+    app.run()
+    trace = cached_trace("glassbox-stories", second)
+    assert app.selectbox(key=f"ff_neuron_{layer}").value == residual.most_active_neurons(trace, layer, 1)[0]
+    assert app.selectbox(key="ff_position").value == trace.n_tokens - 1
+    app = run_page(LESSONS[3].page, first)
+    app.selectbox(key="attn_query").set_value(3).run()
+    app.session_state["prompt"] = first + " " + second
+    app.run()
+    assert app.selectbox(key="attn_query").value == cached_trace("glassbox-stories", first + " " + second).n_tokens - 1
