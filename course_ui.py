@@ -242,16 +242,8 @@ def current_model() -> LoadedModel:
 
 # --- the prompt ---------------------------------------------------------------------------------
 def _store_prompt() -> None:
-    """The box's text becomes the prompt; beyond PROMPT_LIMIT characters, its first PROMPT_LIMIT, said
-    in one sentence (the browser would otherwise drop an over-long paste without a word)."""
-    state = st.session_state
-    text = state.prompt_box
-    state.prompt_message = ""
-    if len(text) > PROMPT_LIMIT:
-        state.prompt_message = (f"Prompts are limited to {PROMPT_LIMIT:,} characters: yours has {len(text):,}, so "
-                                f"the lessons use its first {PROMPT_LIMIT:,}.")
-        text = text[:PROMPT_LIMIT]
-    state.prompt = text
+    """The box's text becomes the prompt (set_prompt)."""
+    set_prompt(st.session_state.prompt_box)
 
 
 def add_trained_model(folder: str, label: str) -> None:
@@ -262,7 +254,16 @@ def add_trained_model(folder: str, label: str) -> None:
 
 
 def set_prompt(text: str) -> None:
-    st.session_state.prompt = text
+    """`text` becomes the prompt (typed, or made by a button such as lesson 4's "Repeat my prompt");
+    beyond PROMPT_LIMIT characters, its first PROMPT_LIMIT, said in one sentence (the browser would
+    otherwise drop an over-long paste without a word)."""
+    state = st.session_state
+    state.prompt_message = ""
+    if len(text) > PROMPT_LIMIT:
+        state.prompt_message = (f"Prompts are limited to {PROMPT_LIMIT:,} characters: yours has {len(text):,}, so "
+                                f"the lessons use its first {PROMPT_LIMIT:,}.")
+        text = text[:PROMPT_LIMIT]
+    state.prompt = text
 
 
 def prompt_box(label: str = "Your prompt", height: int = 90) -> str:

@@ -835,3 +835,21 @@ def test_choices_of_a_position_or_a_neuron_start_again_on_a_new_prompt(bundled):
     app.session_state["prompt"] = first + " " + second
     app.run()
     assert app.selectbox(key="attn_query").value == cached_trace("glassbox-stories", first + " " + second).n_tokens - 1
+
+
+def test_repeat_my_prompt_keeps_to_the_prompt_limit_and_says_so(bundled):
+    """A hostile-student pass: lesson 4's "Repeat my prompt" made a 15,300-character prompt into one
+    of 30,599, past the 20,000 the box allows, without a word."""
+    from core.induction import repeated_prompt
+    from course_ui import PROMPT_LIMIT
+
+    prompt = ("Once upon a time, there was a girl named Mia. " * 400)[:15_300]
+    repeated = len(repeated_prompt(prompt))
+    assert repeated > PROMPT_LIMIT
+    app = run_page(LESSONS[3].page, prompt)
+    app.button(key="attn-repeat").click().run()
+    assert not app.exception, [e.value for e in app.exception]
+    assert len(app.session_state["prompt"]) == PROMPT_LIMIT
+    said = [element.value for element in (*app.warning, *app.info, *app.caption) if "Prompts are limited" in element.value]
+    assert said == [f"Prompts are limited to {PROMPT_LIMIT:,} characters: yours has {repeated:,}, so the lessons use "
+                    f"its first {PROMPT_LIMIT:,}."], said
