@@ -43,6 +43,7 @@ state.setdefault("t_preset", "1-minute")
 for knob, value in asdict(PRESETS["1-minute"]).items():
     state.setdefault(f"t_{knob}", value)
 run: TrainingRun | None = course_ui.find_training_run()
+training_now = run is not None and run.is_active  # what the run trains on is locked while it trains (its figures describe it)
 _this_run: dict = {}  # what this run of the page has worked out already (the data and its problem)
 
 
@@ -83,13 +84,12 @@ def _prepare_data():
 
 
 def data_choice() -> None:
-    st.radio("Train on", list(SOURCES), key="t_source", format_func=SOURCES.get, horizontal=True,
-             disabled=run is not None and run.is_active)
+    st.radio("Train on", list(SOURCES), key="t_source", format_func=SOURCES.get, horizontal=True, disabled=training_now)
     if state.t_source == "text":
         need = live_training.tokens_needed(chosen_config())
-        st.file_uploader("A UTF-8 text file (up to 3 MB)", type=["txt", "md"], key="t_upload")
+        st.file_uploader("A UTF-8 text file (up to 3 MB)", type=["txt", "md"], key="t_upload", disabled=training_now)
         st.text_area(f"…or paste text here (long enough for {need:,} training and {need:,} validation tokens "
-                     "at this context length)", key="t_text", height=120)
+                     "at this context length)", key="t_text", height=120, disabled=training_now)
     problem = chosen_data()[1]
     if problem:
         st.warning(problem)
@@ -97,9 +97,9 @@ def data_choice() -> None:
 
 def tokenizer_choice() -> None:
     left, right = st.columns(2)
-    left.radio("Tokenizer", ["bytes", "bpe"], key="t_tokenizer", horizontal=True,
+    left.radio("Tokenizer", ["bytes", "bpe"], key="t_tokenizer", horizontal=True, disabled=training_now,
                format_func={"bytes": "Characters (one per byte)", "bpe": "Byte-level BPE"}.get)
-    right.slider("BPE vocabulary size", 260, 2048, step=4, key="t_vocab", disabled=state.t_tokenizer == "bytes")
+    right.slider("BPE vocabulary size", 260, 2048, step=4, key="t_vocab", disabled=training_now or state.t_tokenizer == "bytes")
     data = chosen_data()[0]
     if data is not None:
         columns = st.columns(4)
@@ -112,8 +112,8 @@ def tokenizer_choice() -> None:
 
 
 def settings() -> None:
-    st.selectbox("Preset", [*PRESETS, "custom"], key="t_preset", on_change=apply_preset,
-                 help="The presets are sized for two CPU cores.")
+    st.selectbox("Preset", [*PRESETS, "custom"], key="t_preset", on_change=apply_preset, disabled=training_now,
+                 help="The presets are sized for two CPU cores (a preset may choose the data too, so it waits for the run).")
     with st.expander("All settings", expanded=state.t_preset == "custom"):
         columns = st.columns(4)
         for index, (knob, (label, low, high, step)) in enumerate(KNOBS.items()):

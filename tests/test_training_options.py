@@ -376,3 +376,26 @@ def test_a_switch_left_off_when_the_llama_design_is_chosen_can_be_switched_back_
     app.checkbox(key="t_use_layernorm").check().run()
     assert not [w.value for w in app.warning if "switch them back on" in w.value]
     assert not app.button(key="t_start").disabled and app.checkbox(key="t_use_layernorm").disabled
+
+
+def test_what_a_run_trains_on_is_locked_while_it_trains():
+    """A hostile-student pass: while a run trained, only the source was locked; the Shakespeare
+    preset still changed the source, and the tokenizer and vocabulary stayed live, so the data's
+    figures described data the run was not using."""
+    from tests.test_live_training import wait_for
+
+    app = tiny_custom_run_page(t_max_steps=20_000)
+    app.button(key="t_start").click().run()
+    run = app.session_state["t_run"]
+    try:
+        assert run.is_active
+        assert app.radio(key="t_source").disabled and app.radio(key="t_tokenizer").disabled
+        assert app.slider(key="t_vocab").disabled and app.selectbox(key="t_preset").disabled
+        app.session_state["t_source"] = "text"  # (as a page left open from before the run could send)
+        app.run()
+        assert not app.exception and app.text_area(key="t_text").disabled
+    finally:
+        run.stop()
+    assert wait_for(lambda: not run.is_active, timeout=60)
+    app.run()
+    assert not app.radio(key="t_tokenizer").disabled and not app.selectbox(key="t_preset").disabled
