@@ -59,6 +59,15 @@ def story_documents() -> list[str]:
     return [story.text for story in generate_stories(STORY_COUNT, STORY_SEED)]
 
 
+def students_text(uploaded: bytes | None, pasted: str) -> tuple[bytes, str | None]:
+    """The bytes lesson 7 trains on when the student brings a text: an uploaded file's, else the pasted
+    text's; and one sentence when both are there (the pasted text is then not used)."""
+    if uploaded is None:
+        return pasted.encode("utf-8"), None
+    return uploaded, ("Training uses the uploaded file, not the pasted text; remove the file (×) to train on "
+                      "the pasted text." if pasted.strip() else None)
+
+
 def text_documents(text: str) -> list[str]:
     """The student's text as documents: its paragraphs (blank-line separated), or the whole."""
     paragraphs = [p.strip() for p in text.split("\n\n") if p.strip()]

@@ -74,7 +74,8 @@ def _prepare_data():
     text = ""
     if state.t_source == "text":
         upload = state.get("t_upload")
-        raw = upload.getvalue() if upload is not None else state.get("t_text", "").encode("utf-8")
+        raw, _this_run["which text"] = live_training.students_text(upload.getvalue() if upload is not None else None,
+                                                                   state.get("t_text", ""))
         try:
             text = live_training.read_text_upload(raw)
         except TextRejected as error:
@@ -91,6 +92,8 @@ def data_choice() -> None:
         st.text_area(f"…or paste text here (long enough for {need:,} training and {need:,} validation tokens "
                      "at this context length)", key="t_text", height=120, disabled=training_now)
     problem = chosen_data()[1]
+    if _this_run.get("which text"):
+        st.caption(_this_run["which text"])
     if problem:
         st.warning(problem)
 

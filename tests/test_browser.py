@@ -191,6 +191,16 @@ def test_a_text_too_short_to_train_on_says_why_in_one_sentence(app_url, page):
     assert sentence.count() == 1 and "at least 66 of each" in sentence.inner_text()
     assert page.get_by_role("button", name="Start", exact=True).is_disabled()
     no_errors(page)
+    # a file long enough, uploaded beside the pasted text: the file is trained on, and the page says so
+    long_enough = " ".join(story.text for story in generate_stories(400, 6))[:20_000]
+    page.locator('[data-testid="stFileUploader"] input[type="file"]').set_input_files(
+        files=[{"name": "stories.txt", "mimeType": "text/plain", "buffer": long_enough.encode()}])
+    said = page.get_by_text("Training uses the uploaded file, not the pasted text")
+    said.wait_for(timeout=60_000)
+    wait_until_idle(page)
+    assert said.count() == 1 and page.get_by_text("Your text has 1,500 characters").count() == 0
+    assert page.get_by_role("button", name="Start", exact=True).is_enabled()
+    no_errors(page)
 
 
 def test_pick_a_model_folder_in_the_picker(app_url, page, tmp_path):

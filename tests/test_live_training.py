@@ -494,3 +494,13 @@ def test_after_the_server_s_warm_up_lesson_7_prepares_no_data_at_its_first_visit
     assert [m.value for m in app.metric if m.label == "Vocabulary"] == [f"{live_training.DEFAULT_BPE_VOCABULARY}"]
     assert (app.session_state["t_source"], app.session_state["t_vocab"]) == (live_training.DEFAULT_SOURCE,
                                                                              live_training.DEFAULT_BPE_VOCABULARY)
+
+
+def test_an_uploaded_file_is_trained_on_before_pasted_text_and_the_page_is_told():
+    """A hostile-student pass (from the code): with a file uploaded, pasted text was ignored without a
+    word. The file still wins; a sentence says so when both are there (the browser test uploads one)."""
+    assert live_training.students_text(None, "pasted") == (b"pasted", None)
+    assert live_training.students_text(b"file", "") == (b"file", None)
+    assert live_training.students_text(b"file", "  \n") == (b"file", None)
+    raw, said = live_training.students_text(b"file", "pasted")
+    assert raw == b"file" and said.startswith("Training uses the uploaded file, not the pasted text")
