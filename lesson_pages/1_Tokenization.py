@@ -41,7 +41,7 @@ def predict_count() -> None:
     checked = right.button("Check", key="predict_check", disabled=guess is None)
     if checked:
         st.session_state.predict_checked = (text, int(guess), loaded.name)
-    if st.session_state.get("predict_checked", (None,))[0] != text or guess is None:
+    if st.session_state.get("predict_checked", (None, None))[:2] != (text, guess):  # none checked yet, or another number
         st.caption("Commit to a number first: the answer appears when you press Check.")
         return
     _, guessed, _ = st.session_state.predict_checked

@@ -82,9 +82,9 @@ def pca() -> None:
     trained = [i for i in seen if i < matrix.shape[0]]
     columns = st.columns(3)
     columns[0].metric("Tokens in the training text", f"{len(trained):,} of {matrix.shape[0]:,}")
-    columns[1].metric("Mean cosine among them", f"{embeddings.mean_pairwise_cosine(matrix[trained]):.3f}")
+    columns[1].metric("Mean cosine among them", f"{embeddings.mean_pairwise_cosine(matrix[trained]):z.3f}")
     if len(never) > 1:
-        columns[2].metric("Mean cosine among the never-seen", f"{embeddings.mean_pairwise_cosine(matrix[never]):.3f}")
+        columns[2].metric("Mean cosine among the never-seen", f"{embeddings.mean_pairwise_cosine(matrix[never]):z.3f}")
 
 
 def compare_tokens() -> None:
@@ -105,7 +105,7 @@ def compare_tokens() -> None:
     first, second = chosen
     shared = ({i for i, _ in cached_nearest_neighbours(loaded.name, first)}
               & {i for i, _ in cached_nearest_neighbours(loaded.name, second)})
-    st.metric("Cosine similarity of the two", f"{embeddings.cosine(matrix, first, second):.4f}")
+    st.metric("Cosine similarity of the two", f"{embeddings.cosine(matrix, first, second):z.4f}")
     st.caption("Shared neighbours: " + (figures.md_escape(", ".join(token_name(i) for i in sorted(shared)))
                                         if shared else "none"))
 

@@ -122,6 +122,10 @@ def reorder() -> None:
     how = left.radio("New order of the earlier tokens", ["reverse", "shuffle"], horizontal=True, key="pos_how")
     seed = right.number_input("Shuffle seed", 0, 9999, 0, key="pos_seed", disabled=how != "shuffle")
     order = positions.reordered(trace.token_ids, how, int(seed))
+    if [trace.token_ids[i] for i in order] == list(trace.token_ids):
+        st.caption("This order gives the prompt back as it was (the same tokens in the same places), so nothing can "
+                   "change: try another shuffle seed, or a prompt with more different tokens.")
+        return
     result = cached_reorder_experiment(loaded.name, tuple(trace.token_ids), tuple(order))
     st.markdown("Reordered prompt:")
     st.code("".join(trace.token_strings[i] for i in order), language=None, wrap_lines=True)

@@ -853,3 +853,32 @@ def test_repeat_my_prompt_keeps_to_the_prompt_limit_and_says_so(bundled):
     said = [element.value for element in (*app.warning, *app.info, *app.caption) if "Prompts are limited" in element.value]
     assert said == [f"Prompts are limited to {PROMPT_LIMIT:,} characters: yours has {repeated:,}, so the lessons use "
                     f"its first {PROMPT_LIMIT:,}."], said
+
+
+def test_lessons_1_to_3_neither_keep_a_stale_verdict_nor_compare_a_prompt_with_itself_nor_read_minus_zero(bundled):
+    """A third hostile-student pass: lesson 1 still said "you guessed 5 (39 too few)" with 40 in the
+    box; lesson 3's shuffle of "a b c" (seed 0) gave the prompt back unchanged and reported changes of
+    0.00e+00 with no word; lesson 2 showed the cosine of " girl" and " forest" as -0.0000."""
+    app = run_page(LESSONS[0].page, "The cat sat on the mat.")
+    app.number_input(key="predict_guess").set_value(5).run()
+    app.button(key="predict_check").click().run()
+    assert any("you guessed 5" in m.value for m in app.markdown)
+    app.number_input(key="predict_guess").set_value(40).run()
+    assert not any("you guessed" in m.value for m in app.markdown)
+    assert any(c.value.startswith("Commit to a number first") for c in app.caption)
+    app = run_page(LESSONS[2].page, "a b c")
+    app.radio(key="pos_how").set_value("shuffle").run()
+    assert any(c.value.startswith("This order gives the prompt back as it was") for c in app.caption)
+    assert not any(m.value == "Reordered prompt:" for m in app.markdown)
+    from core import positions
+    from core.cached import cached_trace
+
+    ids = cached_trace("glassbox-stories", "a b c").token_ids
+    moving = next(seed for seed in range(1, 50) if [ids[i] for i in positions.reordered(ids, "shuffle", seed)] != ids)
+    app.number_input(key="pos_seed").set_value(moving).run()  # a seed that moves them: the experiment runs
+    assert any(m.value == "Reordered prompt:" for m in app.markdown)
+    assert not any(c.value.startswith("This order gives") for c in app.caption)
+    app = run_page(LESSONS[1].page, "Once upon a time")
+    app.text_input(key="emb_first").input(" girl")
+    app.text_input(key="emb_second").input(" forest").run()
+    assert [m.value for m in app.metric if m.label == "Cosine similarity of the two"] == ["0.0000"]
