@@ -96,18 +96,23 @@ def compare_tokens() -> None:
         tokens = prompt_tokens(loaded.tokenizer, text)
         if not tokens:
             column.caption("Type a token.")
-            return
+            continue  # (the other box is still drawn, so it keeps what was typed in it)
         if len(tokens) > 1:
             column.caption(f"That is {len(tokens)} tokens for this model; using the first, "
                            f"{figures.md_escape(tokens[0].symbols)}.")
         chosen.append(tokens[0].id)
         column.dataframe(neighbour_table(tokens[0].id), hide_index=True)
+    if len(chosen) < 2:
+        return
     first, second = chosen
     shared = ({i for i, _ in cached_nearest_neighbours(loaded.name, first)}
               & {i for i, _ in cached_nearest_neighbours(loaded.name, second)})
-    st.metric("Cosine similarity of the two", f"{embeddings.cosine(matrix, first, second):z.4f}")
+    cosine = embeddings.cosine(matrix, first, second)
+    st.metric("Cosine similarity of the two", f"{cosine:z.4f}")
+    ties = (" (the two point the same way, and so many tokens lie at that same similarity to each that both lists are "
+            "ties, broken arbitrarily)") if cosine > 0.9999 else ""
     st.caption("Shared neighbours: " + (figures.md_escape(", ".join(token_name(i) for i in sorted(shared)))
-                                        if shared else "none"))
+                                        if shared else "none") + ties)
 
 
 course_ui.render_lesson(lesson, {

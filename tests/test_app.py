@@ -882,3 +882,37 @@ def test_lessons_1_to_3_neither_keep_a_stale_verdict_nor_compare_a_prompt_with_i
     app.text_input(key="emb_first").input(" girl")
     app.text_input(key="emb_second").input(" forest").run()
     assert [m.value for m in app.metric if m.label == "Cosine similarity of the two"] == ["0.0000"]
+
+
+def test_clearing_one_compare_box_keeps_the_other_box_and_its_token(bundled):
+    """A third hostile-student pass: clearing lesson 2's first box stopped the view before the
+    second box was drawn, and Streamlit then forgot what was typed in it (" cat" became " she")."""
+    app = run_page(LESSONS[1].page, "Once upon a time")
+    app.text_input(key="emb_second").input(" cat").run()
+    app.text_input(key="emb_first").input("").run()
+    assert [t.value for t in app.text_input if t.key == "emb_second"] == [" cat"]
+    assert not [m for m in app.metric if m.label == "Cosine similarity of the two"]
+    app.text_input(key="emb_first").input(" dog").run()
+    assert app.text_input(key="emb_second").value == " cat"
+    assert [m.label for m in app.metric if m.label == "Cosine similarity of the two"]
+
+
+def test_two_tokens_that_point_the_same_way_explain_why_they_share_no_neighbours(bundled):
+    """A third hostile-student pass: "   " against "x" showed a cosine of 1.0000 and "Shared
+    neighbours: none", a contradiction on its face: each neighbour list is a tie at 0.99999."""
+    from core.cached import cached_nearest_neighbours
+
+    app = run_page(LESSONS[1].page, "Once upon a time")
+    app.text_input(key="emb_first").input("   ")
+    app.text_input(key="emb_second").input("x").run()
+    assert [m.value for m in app.metric if m.label == "Cosine similarity of the two"] == ["1.0000"]
+    [said] = [c.value for c in app.caption if c.value.startswith("Shared neighbours")]
+    assert "ties, broken arbitrarily" in said
+    from core.cached import cached_model
+    from core.tokenization import prompt_tokens
+
+    [x] = prompt_tokens(cached_model("glassbox-stories").tokenizer, "x")
+    nearest = [similarity for _, similarity in cached_nearest_neighbours("glassbox-stories", x.id)]
+    assert max(nearest) - min(nearest) < 1e-4  # the claim: a tie
+    app.text_input(key="emb_second").input(" she").run()
+    assert not any("ties" in c.value for c in app.caption if c.value.startswith("Shared neighbours"))
