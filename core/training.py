@@ -93,9 +93,9 @@ def own_forward_note(config: TrainConfig) -> str | None:
     off = " and ".join(name for name, on in (("residual connections", config.use_residual),
                                              ("LayerNorm", config.use_layernorm)) if not on)
     return (f"This run trains with {off} switched off, which only the lesson's own training forward can run: its "
-            "losses and samples come from that forward, but the Hugging Face format, the other lessons and the "
-            "attention snapshots and the copy test all run a model with them on, so it draws no snapshots or copy "
-            "scores and cannot be saved or used in the other lessons (there it would be a different model).")
+            "losses and samples come from that forward. The Hugging Face format, the other lessons, the attention "
+            "snapshots and the copy test all run a model with them on, so this run draws no snapshots or copy scores "
+            "and cannot be saved or used in the other lessons (there it would be a different model).")
 
 
 def warmup_note(config: TrainConfig) -> str | None:
@@ -258,8 +258,11 @@ class Trainer:
     def loss(self, inputs: torch.Tensor) -> torch.Tensor:
         if not self.config.runs_own_forward:
             return self.model(input_ids=inputs, labels=inputs).loss  # the model shifts labels by one
-        logits = forward_logits(self.model, inputs, self.config.use_residual, self.config.use_layernorm)
-        return next_token_loss(logits, inputs)
+        return next_token_loss(self.own_forward(inputs), inputs)
+
+    def own_forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        """The model with this run's switches (forward_logits): [batch, pos] ids -> [batch, pos, vocab] logits."""
+        return forward_logits(self.model, inputs, self.config.use_residual, self.config.use_layernorm)
 
     def step(self, measure_layers: bool = False, text: torch.Tensor | None = None,
              window: int | None = None) -> StepResult:

@@ -30,7 +30,7 @@ from core.glassbox import run_trace
 from core.live_training import PreparedData
 from core.sampling import Strategy, generate
 from core.tokenization import tokens_text
-from core.training import Trainer, TrainConfig, forward_logits, layer_groups
+from core.training import Trainer, TrainConfig, layer_groups
 
 ABANDON_AFTER = 20.0  # seconds with no open page (no live session, no touch()): the student is gone, the run stops
 ACTIVE = ("running", "paused")  # a run's statuses while it may still train; then stopped, finished, diverged (or failed)
@@ -369,9 +369,7 @@ class TrainingRun(Attended):
         n_tokens = min(60, self.config.block_size - len(prompt_ids))
         was_training = model.training
         model.eval()
-        forward = None
-        if self.config.runs_own_forward:  # the forward it was trained with, not the Hugging Face one
-            forward = lambda ids: forward_logits(model, ids, self.config.use_residual, self.config.use_layernorm)  # noqa: E731
+        forward = self.trainer.own_forward if self.config.runs_own_forward else None  # the forward it trains with
         result = generate(model, prompt_ids, n_tokens, Strategy(0.8, 40, 1.0), seed, forward=forward)
         model.train(was_training)
         return tokens_text(self.data.tokenizer, result.prompt_ids + result.new_ids)

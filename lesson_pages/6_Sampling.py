@@ -68,6 +68,14 @@ def candidates() -> None:
                f"these {CANDIDATES} hold {float(top.values.exp().sum()):.1%} of it.")
 
 
+def probability_text(probability: float, log_probability: float | None = None) -> str:
+    """A probability as the guess's figures show it: 4 decimals, small ones in e-notation, and its log
+    (when given) where even that would read 0."""
+    if log_probability is not None and probability < 1e-300:
+        return f"log P = {log_probability:.1f}"
+    return f"{probability:.2e}" if probability < 1e-3 else f"{probability:.4f}"
+
+
 @needs_trace
 def guess() -> None:
     text = st.text_input("Your guess for the next word", key="s_guess", max_chars=60)
@@ -83,10 +91,8 @@ def guess() -> None:
                 f"{figures.md_escape(spelled)}.")
     columns = st.columns(3)
     columns[0].metric("Rank of its first token", f"{result.first_rank:,} of {logits.numel():,}")
-    columns[1].metric("P(first token)", f"{result.first_probability:.2e}" if result.first_probability < 1e-3
-                      else f"{result.first_probability:.4f}")
-    columns[2].metric("P(whole word)", f"log P = {result.word_log_probability:.1f}" if result.word_probability < 1e-300
-                      else f"{result.word_probability:.2e}" if result.word_probability < 1e-3 else f"{result.word_probability:.4f}")
+    columns[1].metric("P(first token)", probability_text(result.first_probability))
+    columns[2].metric("P(whole word)", probability_text(result.word_probability, result.word_log_probability))
     cuts = ([f"only its first {result.scored_tokens} tokens are scored (a prompt token must come before them)"]
             if result.scored_tokens < len(tokens) else []) + (
         [f"it is read after the prompt without its first {result.prompt_tokens_left_out} tokens"]

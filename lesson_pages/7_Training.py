@@ -43,7 +43,7 @@ state.setdefault("t_preset", "1-minute")
 for knob, value in asdict(PRESETS["1-minute"]).items():
     state.setdefault(f"t_{knob}", value)
 run: TrainingRun | None = course_ui.find_training_run()
-training_now = run is not None and run.is_active  # what the run trains on is locked while it trains (its figures describe it)
+training_now = run is not None and run.is_active  # a run trains: what it trains on is locked (its figures describe it)
 _this_run: dict = {}  # what this run of the page has worked out already (the data and its problem)
 
 
@@ -193,9 +193,8 @@ def start_run() -> bool:
 
 def controls() -> None:
     columns = st.columns(5)
-    active = run is not None and run.is_active
     cannot = why_no_start()
-    if columns[0].button("Start", type="primary", disabled=active or cannot is not None, key="t_start",
+    if columns[0].button("Start", type="primary", disabled=training_now or cannot is not None, key="t_start",
                          help=cannot) and start_run():
         st.rerun()  # a run that cannot start leaves its message on the page
     if columns[1].button("Pause", disabled=not (run and run.status == "running"), key="t_pause"):
@@ -204,7 +203,7 @@ def controls() -> None:
     if columns[2].button("Resume", disabled=not (run and run.status == "paused"), key="t_resume"):
         run.resume()
         st.rerun()
-    if columns[3].button("Stop", disabled=not active, key="t_stop"):
+    if columns[3].button("Stop", disabled=not training_now, key="t_stop"):
         run.stop()
         run.wait(timeout=2)
         st.rerun()
@@ -214,7 +213,7 @@ def controls() -> None:
         st.rerun()
 
 
-@st.fragment(run_every=2.0 if run is not None and run.is_active else None)
+@st.fragment(run_every=2.0 if training_now else None)
 def live() -> None:
     if run is None:
         st.caption("Start a run to see it learn.")
