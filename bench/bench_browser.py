@@ -26,7 +26,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from core.course import COURSE  # noqa: E402
-from tests.streamlit_server import browser_page, pick_index, running_app, wait_until_idle  # noqa: E402
+from tests.streamlit_server import STUDENT_BROWSERS, browser_page, pick_index, running_app, wait_until_idle  # noqa: E402
 
 PAGES = [(entry.url_path, f"Lesson {entry.number} ·") for entry in COURSE]
 CONTROLS = {  # lesson path -> (what the student moves, how: the n-th move)
@@ -116,7 +116,7 @@ def timed(work, page) -> Timing:
 @contextlib.contextmanager
 def watched_page():
     """A browser page whose websocket traffic is timed (WATCH_SOCKET)."""
-    with browser_page() as page:
+    with browser_page(STUDENT_BROWSERS) as page:
         page.add_init_script(WATCH_SOCKET)
         yield page
 

@@ -25,7 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from core import course  # noqa: E402
-from tests.streamlit_server import CHROMIUM_FLAGS, chromium_path, running_app, wait_until_idle  # noqa: E402
+from tests.streamlit_server import CHROMIUM_FLAGS, STUDENT_BROWSERS, chromium_path, running_app, wait_until_idle  # noqa: E402
 
 PROMPTS = ["Once upon a time, there was a girl named {name}. {name} had a red ball. One day,",
            "The cat sat on the mat. {name} saw the cat and",
@@ -95,14 +95,14 @@ def main() -> None:
     from playwright.sync_api import sync_playwright
 
     sizes = [int(arg) for arg in sys.argv[1:]] or [1, 5, 10]
-    if chromium_path() is None:
+    if chromium_path(STUDENT_BROWSERS) is None:
         raise SystemExit("Debian's chromium is needed: apt-get install chromium")
     print("== a class clicking through lessons 1-6 together (bundled model, a new prompt per student; "
           "seconds from the click until the lesson is drawn: median / slowest student, and the app's CPU "
           "seconds for the whole class) ==")
     for students in sizes:
         with running_app() as (url, process, _), sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_FLAGS, headless=True)
+            browser = playwright.chromium.launch(executable_path=chromium_path(STUDENT_BROWSERS), args=CHROMIUM_FLAGS, headless=True)
             seconds = class_session(url, process.pid, browser, students)
             browser.close()
             status = Path(f"/proc/{process.pid}/status").read_text()

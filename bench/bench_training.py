@@ -152,10 +152,10 @@ def seconds_until_done(runs) -> list[float]:
 def in_the_app() -> None:
     """The "1-minute" preset started in the real app: tokens per second as the page reports them
     every 2 s, and the time from the first loss chart to the finished run."""
-    from tests.streamlit_server import browser_page, running_app, start_training_run
+    from tests.streamlit_server import STUDENT_BROWSERS, browser_page, running_app, start_training_run
 
     steps = PRESETS["1-minute"].max_steps
-    with running_app() as (url, _, _), browser_page() as page:
+    with running_app() as (url, _, _), browser_page(STUDENT_BROWSERS) as page:
         start_training_run(page, url)
         began = time.perf_counter()
         readings = []

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.streamlit_server import (APP_DIR, chromium_path, free_port, launch_chromium, no_errors, running_app,
+from tests.streamlit_server import (APP_DIR, INSTALL_BROWSER, chromium_path, free_port, launch_chromium, no_errors, running_app,
                                     wait_until_idle)
 
 NGINX_CONF = APP_DIR / "deploy" / "nginx.conf"
@@ -26,7 +26,7 @@ def nginx_missing() -> str | None:
     if shutil.which("nginx") is None and not Path("/usr/sbin/nginx").exists():
         return "the replica test needs Debian's nginx, which is not installed: apt-get install nginx"
     if chromium_path() is None:
-        return "the replica test needs Debian's chromium, which is not installed: apt-get install chromium"
+        return f"the replica test needs Debian's chromium, which is not installed: {INSTALL_BROWSER}"
     return None
 
 
