@@ -115,25 +115,29 @@ def tokenizer_choice() -> None:
 
 
 def settings() -> None:
-    st.selectbox("Preset", [*PRESETS, "custom"], key="t_preset", on_change=apply_preset, disabled=training_now,
-                 help="The presets are sized for two CPU cores (a preset may choose the data too, so it waits for the run).")
+    # while a run trains, its settings are locked like its data: the schedule, parameter count and step
+    # time below describe the run in progress (and timing a step then would race the run for the cores)
+    locked = training_now
+    st.selectbox("Preset", [*PRESETS, "custom"], key="t_preset", on_change=apply_preset, disabled=locked,
+                 help="The presets are sized for two CPU cores. While a run trains, its settings are locked.")
     with st.expander("All settings", expanded=state.t_preset == "custom"):
         columns = st.columns(4)
         for index, (knob, (label, low, high, step)) in enumerate(KNOBS.items()):
-            columns[index % 4].number_input(label, low, high, step=step, key=f"t_{knob}",
+            columns[index % 4].number_input(label, low, high, step=step, key=f"t_{knob}", disabled=locked,
                                             format="%.5f" if knob == "learning_rate" else None)
         left, right = st.columns(2)
-        left.selectbox("Design", list(DESIGNS), key="t_architecture", format_func=DESIGNS.get)
+        left.selectbox("Design", list(DESIGNS), key="t_architecture", format_func=DESIGNS.get, disabled=locked)
         right.number_input("Key/value heads (Llama design; 0 = one per head)", 0, 8, step=1, key="t_n_kv_head",
-                           disabled=state.t_architecture != "llama")
+                           disabled=locked or state.t_architecture != "llama")
         left, middle, right = st.columns(3)
-        left.number_input("Gradient accumulation (micro-batches per step)", 1, 16, step=1, key="t_accumulation_steps")
-        middle.selectbox("Learning-rate schedule after warm-up", list(SCHEDULES), key="t_schedule")
-        right.radio("Precision", ["float32", "bfloat16"], key="t_precision", horizontal=True)
+        left.number_input("Gradient accumulation (micro-batches per step)", 1, 16, step=1, key="t_accumulation_steps",
+                          disabled=locked)
+        middle.selectbox("Learning-rate schedule after warm-up", list(SCHEDULES), key="t_schedule", disabled=locked)
+        right.radio("Precision", ["float32", "bfloat16"], key="t_precision", horizontal=True, disabled=locked)
         left, right = st.columns(2)
         # an experiment of the GPT-2 design; in the Llama design a box can only be ticked again (config_problem asks it)
         for column, label, knob in ((left, "Residual connections", "t_use_residual"), (right, "LayerNorm", "t_use_layernorm")):
-            column.checkbox(label, key=knob, disabled=state.t_architecture != "gpt2" and state[knob])
+            column.checkbox(label, key=knob, disabled=locked or (state.t_architecture != "gpt2" and state[knob]))
     config, (data, problem) = chosen_config(), chosen_data()
     if settings_problem := config_problem(config):
         st.warning(settings_problem)

@@ -381,7 +381,9 @@ def test_a_switch_left_off_when_the_llama_design_is_chosen_can_be_switched_back_
 def test_what_a_run_trains_on_is_locked_while_it_trains():
     """A hostile-student pass: while a run trained, only the source was locked; the Shakespeare
     preset still changed the source, and the tokenizer and vocabulary stayed live, so the data's
-    figures described data the run was not using."""
+    figures described data the run was not using. Likewise the settings: the schedule, parameter
+    count and step time under them described settings the run was not using (and a changed one
+    timed a step against the run)."""
     from tests.test_live_training import wait_for
 
     app = tiny_custom_run_page(t_max_steps=20_000)
@@ -391,6 +393,9 @@ def test_what_a_run_trains_on_is_locked_while_it_trains():
         assert run.is_active
         assert app.radio(key="t_source").disabled and app.radio(key="t_tokenizer").disabled
         assert app.slider(key="t_vocab").disabled and app.selectbox(key="t_preset").disabled
+        settings = [widget for widget in (*app.number_input, *app.selectbox, *app.radio, *app.checkbox)
+                    if widget.key.startswith("t_")]  # (the sidebar's model picker and the questions are not the run's)
+        assert len(settings) > 15 and [widget.key for widget in settings if not widget.disabled] == []
         app.session_state["t_source"] = "text"  # (as a page left open from before the run could send)
         app.run()
         assert not app.exception and app.text_area(key="t_text").disabled
@@ -399,3 +404,4 @@ def test_what_a_run_trains_on_is_locked_while_it_trains():
     assert wait_for(lambda: not run.is_active, timeout=60)
     app.run()
     assert not app.radio(key="t_tokenizer").disabled and not app.selectbox(key="t_preset").disabled
+    assert not app.number_input(key="t_learning_rate").disabled and not app.checkbox(key="t_use_layernorm").disabled
