@@ -11,8 +11,10 @@ from core.models import REGISTRY
 def circuit_on_prompt(loaded, prompt: str, trace, labels: list[str]) -> None:
     """The standard test's two heads, found in the model in hand, on the student's prompt: their
     patterns, and the loss of every prediction with each of them switched off."""
-    st.button("Repeat my prompt", key="attn-repeat", on_click=course_ui.set_prompt,
-              args=(induction.repeated_prompt(prompt),), help="Your prompt, then your prompt again, as the new prompt")
+    st.button("Repeat my prompt", key="attn-repeat", on_click=course_ui.set_prompt, disabled=not prompt.strip(),
+              args=(induction.repeated_prompt(prompt),),
+              help="Your prompt, then your prompt again, as the new prompt" if prompt.strip() else
+                   "Your prompt has no words to repeat: type one first")
     circuit = cached_induction_circuit(loaded.name)
     if circuit is None:
         st.info("This model has one layer: an induction circuit needs two heads in two layers.")

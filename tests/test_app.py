@@ -855,6 +855,13 @@ def test_repeat_my_prompt_keeps_to_the_prompt_limit_and_says_so(bundled):
                     f"its first {PROMPT_LIMIT:,}."], said
 
 
+def test_repeat_my_prompt_waits_for_a_prompt_with_words(bundled):
+    """It made a prompt of only spaces into one space ("   ".rstrip() + " " + "   ".strip())."""
+    for prompt, can_repeat in (("   ", False), ("\n\n", False), ("a", True)):
+        app = run_page(LESSONS[3].page, prompt)
+        assert app.button(key="attn-repeat").disabled is not can_repeat, repr(prompt)
+
+
 def test_lessons_1_to_3_neither_keep_a_stale_verdict_nor_compare_a_prompt_with_itself_nor_read_minus_zero(bundled):
     """A third hostile-student pass: lesson 1 still said "you guessed 5 (39 too few)" with 40 in the
     box; lesson 3's shuffle of "a b c" (seed 0) gave the prompt back unchanged and reported changes of
