@@ -2,7 +2,6 @@
 samples, attention taking shape, gradients) and of one frozen step of backpropagation. Layout and
 widgets only: the run is core.training_run.TrainingRun (or core.ray_runs.RayTrainingRun), the
 figures core.figures, the step core.backprop_step."""
-import html
 
 import pandas as pd
 import streamlit as st
@@ -96,10 +95,10 @@ def gradients(view) -> None:
     if not view.steps:
         return
     left, right = st.columns(2)
-    course_ui.show_figure(figures.lines(view.steps, {html.escape(g): v for g, v in view.layer_grad_norms.items()},
+    course_ui.show_figure(figures.lines(view.steps, {figures.plotly_text(g): v for g, v in view.layer_grad_norms.items()},
                                         "Gradient norm per layer (before clipping)", "step", "‖gradient‖", log_y=True,
                                         height=320), "t_grad_norms", left)
-    course_ui.show_figure(figures.lines(view.steps, {html.escape(g): v for g, v in view.update_ratios.items()},
+    course_ui.show_figure(figures.lines(view.steps, {figures.plotly_text(g): v for g, v in view.update_ratios.items()},
                                         "Update size ÷ weight size per layer", "step", "‖Δw‖ / ‖w‖", log_y=True,
                                         height=320), "t_update_ratios", right)
 

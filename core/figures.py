@@ -37,8 +37,10 @@ def numbers(values) -> np.ndarray:
 
 
 def md_escape(text: str) -> str:
-    """User text made safe to put inside markdown: HTML-escaped, markdown syntax backslash-escaped."""
-    escaped = html.escape(text, quote=True)
+    """User text made safe to put inside markdown: HTML-escaped, markdown syntax backslash-escaped.
+    Quotes stay as they are (outside an attribute they are plain text): escaped, `'` became `&#x27;`,
+    whose `#` the backslash then kept from being read as an entity, and "don't" showed as "don&#x27;t"."""
+    escaped = html.escape(text, quote=False)  # only &, <, > become entities: &amp; &lt; &gt;
     return "".join("\\" + ch if ch in MARKDOWN_SPECIALS and ch not in "&;" else ch for ch in escaped)
 
 

@@ -855,6 +855,20 @@ def test_repeat_my_prompt_keeps_to_the_prompt_limit_and_says_so(bundled):
                     f"its first {PROMPT_LIMIT:,}."], said
 
 
+def test_an_apostrophe_in_a_prompt_or_a_guess_shows_as_an_apostrophe(bundled):
+    """A hostile-student pass: lesson 6's guess "don't" was shown as "don&#x27;t is 4 token(s): … + `&#x27;` +
+    …", and lesson 1's merges likewise (core.figures.md_escape; tests/test_properties.py has the rule)."""
+    from tests.test_properties import markdown_shows
+
+    app = run_page(LESSONS[5].page, "Tom's ball")
+    app.text_input(key="s_guess").input("don't").run()
+    [said] = [markdown_shows(m.value) for m in app.markdown if "token(s) for this model" in m.value]
+    assert said.startswith("␣don't is ") and "&#" not in said, said
+    app = run_page(LESSONS[0].page, "Tom's ball")
+    shown = " ".join(markdown_shows(m.value) for m in (*app.markdown, *app.caption))
+    assert "'s" in shown and "&#x27;" not in shown
+
+
 def test_repeat_my_prompt_waits_for_a_prompt_with_words(bundled):
     """It made a prompt of only spaces into one space ("   ".rstrip() + " " + "   ".strip())."""
     for prompt, can_repeat in (("   ", False), ("\n\n", False), ("a", True)):

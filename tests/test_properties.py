@@ -151,3 +151,41 @@ def test_a_chart_named_for_a_screen_reader_says_the_students_text_as_typed(text)
 
     title = f"Where the logit of {plotly_text(text)} comes from"
     assert plain_text(title) == " ".join(f"Where the logit of {visible(text)} comes from".split())
+
+
+def markdown_shows(source: str) -> str:
+    """The text markdown (CommonMark) shows for `source` made only of text, backslash escapes and
+    entity references, read left to right as CommonMark does: a backslash before ASCII punctuation
+    gives that character, and an escaped character never starts an entity."""
+    import html
+    import re
+
+    reference = re.compile(r"&(?:#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6}|[A-Za-z][A-Za-z0-9]{0,31});")
+    shown, index = [], 0
+    while index < len(source):
+        if source[index] == "\\" and index + 1 < len(source) and re.match(r"[!-/:-@\[-`{-~]", source[index + 1]):
+            shown.append(source[index + 1])
+            index += 2
+        elif source[index] == "&" and (entity := reference.match(source, index)):
+            shown.append(html.unescape(entity.group()))
+            index = entity.end()
+        else:
+            shown.append(source[index])
+            index += 1
+    return "".join(shown)
+
+
+@given(st.text(max_size=60))
+@example("don't say \"hi\" & <b>Mia</b>'s # [x](javascript:alert(1))")
+@settings(max_examples=200, deadline=None)
+def test_a_students_text_in_markdown_shows_as_typed(text):
+    """A hostile-student pass: every apostrophe in the student's text showed as `&#x27;` (lesson 6's
+    guess "don't", lesson 1's merges, a folder named "Mia's model"). Escaped for markdown, the text
+    shows exactly as typed, and no tag, link or heading can come of it (no unescaped < or ( or #)."""
+    import re
+
+    from core.figures import md_escape
+
+    escaped = md_escape(text)
+    assert markdown_shows(escaped) == text
+    assert not re.search(r"(?<!\\)[<>\[\]()#*_`$]", escaped)
