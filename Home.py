@@ -14,6 +14,11 @@ home_lesson = load_lesson("home.md")
 
 
 def model_picker() -> None:
+    if not course_ui.model_checked():
+        # a link's model (?model=…) is loaded before Home names it: one that cannot load says so here,
+        # and Home names only a model in use (and, served to others, does not read a folder it was sent to)
+        with st.spinner("Loading the model the link names…"):
+            course_ui.current_model()
     course_ui.model_picker(where=st)
     name = st.session_state.model_key
     config = folder_config(name)  # a folder model: read its config.json, load it when a lesson needs it

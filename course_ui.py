@@ -187,7 +187,7 @@ def _switch_model() -> None:
     except ModelLoadError as error:
         state.model_message = f"{error} The course carries on with {state.model_key}."
         return
-    state.model_key, state.model_message = key, ""
+    state.model_key, state.model_loaded, state.model_message = key, key, ""
 
 
 def use_model(key: str) -> None:
@@ -233,11 +233,21 @@ def current_model() -> LoadedModel:
     init_state()
     state = st.session_state
     try:
-        return cached_model(state.model_key)
+        loaded = cached_model(state.model_key)
     except ModelLoadError as error:
         state.model_message = f"{error} The course carries on with the bundled course model."
         state.model_key = DEFAULT_MODEL.key
-        return cached_model(DEFAULT_MODEL.key)
+        loaded = cached_model(DEFAULT_MODEL.key)
+    state.model_loaded = state.model_key
+    return loaded
+
+
+def model_checked() -> bool:
+    """Whether the chosen model is known to load without loading it: a bundled course model, or the
+    model this session has loaded already. Not so for a model a link's ?model= names, until loaded."""
+    state = st.session_state
+    return state.model_key == state.get("model_loaded") or any(
+        choice.key == state.model_key and not choice.from_hub for choice in REGISTRY)
 
 
 # --- the prompt ---------------------------------------------------------------------------------
@@ -442,8 +452,8 @@ def lesson_page(number: int) -> tuple[Lesson, LoadedModel]:
     init_state()
     restore_kept_values()
     st.session_state.setdefault("visited", set()).add(number)
+    loaded = current_model()  # first: a link's model that cannot load says so in the picker below, on this view
     model_picker()
-    loaded = current_model()
     share_in_address()
     st.sidebar.caption(f"Using **{md_escape(loaded.name)}**")
     apply_starting_choices(this_lesson, number)

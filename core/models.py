@@ -322,9 +322,24 @@ def named_source(source: str, most: int = 120) -> str:
     return f"“{shown}”"
 
 
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+
+
 def load_model(key_or_source: str) -> LoadedModel:
     """Load a registry model, a hub id or a local folder, in eval mode with eager attention. Every
-    failure is a ModelLoadError of one sentence, naming what was typed as named_source shows it."""
+    failure is a ModelLoadError of one sentence, naming what was typed as named_source shows it.
+    Served to others (is_hosted), every failure of a folder or path is the same sentence: what a
+    folder holds would tell a visitor that it exists."""
+    source = choice_for(key_or_source).source
+    try:
+        return _load_model(key_or_source)
+    except ModelLoadError as error:
+        if is_hosted() and (_is_folder(source) or _looks_like_path(source)):
+            raise ModelLoadError(f"No model could be loaded from {named_source(source)}.") from error
+        raise
+
+
+def _load_model(key_or_source: str) -> LoadedModel:
     from core.architectures import UnsupportedModel, weights_of
     from core.families import FAMILIES, supported_families_sentence
     from core.hf import MODEL_BUILD_LOCK, AutoConfig, AutoModelForCausalLM, AutoTokenizer
@@ -333,10 +348,9 @@ def load_model(key_or_source: str) -> LoadedModel:
     source = choice.source
     is_folder = _is_folder(source)
     named = named_source(source)  # in every sentence below
-    hosted_answer = f"No model could be loaded from {named}."
     if not is_folder:
         if _looks_like_path(source):
-            raise ModelLoadError(hosted_answer if is_hosted() else f"There is no model folder at {named}.")
+            raise ModelLoadError(f"There is no model folder at {named}.")
         known = reference_config(source)  # a well-known model's size is checked before anything is downloaded
         if known is not None:
             _size_check(source, estimated_parameters(known), choice.label.split(" (")[0])
@@ -345,8 +359,6 @@ def load_model(key_or_source: str) -> LoadedModel:
     try:
         config = AutoConfig.from_pretrained(source)
     except Exception as error:  # noqa: BLE001 - any failure becomes one sentence
-        if is_folder and is_hosted():
-            raise ModelLoadError(hosted_answer) from error
         if is_folder and not (Path(source).expanduser() / "config.json").is_file():
             raise ModelLoadError(f"The folder {named} holds no config.json, so it is not a saved model "
                                  "(save one with model.save_pretrained(folder)).") from error
@@ -357,6 +369,9 @@ def load_model(key_or_source: str) -> LoadedModel:
     if config.model_type not in FAMILIES:
         raise ModelLoadError(f"{named} is a {config.model_type} model; {supported_families_sentence()}.")
     _size_check(source, estimated_parameters(config), named)
+    if is_folder and not any((Path(source).expanduser() / name).is_file() for name in WEIGHT_FILES):
+        raise ModelLoadError(f"The folder {named} holds a config.json but no weights ({WEIGHT_FILES[0]} or "
+                             f"{WEIGHT_FILES[2]}); save them with model.save_pretrained(folder).")
     try:
         with MODEL_BUILD_LOCK:  # see core.hf: concurrent loads left lm_head untied
             model, info = AutoModelForCausalLM.from_pretrained(  # mismatches are reported, then refused below

@@ -937,3 +937,42 @@ def test_two_tokens_that_point_the_same_way_explain_why_they_share_no_neighbours
     assert max(nearest) - min(nearest) < 1e-4  # the claim: a tie
     app.text_input(key="emb_second").input(" she").run()
     assert not any("ties" in c.value for c in app.caption if c.value.startswith("Shared neighbours"))
+
+
+def test_a_link_to_a_model_that_cannot_load_says_so_at_once_and_home_names_only_a_model_in_use(tmp_path, monkeypatch):
+    """A hostile-student pass on the address's ?model=: a model that could not load fell back to the
+    course model without a word (the sentence came one run late, after the picker was drawn); Home
+    named a folder holding only a config.json "In use", crashed on a config.json saying n_layer
+    "lots", and, served to others, told a folder that exists from one that does not by its sizes."""
+    import shutil
+
+    from core import models
+    from tests.test_properties import markdown_shows
+
+    only_config, bad_config, missing = tmp_path / "only-config", tmp_path / "bad-config", tmp_path / "missing"
+    only_config.mkdir()
+    bad_config.mkdir()
+    shutil.copy(models.BUNDLED_MODEL_DIR / "config.json", only_config / "config.json")
+    (bad_config / "config.json").write_text(json.dumps({"model_type": "gpt2", "n_layer": "lots"}))
+
+    def opened(folder, page: str) -> tuple[list[str], str]:
+        """The warnings of the first view of `page` by a link naming `folder`, and what it says is in use."""
+        app = AppTest.from_file(str(APP_DIR / "Home.py"), default_timeout=60)
+        app.query_params["model"] = str(folder)
+        if page != "Home.py":
+            app.switch_page(page)
+        app.run()
+        assert not app.exception, [e.value for e in app.exception]
+        assert app.session_state["model_key"] == models.DEFAULT_MODEL.key
+        in_use = [markdown_shows(c.value) for c in app.caption
+                  if c.value.startswith(("In use:", "Using "))]
+        return [markdown_shows(w.value) for w in app.warning], " ".join(in_use)
+
+    for folder in (only_config, bad_config, missing):
+        for page in ("Home.py", LESSONS[0].page):
+            warned, in_use = opened(folder, page)
+            assert len(warned) == 1 and warned[0].endswith("The course carries on with the bundled course model."), warned
+            assert str(folder) not in in_use and models.DEFAULT_MODEL.key in in_use, in_use
+    monkeypatch.setenv("GLASSBOX_HOSTED", "1")
+    answers = {opened(folder, "Home.py")[0][0].replace(str(folder), "PATH") for folder in (only_config, missing)}
+    assert answers == {"No model could be loaded from “PATH”. The course carries on with the bundled course model."}

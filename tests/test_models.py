@@ -132,6 +132,30 @@ def test_hosted_app_gives_one_answer_for_missing_and_not_a_model(tmp_path, monke
     assert hosted[0].replace(missing, "PATH") == hosted[1].replace(not_model, "PATH") == "No model could be loaded from “PATH”."
 
 
+def test_a_folder_without_weights_is_told_so_and_served_to_others_every_folder_failure_is_one_answer(tmp_path, monkeypatch):
+    """A hostile-student pass: a saved model whose model.safetensors was deleted was "could not be
+    loaded (OSError)"; and served to others, such a folder (or one whose config names too many layers)
+    gave its own sentence where a missing folder gave "No model could be loaded", telling a visitor
+    which folders exist on the server."""
+    import shutil
+
+    no_weights = tmp_path / "no-weights"
+    shutil.copytree(models.BUNDLED_MODEL_DIR, no_weights)
+    (no_weights / "model.safetensors").unlink()
+    assert str(pytest.raises(ModelLoadError, load_model, str(no_weights)).value) == (
+        f"The folder “{no_weights}” holds a config.json but no weights (model.safetensors or pytorch_model.bin); "
+        "save them with model.save_pretrained(folder).")
+    deeper = tmp_path / "deeper"
+    shutil.copytree(models.BUNDLED_MODEL_DIR, deeper)
+    config = json.loads((deeper / "config.json").read_text())
+    (deeper / "config.json").write_text(json.dumps({**config, "n_layer": config["n_layer"] + 4}))
+    monkeypatch.setenv("GLASSBOX_HOSTED", "1")
+    folders = (no_weights, deeper, tmp_path / "missing", tmp_path)
+    answers = {str(pytest.raises(ModelLoadError, load_model, str(folder)).value).replace(str(folder), "PATH")
+               for folder in folders}
+    assert answers == {"No model could be loaded from “PATH”."}
+
+
 def test_gpt_j_is_listed_and_refused_with_the_memory_it_would_need(monkeypatch):
     monkeypatch.setattr(models, "hub_reachable", lambda timeout=1.5: pytest.fail("the hub must not be asked"))
     with pytest.raises(ModelLoadError, match=r"^GPT-J 6B has about 6,051M parameters and would need about 30 GB of memory; "
@@ -204,7 +228,7 @@ def test_a_model_that_does_not_fit_in_the_free_memory_is_refused_in_one_sentence
     with pytest.raises(ModelLoadError, match=r"needs about 0\.6 GB of memory and only 0\.6 GB is free here now\.$"):
         load_model(str(tmp_path))
     monkeypatch.setattr(models, "available_memory_bytes", lambda: int(needed) + 1)
-    with pytest.raises(ModelLoadError, match="could not be loaded"):  # it fits: it goes on to the (missing) weights
+    with pytest.raises(ModelLoadError, match="holds a config.json but no weights"):  # it fits: it goes on to the (missing) weights
         load_model(str(tmp_path))
 
 
