@@ -457,6 +457,7 @@ def lesson_page(number: int) -> tuple[Lesson, LoadedModel]:
     share_in_address()
     st.sidebar.caption(f"Using **{md_escape(loaded.name)}**")
     apply_starting_choices(this_lesson, number)
+    st.session_state.update(st.session_state.pop("map_choices", {}))  # the part clicked on the map, after the defaults
     if number > 0:
         you_are_here(loaded, number)
     st.title(f"Lesson {number} · {this_lesson.title}")
@@ -511,11 +512,26 @@ def ablated_parts() -> set[str]:
     return heads | {f"blocks.{layer}.mlp" for layer, _ in state.get("ff_ablate", [])}
 
 
-def open_clicked_lesson(chart_key: str) -> None:
-    """on_select of a map: remember which lesson the clicked part belongs to (switched to after the run)."""
+def open_clicked_lesson(chart_key: str, choose_the_part: bool = True) -> None:
+    """on_select of a map: remember which lesson the clicked part belongs to (switched to after the
+    run) and, on the full map (`choose_the_part`), the part itself: that lesson's pickers start on
+    the head or the MLP clicked (the sidebar's map draws one block for all, so names no layer)."""
     points = st.session_state[chart_key].selection.points
     if points:
-        st.session_state.map_go_to = points[0]["customdata"][1]
+        part, st.session_state.map_go_to = points[0]["customdata"]
+        st.session_state.map_choices = choices_for_part(part) if choose_the_part else {}
+
+
+def choices_for_part(part: str) -> dict[str, int]:
+    """The widget keys that pick a map part in its lesson: a head (blocks.3.attn.head.2) its layer
+    and head in lesson 4, an MLP (blocks.3.mlp) its layer in lesson 5; none for other parts."""
+    import re
+
+    if head := re.fullmatch(r"blocks\.(\d+)\.attn\.head\.(\d+)", part):
+        return {"attn_layer": int(head[1]), "attn_head": int(head[2])}
+    if mlp := re.fullmatch(r"blocks\.(\d+)\.mlp", part):
+        return {"ff_layer": int(mlp[1])}
+    return {}
 
 
 def go_where_the_map_was_clicked(current: int) -> None:
@@ -545,7 +561,7 @@ def you_are_here(loaded: LoadedModel, number: int) -> None:
         model_map.build_map(loaded.model, small=True), "", highlight=highlight, height=330, ablated=ablated)))
     with st.sidebar:
         st.caption("You are here (click a part to open its lesson):")
-        show_figure(sidebar_map, "you-are-here", on_select=lambda: open_clicked_lesson("you-are-here"),
+        show_figure(sidebar_map, "you-are-here", on_select=lambda: open_clicked_lesson("you-are-here", choose_the_part=False),
                     name=f"Map of {loaded.name}, this lesson's parts highlighted")  # it has no title to be named by
     go_where_the_map_was_clicked(number)
 

@@ -88,6 +88,16 @@ def test_enter_a_prompt_on_home_and_see_its_tokens(app_url, page):
         wait_until_idle(page)
         assert page.locator('[data-testid="stSidebar"]').get_by_text("Using glassbox-stories").count() == 1
         no_errors(page)
+        if entry is COURSE[0]:  # a head clicked on the whole map opens lesson 4 on that very head
+            parts = [part.key for part in build_map(load_model("glassbox-stories").model).parts]
+            whole_map = page.get_by_role("figure", name=re.compile(r"^glassbox-stories: 4 blocks"))
+            whole_map.locator(".scatterlayer .trace").first.locator("path.point").nth(
+                parts.index("blocks.3.attn.head.2")).click(force=True)
+            page.locator("svg .gtitle >> text=Attention pattern, layer 3, head 2").first.wait_for(timeout=60_000)
+            wait_until_idle(page)
+            for label, index in (("Layer", "3"), ("Head", "2")):
+                picker = page.get_by_role("radiogroup", name=label, exact=True).first
+                assert picker.get_by_role("radio", name=index, exact=True).is_checked(), label
 
 
 FLOW_CHART = """title => [...document.querySelectorAll('.js-plotly-plot')].find(
