@@ -11,7 +11,7 @@ import torch
 from core import attention, diagrams, positions, residual
 from core.architectures import weights_of
 from core.glassbox import rotary_angles, rotate, run_trace
-from core.models import reference_models
+from core.models import reference_configs, reference_models
 from tests.conftest import lesson_text, quoted
 from tests.tiny_models import VARIANTS, tiny_model
 
@@ -103,6 +103,11 @@ def test_the_numbers_lessons_3_and_5_quote_about_designs():
 
     (width,) = quoted(r"instead of 4 times it \((\d+) for the course model's width of 128\)", lesson_text("05_feed_forward.md"))
     assert int(width) == gated_mlp_width(128)
+    ratio, hidden, stream = quoted(r"Llama 3.1 8B to ([\d.]+) times its stream \(([\d,]+) for a width of ([\d,]+)\)",
+                                   lesson_text("05_feed_forward.md"))
+    llama = next(m["config"] for m in reference_configs() if m["name"] == "Llama 3.1 8B")
+    assert (int(hidden.replace(",", "")), int(stream.replace(",", ""))) == (llama["intermediate_size"], llama["hidden_size"])
+    assert float(ratio) == llama["intermediate_size"] / llama["hidden_size"]
     text = lesson_text("03_positional_encoding.md")
     assert "Pair 0 turns by one radian per position" in text
     pythia, gptj_rot, gptj_head = quoted(r"a (quarter) for Pythia, (\d+) of (\d+) for GPT-J", text)
