@@ -459,7 +459,7 @@ def attention_sankey(links: list[tuple[int, int, float]], token_strings: list[st
 
 
 def grouped_bars(labels: list[str], series: dict[str, list[float]], title: str, x_title: str = "",
-                 log_scale: bool = False) -> go.Figure:
+                 log_scale: bool = False, y_title: str = "probability") -> go.Figure:
     """Bars side by side per label, one colour per series (e.g. before / after an intervention)."""
     colours = ["#2563eb", "#f97316", "#16a34a", "#9333ea"]
     return figure([dict(type="bar", name=name, x=labels, y=values, marker=dict(color=colours[i % len(colours)]),
@@ -467,7 +467,7 @@ def grouped_bars(labels: list[str], series: dict[str, list[float]], title: str, 
                    for i, (name, values) in enumerate(series.items())],
                   dict(title=titled(title), barmode="group", height=340,
                        xaxis=dict(type="category", title=titled(x_title)),
-                       yaxis=dict(title=titled("probability"), type="log" if log_scale else "linear")))
+                       yaxis=dict(title=titled(y_title), type="log" if log_scale else "linear")))
 
 
 def embedding_map(coords, labels: list[str], highlighted: list[bool], explained: list[float], title: str,

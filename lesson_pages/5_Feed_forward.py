@@ -123,7 +123,8 @@ def swiglu() -> None:
     parts = residual.gate_parts(gated_trace, gated_layer, neuron, model.arch.activation)
     course_ui.chart("swiglu", (model.name, gated_layer, neuron), lambda: figures.grouped_bars(
         figures.token_labels(gated_trace.token_strings), parts,
-        f"{figures.plotly_text(model.name)}, layer {gated_layer}, neuron {neuron}: gate × up at each token", "token"))
+        f"{figures.plotly_text(model.name)}, layer {gated_layer}, neuron {neuron}: gate × up at each token", "token",
+        y_title="value"))
 
 
 @needs_trace

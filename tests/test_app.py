@@ -92,12 +92,37 @@ def assert_healthy(app: AppTest) -> None:
         for label in plotly_labels(spec):  # Plotly renders some tags in labels: token text must be escaped
             assert "<" not in label, f"unescaped '<' in a Plotly label: {label!r}"
         assert_course_look(chart.proto.theme, spec)
+        assert_axes_say_what_they_show(spec)
         assert json.loads(chart.proto.config) == BROWSER_CONFIG  # drawn without Plotly's toolbar (issue 19)
         title = ((spec.get("layout") or {}).get("title") or {}).get("text")
         if title:  # a screen reader names the chart by its title...
             assert chart.proto.alt == plain_text(title), title
         elif spec.get("data"):  # ...or one without (the sidebar map) by a name of its own
             assert chart.proto.alt, spec  # (only Home's hidden, empty chart, course_ui.load_lesson_elements_early, has none)
+
+
+def assert_axes_say_what_they_show(spec: dict) -> None:
+    """An axis titled "probability" holds probabilities: lesson 5's gate × up bars (values to 15)
+    were drawn on one, the title of the bar figure they share with lesson 6."""
+    layout = spec["layout"]
+    for name, axis in layout.items():
+        if not (name.startswith("yaxis") and ((axis.get("title") or {}).get("text") or "").lower() == "probability"):
+            continue
+        reference = "y" + name.removeprefix("yaxis")
+        values = [v for trace in spec.get("data", []) if trace.get("yaxis", "y") == reference
+                  for v in numbers_of(trace.get("y"))]
+        assert values and all(-1e-9 <= v <= 1 + 1e-9 for v in values), (layout.get("title"), values[:5])
+
+
+def numbers_of(values) -> list[float]:
+    """A trace's values as Plotly's JSON holds them: a list, or a typed array ({"dtype", "bdata"})."""
+    import base64
+
+    import numpy as np
+
+    if isinstance(values, dict) and "bdata" in values:
+        return np.frombuffer(base64.b64decode(values["bdata"]), dtype=values["dtype"]).astype(float).ravel().tolist()
+    return [float(v) for v in values or [] if isinstance(v, (int, float))]
 
 
 def assert_course_look(theme: str, spec: dict) -> None:
