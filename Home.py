@@ -5,7 +5,7 @@ transformers, so that Home paints while the lessons' imports warm up in the back
 import streamlit as st
 
 import course_ui
-from core.course import COURSE, LESSONS
+from core.course import COURSE
 from core.figures import md_escape
 from core.lessons import load_lesson
 from core.models import choice_for, config_summary, folder_config
@@ -40,8 +40,9 @@ def prompt_box() -> None:
         for index, (column, example) in enumerate(zip(st.columns(len(examples)), examples)):
             column.button(example if len(example) < 40 else example[:37] + "…", key=f"example-{index}",
                           on_click=course_ui.set_prompt, args=(example,), help=example, width="stretch")
-    if st.button("Start with lesson 1 →", type="primary"):
-        st.switch_page(LESSONS[0].page)
+    first = COURSE[0]  # the map of the whole model, then the lessons in order, as the lesson list says
+    if st.button(f"Start with {first.title[0].lower()}{first.title[1:]} →", type="primary"):
+        st.switch_page(first.page)
 
 
 def lesson_list() -> None:
