@@ -25,7 +25,8 @@ from pathlib import Path
 
 APP_DIR = Path(__file__).resolve().parent.parent
 ARTIFACTS = APP_DIR / "tests" / "artifacts"  # screenshots, and what a failed browser test left behind
-ERROR_BOXES = '[data-testid="stException"], [data-testid="stAlertContentError"]'  # a raised exception, st.error
+# a raised exception, an st.error, and a formula KaTeX could not read (a lesson's $…$ drawn as red source)
+ERROR_BOXES = '[data-testid="stException"], [data-testid="stAlertContentError"], .katex-error'
 CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
