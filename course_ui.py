@@ -457,7 +457,7 @@ def lesson_page(number: int) -> tuple[Lesson, LoadedModel]:
     share_in_address()
     st.sidebar.caption(f"Using **{md_escape(loaded.name)}**")
     apply_starting_choices(this_lesson, number)
-    st.session_state.update(st.session_state.pop("map_choices", {}))  # the part clicked on the map, after the defaults
+    apply_map_choices(number)
     if number > 0:
         you_are_here(loaded, number)
     st.title(f"Lesson {number} · {this_lesson.title}")
@@ -519,7 +519,15 @@ def open_clicked_lesson(chart_key: str, choose_the_part: bool = True) -> None:
     points = st.session_state[chart_key].selection.points
     if points:
         part, st.session_state.map_go_to = points[0]["customdata"]
-        st.session_state.map_choices = choices_for_part(part) if choose_the_part else {}
+        st.session_state.map_choices = (st.session_state.map_go_to, choices_for_part(part) if choose_the_part else {})
+
+
+def apply_map_choices(number: int) -> None:
+    """The part clicked on the map, chosen in the lesson it opened (after that lesson's starting
+    choices, which a first visit sets): not in the map's own run, which switches page after it."""
+    state = st.session_state
+    if state.get("map_choices", (None, {}))[0] == number:
+        state.update(state.pop("map_choices")[1])
 
 
 def choices_for_part(part: str) -> dict[str, int]:

@@ -32,11 +32,13 @@ KNOBS = {  # TrainConfig field: (label, min, max, step)
 }
 
 
+CHOICES = ("t_source", "t_tokenizer", "t_vocab", "t_preset", *(f"t_{knob}" for knob in asdict(TrainConfig())))
+
+
 def keep_choices() -> None:
     """Every choice kept across lessons, each given its default once per session (the 1-minute
     preset on the stories, with the BPE the server's warm-up prepares)."""
-    course_ui.keep_values("t_source", "t_text", "t_tokenizer", "t_vocab", "t_preset",
-                          *(f"t_{knob}" for knob in asdict(TrainConfig())))
+    course_ui.keep_values("t_text", *CHOICES)
     state = st.session_state
     state.setdefault("t_source", live_training.DEFAULT_SOURCE)
     state.setdefault("t_tokenizer", "bpe")
@@ -44,6 +46,17 @@ def keep_choices() -> None:
     state.setdefault("t_preset", "1-minute")
     for knob, value in asdict(PRESETS["1-minute"]).items():
         state.setdefault(f"t_{knob}", value)
+
+
+def choices_now() -> dict:
+    """The choices a run is started with, kept with it (`show_the_runs_choices`)."""
+    return {key: st.session_state[key] for key in CHOICES if key in st.session_state}
+
+
+def show_the_runs_choices(run) -> None:
+    """While a run trains, its locked widgets show what it was started with: a page reloaded mid-run
+    (or another session that found the run) would otherwise show this session's own choices."""
+    st.session_state.update(run.started_with)
 
 
 def apply_preset() -> None:
@@ -59,12 +72,15 @@ class TrainingChoices:
     """The choices as one run of the page reads them. The data is prepared once per page run, so
     that the one sentence saying why no run can start on it is shown once."""
 
-    def __init__(self, locked: bool):
-        self.locked = locked  # a run trains: what it trains on, and how, is locked
+    def __init__(self, training=None):
+        self.training = training  # the run that trains now, if any: what it trains on, and how, is locked
+        self.locked = training is not None
         self._data: tuple[PreparedData | None, str | None] | None = None
         self._which_text = ""  # which of the student's texts is used, when both an upload and pasted text are there
 
     def config(self) -> TrainConfig:
+        if self.training is not None:
+            return self.training.config  # the numbers under the settings describe the run in progress
         state = st.session_state
         return TrainConfig(**{knob: type(default)(state[f"t_{knob}"]) for knob, default in asdict(TrainConfig()).items()})
 
@@ -72,7 +88,7 @@ class TrainingChoices:
         """The prepared data for the chosen source and tokenizer (None if the text cannot be read),
         and the one sentence that says why no run can start on it (None if one can)."""
         if self._data is None:
-            self._data = self._prepare_data()
+            self._data = (self.training.data, None) if self.training is not None else self._prepare_data()
         return self._data
 
     def _prepare_data(self) -> tuple[PreparedData | None, str | None]:
@@ -169,7 +185,7 @@ class TrainingChoices:
         self._schedule(config)
         if data is None or problem:  # no run can start on this data (the page says why once, under the data)
             return
-        seconds = cached_step_seconds(config, data.vocab_size)
+        seconds = cached_step_seconds(live_training.step_timing_config(config), data.vocab_size)
         columns = st.columns(3)
         columns[0].metric("Parameters", f"{live_training.estimate_parameters(config, data.vocab_size):,}")
         columns[1].metric("Time per step (measured now)", f"{seconds * 1000:.0f} ms",

@@ -175,6 +175,17 @@ def _parameters_of(config_fields: tuple, vocab_size: int) -> int:
         return parameter_count(new_model(TrainConfig(*config_fields), vocab_size, eos_token_id=0))
 
 
+def step_timing_config(config: TrainConfig) -> TrainConfig:
+    """The config as far as a step's time depends on it: the seed, the learning rate and its
+    schedule, the number of steps and the weight decay set to their defaults, so that changing one
+    of them reuses the measurement (each new one cost the page seconds, and its estimate moved with
+    the noise of the timing, not with the setting)."""
+    default = TrainConfig()
+    return replace(config, seed=default.seed, learning_rate=default.learning_rate, min_lr_ratio=default.min_lr_ratio,
+                   warmup_steps=default.warmup_steps, max_steps=default.max_steps, schedule=default.schedule,
+                   weight_decay=default.weight_decay)
+
+
 def measure_step_seconds(config: TrainConfig, vocab_size: int, steps: int = 5, quick: float = 1.0) -> float:
     """Seconds per training step of this configuration on this machine, now: one micro-batch's
     step, the median of `steps` steps on random tokens after two warm-up steps, times the

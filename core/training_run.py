@@ -200,6 +200,7 @@ class TrainingRun(Attended):
                  cadence: Cadence | None = None, copy_test_lines: list[str] | None = None,
                  slots: TrainingSlots | None = None, abandon_after: float | None = None):
         self.config, self.data = config, data
+        self.started_with: dict = {}  # the page's choices it was started with (lesson 7 shows them again after a reload)
         self.probe_text = probe_text  # the fixed sentence whose attention patterns are recorded during training
         self.sample_prompt = sample_prompt  # where the samples of text start
         self.cadence = cadence or Cadence.for_steps(config.max_steps)

@@ -17,7 +17,9 @@ training_choices.keep_choices()
 state = st.session_state
 run: TrainingRun | None = course_ui.find_training_run()
 training_now = run is not None and run.is_active  # a run trains: what it trains on, and how, is locked
-choices = training_choices.TrainingChoices(locked=training_now)
+if training_now:
+    training_choices.show_the_runs_choices(run)
+choices = training_choices.TrainingChoices(run if training_now else None)
 
 
 def start_run() -> bool:
@@ -34,6 +36,7 @@ def start_run() -> bool:
         return False
     if run is not None and run.view().steps:
         state.t_previous = run.view()  # kept for comparison in the loss chart
+    started.started_with = training_choices.choices_now()  # what a page reloaded mid-run shows (show_the_runs_choices)
     started.attach(course_ui.session_alive_check())
     started.start()
     state.t_run, state.t_run_token = started, RUNS.add(started)

@@ -398,10 +398,80 @@ def test_what_a_run_trains_on_is_locked_while_it_trains():
         assert len(settings) > 15 and [widget.key for widget in settings if not widget.disabled] == []
         app.session_state["t_source"] = "text"  # (as a page left open from before the run could send)
         app.run()
-        assert not app.exception and app.text_area(key="t_text").disabled
+        assert not app.exception and app.radio(key="t_source").value == "stories"  # the run's own, shown again
     finally:
         run.stop()
     assert wait_for(lambda: not run.is_active, timeout=60)
     app.run()
     assert not app.radio(key="t_tokenizer").disabled and not app.selectbox(key="t_preset").disabled
     assert not app.number_input(key="t_learning_rate").disabled and not app.checkbox(key="t_use_layernorm").disabled
+
+
+def test_a_page_reloaded_mid_run_shows_the_runs_settings_and_numbers():
+    """A hostile-student pass: reloaded mid-run, lesson 7 found the run, but its locked settings,
+    and every number under them (vocabulary, parameters, step time, examples per step), showed this
+    session's defaults: the 1-minute preset with a BPE of 512, not the run's 1 layer on characters."""
+    from streamlit.testing.v1 import AppTest
+
+    from core.course import APP_DIR, LESSONS
+    from tests.test_live_training import wait_for
+
+    app = tiny_custom_run_page(t_max_steps=20_000, t_seed=7)
+    app.radio(key="t_tokenizer").set_value("bytes").run()
+    shown = {metric.label: metric.value for metric in app.metric}
+    app.button(key="t_start").click().run()
+    run = app.session_state["t_run"]
+    try:
+        reloaded = AppTest.from_file(str(APP_DIR / "Home.py"), default_timeout=120)
+        reloaded.query_params["run"] = app.query_params["run"]
+        reloaded.switch_page(LESSONS[6].page).run()
+        assert not reloaded.exception and reloaded.session_state["t_run"] is run
+        assert reloaded.radio(key="t_tokenizer").value == "bytes" and reloaded.number_input(key="t_seed").value == 7
+        assert reloaded.number_input(key="t_n_layer").value == 1 and reloaded.number_input(key="t_n_layer").disabled
+        again = {metric.label: metric.value for metric in reloaded.metric}
+        for label in ("Vocabulary", "Training tokens", "Parameters", "Time per step (measured now)"):
+            assert again[label] == shown[label], label
+    finally:
+        run.stop()
+    assert wait_for(lambda: not run.is_active, timeout=60)
+
+
+def test_settings_that_do_not_change_a_steps_time_reuse_its_measurement(monkeypatch):
+    """A hostile-student pass: a new seed (or learning rate, or number of steps) timed the step again,
+    seconds each on the 5-minute preset and 23-27 s at the largest settings, and the estimate moved
+    with the timing's noise. Only what changes a step's work is measured again."""
+    from core import live_training
+
+    timed = []
+    measure = live_training.measure_step_seconds
+    monkeypatch.setattr(live_training, "measure_step_seconds",
+                        lambda config, vocab_size: timed.append(config) or measure(config, vocab_size))
+    app = tiny_custom_run_page()
+    before = len(timed)
+    for knob, value in (("t_seed", 3), ("t_learning_rate", 0.01), ("t_max_steps", 40), ("t_warmup_steps", 5),
+                        ("t_weight_decay", 0.2)):
+        app.number_input(key=knob).set_value(value).run()
+    app.selectbox(key="t_schedule").set_value("linear").run()
+    assert len(timed) == before
+    app.number_input(key="t_n_embd").set_value(80).run()  # a wider model is measured again (a width no other test times)
+    assert len(timed) == before + 1 and timed[-1].n_embd == 80
+
+
+def test_a_head_clicked_on_the_map_is_chosen_on_lesson_4s_first_visit():
+    """A hostile-student pass: the course's main path (Home, the map, a click on a head) opened lesson
+    4 on its starting choice, layer 1 head 0, the first time: the map's own run applied the click,
+    then lesson 4's first visit set its starting choices over it."""
+    from streamlit.testing.v1 import AppTest
+
+    import course_ui
+    from core.course import APP_DIR, COURSE
+
+    app = AppTest.from_file(str(APP_DIR / "Home.py"), default_timeout=120)
+    app.run()
+    app.switch_page(COURSE[0].page).run()
+    app.session_state["map_go_to"] = 4  # what the map's on_select stores for a click on head 2 of layer 3
+    app.session_state["map_choices"] = (4, course_ui.choices_for_part("blocks.3.attn.head.2"))
+    app.run()
+    assert not app.exception, [e.value for e in app.exception]
+    assert any(title.value.startswith("Lesson 4 ·") for title in app.title)
+    assert (app.session_state["attn_layer"], app.session_state["attn_head"]) == (3, 2)
