@@ -27,7 +27,7 @@ def model_picker() -> None:
         name, config = loaded.name, loaded.model.config.to_dict()
     size = config_summary(config)
     shared = (f" sharing {size['kv_heads']} key/value heads" if size["kv_heads"] != size["heads"] else "")
-    st.caption(f"In use: **{md_escape(name)}**: {size['layers']} layers, {size['heads']} heads per layer{shared}, "
+    st.caption(f"In use: **{md_escape(course_ui.model_name(name))}**: {size['layers']} layers, {size['heads']} heads per layer{shared}, "
                f"width {size['width']}, context {size['context']:,} tokens, vocabulary {size['vocab']:,}.")
     course_ui.family_note(choice_for(name).family or config.get("model_type", ""), where=st)
 
@@ -63,11 +63,11 @@ def home() -> None:
     st.set_page_config(page_title="Glassbox GPT", page_icon="🔍", layout="wide")
     course_ui.init_state()
     course_ui.restore_kept_values()
-    course_ui.share_in_address()
     st.title(home_lesson.title)
     st.caption(home_lesson.summary)
     course_ui.render_lesson(home_lesson, {"model-picker": model_picker, "prompt-box": prompt_box,
                                           "lesson-list": lesson_list}, key="home")
+    course_ui.share_in_address()  # after the picker: a link's model that could not load leaves the address
     course_ui.load_lesson_elements_early()
     course_ui.warm_up_in_background()
 

@@ -185,7 +185,7 @@ def _switch_model() -> None:
     try:
         cached_model(key)
     except ModelLoadError as error:
-        state.model_message = f"{error} The course carries on with {state.model_key}."
+        state.model_message = f"{error} The course carries on with {model_name(state.model_key)}."
         return
     state.model_key, state.model_loaded, state.model_message = key, key, ""
 
@@ -261,6 +261,12 @@ def add_trained_model(folder: str, label: str) -> None:
     state = st.session_state
     state.setdefault("trained_models", {})[folder] = label
     state.model_key, state.model_message, state.choosing_folder = folder, "", False
+
+
+def model_name(key: str) -> str:
+    """How the page names a model: a model this session trained by its label ("Your trained model
+    (600 steps)"), not by the server folder it was saved in; any other by its key."""
+    return st.session_state.get("trained_models", {}).get(key, key)
 
 
 def set_prompt(text: str) -> None:
@@ -455,7 +461,7 @@ def lesson_page(number: int) -> tuple[Lesson, LoadedModel]:
     loaded = current_model()  # first: a link's model that cannot load says so in the picker below, on this view
     model_picker()
     share_in_address()
-    st.sidebar.caption(f"Using **{md_escape(loaded.name)}**")
+    st.sidebar.caption(f"Using **{md_escape(model_name(loaded.name))}**")
     apply_starting_choices(this_lesson, number)
     apply_map_choices(number)
     if number > 0:
@@ -518,8 +524,9 @@ def open_clicked_lesson(chart_key: str, choose_the_part: bool = True) -> None:
     the head or the MLP clicked (the sidebar's map draws one block for all, so names no layer)."""
     points = st.session_state[chart_key].selection.points
     if points:
-        part, st.session_state.map_go_to = points[0]["customdata"]
-        st.session_state.map_choices = (st.session_state.map_go_to, choices_for_part(part) if choose_the_part else {})
+        part, target = points[0]["customdata"]
+        st.session_state.map_go_to = target
+        st.session_state.map_choices = (target, choices_for_part(part, target) if choose_the_part else {})
 
 
 def apply_map_choices(number: int) -> None:
@@ -530,16 +537,19 @@ def apply_map_choices(number: int) -> None:
         state.update(state.pop("map_choices")[1])
 
 
-def choices_for_part(part: str) -> dict[str, int]:
-    """The widget keys that pick a map part in its lesson: a head (blocks.3.attn.head.2) its layer
-    and head in lesson 4, an MLP (blocks.3.mlp) its layer in lesson 5; none for other parts."""
+def choices_for_part(part: str, lesson_number: int) -> dict[str, int]:
+    """The widget keys that pick a map part in the lesson it opens: in lesson 4 its layer, and a
+    head (blocks.3.attn.head.2) its head too; in lesson 5 its layer (an MLP, a norm, an addition);
+    none for parts outside the blocks."""
     import re
 
-    if head := re.fullmatch(r"blocks\.(\d+)\.attn\.head\.(\d+)", part):
-        return {"attn_layer": int(head[1]), "attn_head": int(head[2])}
-    if mlp := re.fullmatch(r"blocks\.(\d+)\.mlp", part):
-        return {"ff_layer": int(mlp[1])}
-    return {}
+    block = re.match(r"blocks\.(\d+)\.", part)
+    if block is None:
+        return {}
+    if lesson_number == 4:
+        head = re.fullmatch(r"blocks\.\d+\.attn\.head\.(\d+)", part)
+        return {"attn_layer": int(block[1])} | ({"attn_head": int(head[1])} if head else {})
+    return {"ff_layer": int(block[1])} if lesson_number == 5 else {}
 
 
 def go_where_the_map_was_clicked(current: int) -> None:

@@ -59,6 +59,11 @@ def show_the_runs_choices(run) -> None:
     st.session_state.update(run.started_with)
 
 
+def mark_custom() -> None:
+    """A setting changed by hand: the settings are no longer the preset's, and the picker says so."""
+    st.session_state.t_preset = "custom"
+
+
 def apply_preset() -> None:
     state = st.session_state
     if state.t_preset in PRESETS:
@@ -163,21 +168,25 @@ class TrainingChoices:
             columns = st.columns(4)
             for index, (knob, (label, low, high, step)) in enumerate(KNOBS.items()):
                 columns[index % 4].number_input(label, low, high, step=step, key=f"t_{knob}", disabled=locked,
-                                                format="%.5f" if knob == "learning_rate" else None)
+                                                on_change=mark_custom, format="%.5f" if knob == "learning_rate" else None)
             left, right = st.columns(2)
-            left.selectbox("Design", list(DESIGNS), key="t_architecture", format_func=DESIGNS.get, disabled=locked)
+            left.selectbox("Design", list(DESIGNS), key="t_architecture", format_func=DESIGNS.get, disabled=locked,
+                           on_change=mark_custom)
             right.number_input("Key/value heads (Llama design; 0 = one per head)", 0, 8, step=1, key="t_n_kv_head",
-                               disabled=locked or state.t_architecture != "llama")
+                               disabled=locked or state.t_architecture != "llama", on_change=mark_custom)
             left, middle, right = st.columns(3)
             left.number_input("Gradient accumulation (micro-batches per step)", 1, 16, step=1,
-                              key="t_accumulation_steps", disabled=locked)
-            middle.selectbox("Learning-rate schedule after warm-up", list(SCHEDULES), key="t_schedule", disabled=locked)
-            right.radio("Precision", ["float32", "bfloat16"], key="t_precision", horizontal=True, disabled=locked)
+                              key="t_accumulation_steps", disabled=locked, on_change=mark_custom)
+            middle.selectbox("Learning-rate schedule after warm-up", list(SCHEDULES), key="t_schedule", disabled=locked,
+                             on_change=mark_custom)
+            right.radio("Precision", ["float32", "bfloat16"], key="t_precision", horizontal=True, disabled=locked,
+                        on_change=mark_custom)
             left, right = st.columns(2)
             # an experiment of the GPT-2 design; in the Llama design a box can only be ticked again (config_problem asks it)
             for column, label, knob in ((left, "Residual connections", "t_use_residual"),
                                         (right, "LayerNorm", "t_use_layernorm")):
-                column.checkbox(label, key=knob, disabled=locked or (state.t_architecture != "gpt2" and state[knob]))
+                column.checkbox(label, key=knob, disabled=locked or (state.t_architecture != "gpt2" and state[knob]),
+                                on_change=mark_custom)
         config, (data, problem) = self.config(), self.data()
         if settings_problem := config_problem(config):
             st.warning(settings_problem)

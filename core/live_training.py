@@ -44,8 +44,8 @@ def read_text_upload(data: bytes) -> str:
     if not data or not data.strip():
         raise TextRejected("The text is empty.")
     if len(data) > MAX_UPLOAD_BYTES:
-        raise TextRejected(f"The text is {len(data) / 1e6:.1f} MB; the lesson takes at most "
-                           f"{MAX_UPLOAD_BYTES / 1e6:.0f} MB.")
+        raise TextRejected(f"The text is {len(data):,} bytes; the lesson takes at most {MAX_UPLOAD_BYTES:,} "
+                           f"({MAX_UPLOAD_BYTES / 1e6:.0f} MB).")
     if b"\x00" in data:
         raise TextRejected("This looks like a binary file (it contains zero bytes), not text.")
     try:

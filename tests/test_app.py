@@ -611,6 +611,9 @@ def test_training_page_starts_a_run_shows_it_learning_and_stops_it():
     assert app.selectbox(key="model_box").value == folder
     assert any("Your trained model" in o for o in app.selectbox(key="model_box").options)
     assert not any(c.value.startswith("Using **glassbox") for c in app.sidebar.caption)
+    # named by its label, not by the server folder it was saved in (a hostile-student pass)
+    assert [c.value for c in app.sidebar.caption if c.value.startswith("Using")] == [
+        f"Using **{md_escape(app.session_state['trained_models'][folder])}**"]
 
 
 def test_training_page_refuses_bad_text_with_a_message():
@@ -988,7 +991,7 @@ def test_a_link_to_a_model_that_cannot_load_says_so_at_once_and_home_names_only_
             app.switch_page(page)
         app.run()
         assert not app.exception, [e.value for e in app.exception]
-        assert app.session_state["model_key"] == models.DEFAULT_MODEL.key
+        assert app.session_state["model_key"] == models.DEFAULT_MODEL.key and "model" not in app.query_params
         in_use = [markdown_shows(c.value) for c in app.caption
                   if c.value.startswith(("In use:", "Using "))]
         return [markdown_shows(w.value) for w in app.warning], " ".join(in_use)

@@ -180,3 +180,22 @@ def test_the_sidebar_map_lights_attention_in_lesson_4_whichever_head_is_picked()
     assert sorted(s["x0"] for s in lit) == pytest.approx(sorted(p.x - p.width / 2 for p in attention))
     app.segmented_control(key="attn_head").set_value(1).run()
     assert [s for s in sidebar_map(app)["layout"]["shapes"] if s.get("fillcolor") == "#fca5a5"] == lit
+
+
+def test_every_part_of_the_map_picks_itself_in_the_lesson_it_opens():
+    """A click on the map opens a part's lesson on that part: a head its layer and head, the
+    attention box its layer (lesson 4), an MLP, a norm or an addition its layer (lesson 5)."""
+    from course_ui import choices_for_part
+    from core.model_map import build_map
+    from core.models import load_model
+
+    for part in build_map(load_model("glassbox-stories").model).parts:
+        chosen = choices_for_part(part.key, part.lesson)
+        if part.kind == "head":
+            assert chosen == {"attn_layer": part.layer, "attn_head": part.head}, part.key
+        elif part.lesson == 4 and part.key.startswith("blocks."):
+            assert chosen == {"attn_layer": part.layer}, part.key
+        elif part.lesson == 5 and part.key.startswith("blocks."):
+            assert chosen == {"ff_layer": part.layer}, part.key
+        else:
+            assert chosen == {}, part.key

@@ -470,8 +470,24 @@ def test_a_head_clicked_on_the_map_is_chosen_on_lesson_4s_first_visit():
     app.run()
     app.switch_page(COURSE[0].page).run()
     app.session_state["map_go_to"] = 4  # what the map's on_select stores for a click on head 2 of layer 3
-    app.session_state["map_choices"] = (4, course_ui.choices_for_part("blocks.3.attn.head.2"))
+    app.session_state["map_choices"] = (4, course_ui.choices_for_part("blocks.3.attn.head.2", 4))
     app.run()
     assert not app.exception, [e.value for e in app.exception]
     assert any(title.value.startswith("Lesson 4 ·") for title in app.title)
     assert (app.session_state["attn_layer"], app.session_state["attn_head"]) == (3, 2)
+
+
+def test_a_setting_changed_by_hand_makes_the_preset_custom():
+    """A hostile-student pass: after any setting was changed the picker still read "1-minute"."""
+    from streamlit.testing.v1 import AppTest
+
+    from core.course import APP_DIR, LESSONS
+
+    app = AppTest.from_file(str(APP_DIR / "Home.py"), default_timeout=120)
+    app.run()
+    app.switch_page(LESSONS[6].page).run()
+    assert app.selectbox(key="t_preset").value == "1-minute"
+    app.number_input(key="t_seed").set_value(3).run()
+    assert app.selectbox(key="t_preset").value == "custom" and app.number_input(key="t_seed").value == 3
+    app.selectbox(key="t_preset").select("1-minute").run()  # choosing a preset again sets its values
+    assert app.number_input(key="t_seed").value == 0
