@@ -212,5 +212,5 @@ class TrainingChoices:
             "learning rate", height=240))
         if long_warmup := warmup_note(config):
             st.info(long_warmup)
-        st.caption(f"Each step learns from {config.batch_size * config.accumulation_steps:,} examples "
+        st.caption(f"Each step learns from {figures.counted(config.batch_size * config.accumulation_steps, 'example')} "
                    f"({config.batch_size} per micro-batch × {config.accumulation_steps}) of {config.block_size} tokens.")

@@ -44,6 +44,11 @@ def md_escape(text: str) -> str:
     return "".join("\\" + ch if ch in MARKDOWN_SPECIALS and ch not in "&;" else ch for ch in escaped)
 
 
+def counted(number: int, thing: str) -> str:
+    """'1 step', '600 steps': a count with its noun, singular for one."""
+    return f"{number:,} {thing}{'' if number == 1 else 's'}"
+
+
 def visible(text: str) -> str:
     """Text with whitespace, control and invisible format characters made visible: a space shows
     as '␣'; a zero-width joiner (between the emoji of a family) or a right-to-left mark as

@@ -8,7 +8,7 @@ import streamlit as st
 import course_ui
 import training_choices
 import training_views
-from core import live_training
+from core import figures, live_training
 from core.copy_task import copy_test_lines
 from core.training_run import RUNS, TrainingRun, new_run
 
@@ -84,7 +84,7 @@ def finished() -> None:
         st.caption("When a run has finished (or been stopped), its model appears here.")
         return
     view = run.view()
-    st.success(f"Your model: {view.step:,} steps, validation loss {view.validation[-1][1]:.3f} "
+    st.success(f"Your model: {figures.counted(view.step, 'step')}, validation loss {view.validation[-1][1]:.3f} "
                f"(a uniform guess: {live_training.uniform_loss(run.data.vocab_size):.2f}).")
     if run.config.runs_own_forward:  # it cannot be saved: the run's view above says why (own_forward_note)
         return
@@ -92,7 +92,7 @@ def finished() -> None:
     left.download_button("Download the model (zip, Hugging Face format)", run.zip_bytes(),
                          file_name="glassbox-trained-model.zip", mime="application/zip", key="t_download")
     if right.button("Use it in the other lessons", key="t_use"):
-        course_ui.add_trained_model(str(run.save()), f"Your trained model ({view.step:,} steps)")
+        course_ui.add_trained_model(str(run.save()), f"Your trained model ({figures.counted(view.step, 'step')})")
         st.rerun()
 
 

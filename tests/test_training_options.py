@@ -491,3 +491,12 @@ def test_a_setting_changed_by_hand_makes_the_preset_custom():
     assert app.selectbox(key="t_preset").value == "custom" and app.number_input(key="t_seed").value == 3
     app.selectbox(key="t_preset").select("1-minute").run()  # choosing a preset again sets its values
     assert app.number_input(key="t_seed").value == 0
+
+
+def test_one_of_a_thing_is_said_in_the_singular():
+    """A hostile-student pass: batch 1 gave "Each step learns from 1 examples"."""
+    from core.figures import counted
+
+    assert (counted(1, "step"), counted(0, "step"), counted(1_200, "example")) == ("1 step", "0 steps", "1,200 examples")
+    app = tiny_custom_run_page(t_batch_size=1)
+    assert any(c.value.startswith("Each step learns from 1 example (1 per micro-batch × 1)") for c in app.caption)
