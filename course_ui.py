@@ -722,6 +722,15 @@ def lesson_links(numbers: list[int]) -> None:
             st.page_link(entry.page, label=f"Lesson {entry.number}: {entry.title}")
 
 
+def may_control(run) -> bool:
+    """Whether this page may pause, resume, stop or reset `run` (Attended.may_control: the page that
+    started it, or the one that came back after a reload; not a classmate who opened its address)."""
+    import uuid
+
+    page = st.session_state.setdefault("page_id", uuid.uuid4().hex)  # this session's own (a reload is a new one)
+    return run.may_control(page, session_alive_check())
+
+
 def session_alive_check():
     """A function that tells, from any thread, whether this browser session is still connected
     (None outside a running Streamlit server, e.g. under AppTest)."""

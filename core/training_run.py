@@ -168,6 +168,7 @@ class Attended:
         self._seen_lock = threading.Lock()
         self._alive_checks: list[Callable[[], bool]] = []
         self._last_seen = time.monotonic()
+        self._owner: tuple[str, Callable[[], bool] | None] | None = None  # the page that may control it (may_control)
 
     def attach(self, is_alive: Callable[[], bool] | None) -> None:
         """A session that shows this run (a page, or the same page after a reload). `is_alive` is
@@ -176,6 +177,19 @@ class Attended:
             self._last_seen = time.monotonic()
             if is_alive is not None and is_alive not in self._alive_checks:
                 self._alive_checks.append(is_alive)
+
+    def may_control(self, session: str, is_alive: Callable[[], bool] | None) -> bool:
+        """Whether the page of `session` may pause, resume, stop or reset this: the page that started
+        it, or, once that page is gone (a reload is a new session), the first page to come back.
+        Another page that opens its address while the owner's page is still open (a link copied to
+        a classmate) may only watch. Without a session check (AppTest, the benches) an owner counts
+        as present."""
+        with self._seen_lock:
+            owner = self._owner
+            if owner is None or owner[0] == session or (owner[1] is not None and not owner[1]()):
+                self._owner = (session, is_alive)
+                return True
+            return False
 
     def touch(self) -> None:
         """A heartbeat, for pages that have no session check (AppTest, the benches)."""

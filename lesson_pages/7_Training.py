@@ -17,6 +17,7 @@ training_choices.keep_choices()
 state = st.session_state
 run: TrainingRun | None = course_ui.find_training_run()
 training_now = run is not None and run.is_active  # a run trains: what it trains on, and how, is locked
+in_control = run is None or course_ui.may_control(run)  # a classmate who opened this run's address only watches
 if training_now:
     training_choices.show_the_runs_choices(run)
 choices = training_choices.TrainingChoices(run if training_now else None)
@@ -38,6 +39,7 @@ def start_run() -> bool:
         state.t_previous = run.view()  # kept for comparison in the loss chart
     started.started_with = training_choices.choices_now()  # what a page reloaded mid-run shows (show_the_runs_choices)
     started.attach(course_ui.session_alive_check())
+    course_ui.may_control(started)  # the page that starts a run controls it
     started.start()
     state.t_run, state.t_run_token = started, RUNS.add(started)
     return True
@@ -49,17 +51,20 @@ def controls() -> None:
     if columns[0].button("Start", type="primary", disabled=training_now or cannot is not None, key="t_start",
                          help=cannot) and start_run():
         st.rerun()  # a run that cannot start leaves its message on the page
-    if columns[1].button("Pause", disabled=not (run and run.status == "running"), key="t_pause"):
+    if columns[1].button("Pause", disabled=not (in_control and run and run.status == "running"), key="t_pause"):
         run.pause()
         st.rerun()
-    if columns[2].button("Resume", disabled=not (run and run.status == "paused"), key="t_resume"):
+    if columns[2].button("Resume", disabled=not (in_control and run and run.status == "paused"), key="t_resume"):
         run.resume()
         st.rerun()
-    if columns[3].button("Stop", disabled=not training_now, key="t_stop"):
+    if columns[3].button("Stop", disabled=not (in_control and training_now), key="t_stop"):
         run.stop()
         run.wait(timeout=2)
         st.rerun()
-    if columns[4].button("Reset", disabled=run is None, key="t_reset"):
+    if not in_control:
+        st.caption("This run belongs to another open page (its address was shared): you can watch it here, "
+                   "but only that page can pause, stop or reset it.")
+    if columns[4].button("Reset", disabled=not (in_control and run is not None), key="t_reset"):
         run.stop()
         state.t_run = state.t_run_token = None
         st.rerun()

@@ -168,6 +168,11 @@ def test_start_a_training_run_see_the_loss_chart_update_and_stop_it(app_url, pag
     no_errors(page)
     page.screenshot(path=str(ARTIFACTS / "training.png"), full_page=False)
     assert "run=" in page.url  # the address names the run...
+    classmate = page.context.browser.new_context().new_page()  # ...which a student may copy to a classmate:
+    classmate.goto(page.url)  # who watches the run, and cannot stop it while its owner's page is open
+    classmate.get_by_text("This run belongs to another open page").first.wait_for(timeout=60_000)
+    assert not classmate.get_by_role("button", name="Stop", exact=True).is_enabled()
+    classmate.context.close()
     before_reload = loss_points(page)
     page.reload()  # ...so a reload (a new session) finds it again, still training, with its loss so far
     page.wait_for_function(f"() => ({LOSS_POINTS})() > {before_reload}", timeout=60_000)

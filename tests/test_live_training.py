@@ -269,6 +269,24 @@ def test_a_reloaded_page_finds_its_run_again_and_the_run_ends_only_when_every_pa
     assert RUNS.find(token) is None  # ended, and no page shows it: forgotten
 
 
+def test_the_page_that_started_a_run_controls_it_and_after_a_reload_the_page_that_came_back():
+    """Attended.may_control: a second page with the run's address (a shared link) only watches
+    while the owner's page is open; once the owner's page is gone (a reload), the first page back
+    takes control, and the old one does not get it back."""
+    from core.training_run import Attended
+
+    owner_open, reloaded_open = {"open": True}, {"open": True}
+    run = Attended()
+    assert run.may_control("owner", lambda: owner_open["open"])
+    assert not run.may_control("classmate", lambda: True)
+    assert run.may_control("owner", lambda: owner_open["open"])  # its own page, again
+    owner_open["open"] = False  # the reload
+    assert run.may_control("reloaded", lambda: reloaded_open["open"])
+    assert not run.may_control("classmate", lambda: True) and not run.may_control("owner", None)
+    unknown = Attended()
+    assert unknown.may_control("first", None) and not unknown.may_control("second", None)  # no check: present
+
+
 def test_runs_of_two_students_at_once_do_not_touch_each_other(copy_data):
     alone = finished_run(copy_data)
     first, second = run_for(copy_data), run_for(copy_data, replace(TINY, learning_rate=1e-2))

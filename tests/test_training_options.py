@@ -500,3 +500,31 @@ def test_one_of_a_thing_is_said_in_the_singular():
     assert (counted(1, "step"), counted(0, "step"), counted(1_200, "example")) == ("1 step", "0 steps", "1,200 examples")
     app = tiny_custom_run_page(t_batch_size=1)
     assert any(c.value.startswith("Each step learns from 1 example (1 per micro-batch × 1)") for c in app.caption)
+
+
+def test_a_classmate_who_opens_a_runs_address_watches_but_cannot_stop_it():
+    """A hostile-student pass: the address that lets a reload find the run (?run=…) is the one a
+    student copies to share the lesson, and a classmate who opened it could Stop or Reset the run.
+    While the owner's page is open, another page with the address only watches."""
+    from streamlit.testing.v1 import AppTest
+
+    from core.course import APP_DIR, LESSONS
+    from tests.test_live_training import wait_for
+
+    owner = tiny_custom_run_page(t_max_steps=20_000)
+    owner.button(key="t_start").click().run()
+    run = owner.session_state["t_run"]
+    try:
+        classmate = AppTest.from_file(str(APP_DIR / "Home.py"), default_timeout=120)
+        classmate.query_params["run"] = owner.query_params["run"]
+        classmate.switch_page(LESSONS[6].page).run()
+        assert not classmate.exception and classmate.session_state["t_run"] is run
+        assert all(classmate.button(key=key).disabled for key in ("t_pause", "t_stop", "t_reset"))
+        assert any(c.value.startswith("This run belongs to another open page") for c in classmate.caption)
+        owner.run()
+        assert not any(owner.button(key=key).disabled for key in ("t_pause", "t_stop", "t_reset"))
+        assert not any(c.value.startswith("This run belongs to another open page") for c in owner.caption)
+        assert run.status == "running"
+    finally:
+        run.stop()
+    assert wait_for(lambda: not run.is_active, timeout=60)
