@@ -53,6 +53,13 @@ def choices_now() -> dict:
     return {key: st.session_state[key] for key in CHOICES if key in st.session_state}
 
 
+def same_tokens(started_with: dict, chosen: dict) -> bool:
+    """Whether two runs' losses compare: the same source, tokenizer and vocabulary size (a loss is
+    the surprise per token, so over other tokens it measures something else)."""
+    keys = ("t_source", "t_tokenizer") + (("t_vocab",) if chosen.get("t_tokenizer") == "bpe" else ())
+    return all(started_with.get(key) == chosen.get(key) for key in keys)
+
+
 def show_the_runs_choices(run) -> None:
     """While a run trains, its locked widgets show what it was started with: a page reloaded mid-run
     (or another session that found the run) would otherwise show this session's own choices."""

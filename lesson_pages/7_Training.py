@@ -35,8 +35,10 @@ def start_run() -> bool:
     except ValueError as error:  # e.g. copy lines too short for the context length
         st.warning(f"This run cannot start: {error}.")
         return False
-    if run is not None and run.view().steps:
-        state.t_previous = run.view()  # kept for comparison in the loss chart
+    previous = run.view() if run is not None and run.view().steps else None  # drawn dashed beside the new run...
+    comparable = previous is not None and training_choices.same_tokens(run.started_with, training_choices.choices_now())
+    state.t_previous = previous if comparable else None  # ...when their losses compare
+    state.t_previous_left_out = previous is not None and not comparable
     started.started_with = training_choices.choices_now()  # what a page reloaded mid-run shows (show_the_runs_choices)
     started.attach(course_ui.session_alive_check())
     course_ui.may_control(started)  # the page that starts a run controls it
@@ -82,6 +84,9 @@ def live() -> None:
         st.rerun()  # the run ended: redraw the whole page (controls, the finished run's section)
     state.t_drawn_status = view.status
     training_views.run_view(run, view, previous=state.get("t_previous"), note=state.get("t_run_note"))
+    if state.get("t_previous_left_out") and run.view().steps:
+        st.caption("Your previous run is not drawn beside this one: it learned other tokens (another source, "
+                   "tokenizer or vocabulary), and losses over different tokens do not compare.")
 
 
 def finished() -> None:

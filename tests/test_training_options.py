@@ -528,3 +528,33 @@ def test_a_classmate_who_opens_a_runs_address_watches_but_cannot_stop_it():
     finally:
         run.stop()
     assert wait_for(lambda: not run.is_active, timeout=60)
+
+
+def test_a_previous_run_on_other_tokens_is_not_drawn_beside_the_next():
+    """A hostile-student pass: after a run with the BPE, a run with characters drew the BPE run's
+    loss dashed beside its own, though a loss over other tokens measures something else."""
+    from tests.test_live_training import wait_for
+
+    app = tiny_custom_run_page(t_max_steps=20_000)
+    app.button(key="t_start").click().run()
+    first = app.session_state["t_run"]
+    assert wait_for(lambda: first.view().steps)
+    app.button(key="t_stop").click().run()
+    app.radio(key="t_tokenizer").set_value("bytes").run()
+    app.button(key="t_start").click().run()
+    second = app.session_state["t_run"]
+    try:
+        assert wait_for(lambda: second.view().steps)
+        app.run()
+        assert app.session_state["t_previous"] is None
+        assert any(c.value.startswith("Your previous run is not drawn beside this one") for c in app.caption)
+        app.button(key="t_stop").click().run()
+        app.button(key="t_start").click().run()  # the same tokens again: drawn, and nothing said
+        third = app.session_state["t_run"]
+        assert wait_for(lambda: third.view().steps)
+        app.run()
+        assert app.session_state["t_previous"] is not None
+        assert not any(c.value.startswith("Your previous run is not drawn") for c in app.caption)
+    finally:
+        for run in (first, second, app.session_state["t_run"]):
+            run.stop()
