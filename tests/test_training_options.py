@@ -258,6 +258,20 @@ def test_a_bpe_that_stops_short_of_the_size_asked_says_so_next_to_the_vocabulary
     assert not [c for c in app.caption if c.value.startswith("The BPE stopped")]
 
 
+def open_the_runs_address(app):
+    """A new session (a reload, or a classmate given the address) opening lesson 7 at the address of
+    `app`'s run: it finds that run."""
+    from streamlit.testing.v1 import AppTest
+
+    from core.course import APP_DIR, LESSONS
+
+    other = AppTest.from_file(str(APP_DIR / "Home.py"), default_timeout=120)
+    other.query_params["run"] = app.query_params["run"]
+    other.switch_page(LESSONS[6].page).run()
+    assert not other.exception and other.session_state["t_run"] is app.session_state["t_run"]
+    return other
+
+
 def tiny_custom_run_page(**settings):
     """Lesson 7 in AppTest with the custom preset at a tiny size (and `settings`), on the stories."""
     from streamlit.testing.v1 import AppTest
@@ -411,9 +425,7 @@ def test_a_page_reloaded_mid_run_shows_the_runs_settings_and_numbers():
     """A hostile-student pass: reloaded mid-run, lesson 7 found the run, but its locked settings,
     and every number under them (vocabulary, parameters, step time, examples per step), showed this
     session's defaults: the 1-minute preset with a BPE of 512, not the run's 1 layer on characters."""
-    from streamlit.testing.v1 import AppTest
 
-    from core.course import APP_DIR, LESSONS
     from tests.test_live_training import wait_for
 
     app = tiny_custom_run_page(t_max_steps=20_000, t_seed=7)
@@ -422,10 +434,7 @@ def test_a_page_reloaded_mid_run_shows_the_runs_settings_and_numbers():
     app.button(key="t_start").click().run()
     run = app.session_state["t_run"]
     try:
-        reloaded = AppTest.from_file(str(APP_DIR / "Home.py"), default_timeout=120)
-        reloaded.query_params["run"] = app.query_params["run"]
-        reloaded.switch_page(LESSONS[6].page).run()
-        assert not reloaded.exception and reloaded.session_state["t_run"] is run
+        reloaded = open_the_runs_address(app)
         assert reloaded.radio(key="t_tokenizer").value == "bytes" and reloaded.number_input(key="t_seed").value == 7
         assert reloaded.number_input(key="t_n_layer").value == 1 and reloaded.number_input(key="t_n_layer").disabled
         again = {metric.label: metric.value for metric in reloaded.metric}
@@ -506,19 +515,14 @@ def test_a_classmate_who_opens_a_runs_address_watches_but_cannot_stop_it():
     """A hostile-student pass: the address that lets a reload find the run (?run=…) is the one a
     student copies to share the lesson, and a classmate who opened it could Stop or Reset the run.
     While the owner's page is open, another page with the address only watches."""
-    from streamlit.testing.v1 import AppTest
 
-    from core.course import APP_DIR, LESSONS
     from tests.test_live_training import wait_for
 
     owner = tiny_custom_run_page(t_max_steps=20_000)
     owner.button(key="t_start").click().run()
     run = owner.session_state["t_run"]
     try:
-        classmate = AppTest.from_file(str(APP_DIR / "Home.py"), default_timeout=120)
-        classmate.query_params["run"] = owner.query_params["run"]
-        classmate.switch_page(LESSONS[6].page).run()
-        assert not classmate.exception and classmate.session_state["t_run"] is run
+        classmate = open_the_runs_address(owner)
         assert all(classmate.button(key=key).disabled for key in ("t_pause", "t_stop", "t_reset"))
         assert any(c.value.startswith("This run belongs to another open page") for c in classmate.caption)
         owner.run()
