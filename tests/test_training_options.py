@@ -95,14 +95,10 @@ def test_tiny_shakespeare_ships_with_the_project():
 def test_the_training_page_offers_shakespeare_both_designs_and_the_options():
     """The Shakespeare preset trains characters of Tiny Shakespeare; a Llama-design run with
     accumulation trains from the page, and the model it makes opens in the other lessons."""
-    from streamlit.testing.v1 import AppTest
-
-    from core.course import APP_DIR, LESSONS
+    from core.course import LESSONS
     from tests.test_live_training import wait_for
 
-    app = AppTest.from_file(str(APP_DIR / "Home.py"), default_timeout=120)
-    app.run()
-    app.switch_page(LESSONS[6].page).run()
+    app = opened_at()
     app.selectbox(key="t_preset").select("Shakespeare").run()
     assert (app.session_state["t_source"], app.session_state["t_tokenizer"]) == ("shakespeare", "bytes")
     assert [m.value for m in app.metric if m.label == "Vocabulary"] == ["257"]  # 256 bytes + end of text
@@ -152,10 +148,7 @@ def test_settings_no_model_can_be_built_with_are_refused_in_one_sentence_before_
     """Issue 13's kind of failure: with 3 key/value heads for 4 query heads the page warned, yet Start
     stayed enabled and the run's thread crashed in the model's forward, leaving a run that said
     "running" forever. One rule (core.training.config_problem) now serves the trainer and the page."""
-    from streamlit.testing.v1 import AppTest
-
     from core import live_training
-    from core.course import APP_DIR, LESSONS
     from core.training import config_problem
 
     config = replace(BASE, **settings)
@@ -165,9 +158,7 @@ def test_settings_no_model_can_be_built_with_are_refused_in_one_sentence_before_
     with pytest.raises(ValueError, match=re.escape(says)):
         Trainer(config, data.train_ids, data.val_ids, data.vocab_size, 0)
 
-    app = AppTest.from_file(str(APP_DIR / "Home.py"), default_timeout=120)
-    app.run()
-    app.switch_page(LESSONS[6].page).run()
+    app = opened_at()
     app.selectbox(key="t_preset").select("custom").run()
     for knob, value in settings.items():
         app.session_state[f"t_{knob}"] = value
@@ -199,9 +190,6 @@ def test_gradient_clipping_at_0_is_off_and_the_schedule_is_named_as_chosen():
 def test_a_warm_up_not_shorter_than_the_run_is_said_and_the_run_may_still_start():
     """A warm-up of 300 steps in a run of 200 was accepted without a word (only the schedule chart
     showed it): the page now says what it means, and Start stays enabled, as it may be meant."""
-    from streamlit.testing.v1 import AppTest
-
-    from core.course import APP_DIR, LESSONS
     from core.training import warmup_note
 
     assert warmup_note(replace(BASE, warmup_steps=19, max_steps=20)) is None
@@ -215,9 +203,7 @@ def test_a_warm_up_not_shorter_than_the_run_is_said_and_the_run_may_still_start(
         "the warm-up never begins.")
     assert learning_rate_at(199, longer) == pytest.approx(0.01 * 200 / 300)
 
-    app = AppTest.from_file(str(APP_DIR / "Home.py"), default_timeout=120)
-    app.run()
-    app.switch_page(LESSONS[6].page).run()
+    app = opened_at()
     assert not [i for i in app.info if i.value.startswith("The warm-up")]  # the preset's warm-up is shorter
     app.selectbox(key="t_preset").select("custom").run()
     app.number_input(key="t_max_steps").set_value(200).run()
@@ -231,15 +217,10 @@ def test_a_warm_up_not_shorter_than_the_run_is_said_and_the_run_may_still_start(
 def test_a_bpe_that_stops_short_of_the_size_asked_says_so_next_to_the_vocabulary():
     """The copy task asked for a BPE of 512 tokens gives 434, with nothing by the slider saying so
     (the lesson says it in prose): the page now says it under the vocabulary's figures."""
-    from streamlit.testing.v1 import AppTest
-
     from core import live_training
     from core.corpus import END_OF_TEXT
-    from core.course import APP_DIR, LESSONS
 
-    app = AppTest.from_file(str(APP_DIR / "Home.py"), default_timeout=120)
-    app.run()
-    app.switch_page(LESSONS[6].page).run()
+    app = opened_at()
     app.radio(key="t_source").set_value("copy").run()
     app.slider(key="t_vocab").set_value(512).run()
     assert [m.value for m in app.metric if m.label == "Vocabulary"] == ["434"]
@@ -272,15 +253,21 @@ def open_the_runs_address(app):
     return other
 
 
-def tiny_custom_run_page(**settings):
-    """Lesson 7 in AppTest with the custom preset at a tiny size (and `settings`), on the stories."""
+def opened_at(page: str | None = None):
+    """A new student's session in AppTest: Home, then `page` (lesson 7 unless named), as the sidebar goes."""
     from streamlit.testing.v1 import AppTest
 
     from core.course import APP_DIR, LESSONS
 
     app = AppTest.from_file(str(APP_DIR / "Home.py"), default_timeout=120)
     app.run()
-    app.switch_page(LESSONS[6].page).run()
+    app.switch_page(page or LESSONS[6].page).run()
+    return app
+
+
+def tiny_custom_run_page(**settings):
+    """Lesson 7 in AppTest with the custom preset at a tiny size (and `settings`), on the stories."""
+    app = opened_at()
     app.selectbox(key="t_preset").select("custom").run()
     for knob, value in {"t_n_layer": 1, "t_n_head": 2, "t_n_embd": 32, "t_block_size": 32, "t_batch_size": 4,
                         "t_max_steps": 12, "t_warmup_steps": 2, **settings}.items():
@@ -425,7 +412,6 @@ def test_a_page_reloaded_mid_run_shows_the_runs_settings_and_numbers():
     """A hostile-student pass: reloaded mid-run, lesson 7 found the run, but its locked settings,
     and every number under them (vocabulary, parameters, step time, examples per step), showed this
     session's defaults: the 1-minute preset with a BPE of 512, not the run's 1 layer on characters."""
-
     from tests.test_live_training import wait_for
 
     app = tiny_custom_run_page(t_max_steps=20_000, t_seed=7)
@@ -470,14 +456,10 @@ def test_a_head_clicked_on_the_map_is_chosen_on_lesson_4s_first_visit():
     """A hostile-student pass: the course's main path (Home, the map, a click on a head) opened lesson
     4 on its starting choice, layer 1 head 0, the first time: the map's own run applied the click,
     then lesson 4's first visit set its starting choices over it."""
-    from streamlit.testing.v1 import AppTest
-
     import course_ui
-    from core.course import APP_DIR, COURSE
+    from core.course import COURSE
 
-    app = AppTest.from_file(str(APP_DIR / "Home.py"), default_timeout=120)
-    app.run()
-    app.switch_page(COURSE[0].page).run()
+    app = opened_at(COURSE[0].page)
     app.session_state["map_go_to"] = 4  # what the map's on_select stores for a click on head 2 of layer 3
     app.session_state["map_choices"] = (4, course_ui.choices_for_part("blocks.3.attn.head.2", 4))
     app.run()
@@ -488,13 +470,7 @@ def test_a_head_clicked_on_the_map_is_chosen_on_lesson_4s_first_visit():
 
 def test_a_setting_changed_by_hand_makes_the_preset_custom():
     """A hostile-student pass: after any setting was changed the picker still read "1-minute"."""
-    from streamlit.testing.v1 import AppTest
-
-    from core.course import APP_DIR, LESSONS
-
-    app = AppTest.from_file(str(APP_DIR / "Home.py"), default_timeout=120)
-    app.run()
-    app.switch_page(LESSONS[6].page).run()
+    app = opened_at()
     assert app.selectbox(key="t_preset").value == "1-minute"
     app.number_input(key="t_seed").set_value(3).run()
     assert app.selectbox(key="t_preset").value == "custom" and app.number_input(key="t_seed").value == 3
@@ -515,7 +491,6 @@ def test_a_classmate_who_opens_a_runs_address_watches_but_cannot_stop_it():
     """A hostile-student pass: the address that lets a reload find the run (?run=…) is the one a
     student copies to share the lesson, and a classmate who opened it could Stop or Reset the run.
     While the owner's page is open, another page with the address only watches."""
-
     from tests.test_live_training import wait_for
 
     owner = tiny_custom_run_page(t_max_steps=20_000)
