@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 from html.parser import HTMLParser
 
+import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -11,6 +12,7 @@ from core.course import APP_DIR, COURSE, LESSONS
 from core.figures import md_escape, plain_text
 from core.lessons import load_lesson
 from core.plot_style import BROWSER_CONFIG
+from tests.conftest import sent_array
 from tests.streamlit_server import open_every_section, switch_to
 from tests.test_live_training import wait_for  # one condition wait for every training test
 
@@ -109,20 +111,10 @@ def assert_axes_say_what_they_show(spec: dict) -> None:
         if not (name.startswith("yaxis") and ((axis.get("title") or {}).get("text") or "").lower() == "probability"):
             continue
         reference = "y" + name.removeprefix("yaxis")
-        values = [v for trace in spec.get("data", []) if trace.get("yaxis", "y") == reference
-                  for v in numbers_of(trace.get("y"))]
+        values = [float(v) for trace in spec.get("data", []) if trace.get("yaxis", "y") == reference
+                  for v in sent_array(trace.get("y") or []).ravel()  # a list, or Plotly's binary block
+                  if isinstance(v, (int, float, np.integer, np.floating))]  # (not a gap's None)
         assert values and all(-1e-9 <= v <= 1 + 1e-9 for v in values), (layout.get("title"), values[:5])
-
-
-def numbers_of(values) -> list[float]:
-    """A trace's values as Plotly's JSON holds them: a list, or a typed array ({"dtype", "bdata"})."""
-    import base64
-
-    import numpy as np
-
-    if isinstance(values, dict) and "bdata" in values:
-        return np.frombuffer(base64.b64decode(values["bdata"]), dtype=values["dtype"]).astype(float).ravel().tolist()
-    return [float(v) for v in values or [] if isinstance(v, (int, float))]
 
 
 def assert_course_look(theme: str, spec: dict) -> None:
