@@ -49,7 +49,7 @@ def keep_choices() -> None:
 
 
 def choices_now() -> dict:
-    """The choices a run is started with, kept with it (`show_the_runs_choices`)."""
+    """The choices a run is started with, kept with it (TrainingChoices shows them while it trains)."""
     return {key: st.session_state[key] for key in CHOICES if key in st.session_state}
 
 
@@ -58,12 +58,6 @@ def same_tokens(started_with: dict, chosen: dict) -> bool:
     the surprise per token, so over other tokens it measures something else)."""
     keys = ("t_source", "t_tokenizer") + (("t_vocab",) if chosen.get("t_tokenizer") == "bpe" else ())
     return all(started_with.get(key) == chosen.get(key) for key in keys)
-
-
-def show_the_runs_choices(run) -> None:
-    """While a run trains, its locked widgets show what it was started with: a page reloaded mid-run
-    (or another session that found the run) would otherwise show this session's own choices."""
-    st.session_state.update(run.started_with)
 
 
 def mark_custom() -> None:
@@ -87,6 +81,8 @@ class TrainingChoices:
     def __init__(self, training=None):
         self.training = training  # the run that trains now, if any: what it trains on, and how, is locked
         self.locked = training is not None
+        if training is not None:  # its locked widgets show what it was started with: a page reloaded
+            st.session_state.update(training.started_with)  # mid-run would otherwise show its own choices
         self._data: tuple[PreparedData | None, str | None] | None = None
         self._which_text = ""  # which of the student's texts is used, when both an upload and pasted text are there
 

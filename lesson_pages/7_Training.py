@@ -18,8 +18,6 @@ state = st.session_state
 run: TrainingRun | None = course_ui.find_training_run()
 training_now = run is not None and run.is_active  # a run trains: what it trains on, and how, is locked
 in_control = run is None or course_ui.may_control(run)  # a classmate who opened this run's address only watches
-if training_now:
-    training_choices.show_the_runs_choices(run)
 choices = training_choices.TrainingChoices(run if training_now else None)
 
 
@@ -39,7 +37,7 @@ def start_run() -> bool:
     comparable = previous is not None and training_choices.same_tokens(run.started_with, training_choices.choices_now())
     state.t_previous = previous if comparable else None  # ...when their losses compare
     state.t_previous_left_out = previous is not None and not comparable
-    started.started_with = training_choices.choices_now()  # what a page reloaded mid-run shows (show_the_runs_choices)
+    started.started_with = training_choices.choices_now()  # what a page reloaded mid-run shows (TrainingChoices)
     started.attach(course_ui.session_alive_check())
     course_ui.may_control(started)  # the page that starts a run controls it
     started.start()
