@@ -116,7 +116,9 @@ def hover_texts_of_the_first_band(page, title: str) -> list[str]:
 def hovered_band(page, title: str) -> str:
     """Move the mouse onto the middle of the flow's first band, 5 px off its centre line, and read the hover."""
     chart = page.locator(".stPlotlyChart", has=page.locator(f"svg .gtitle >> text={title}")).first
-    chart.scroll_into_view_if_needed()
+    for _ in range(2):  # the elements around it are laid out once near the screen (course_ui.NEAR_THE_SCREEN_ONLY),
+        chart.scroll_into_view_if_needed()  # which can move it: scrolled to again once the page has settled
+        page.evaluate("() => new Promise(done => requestAnimationFrame(() => requestAnimationFrame(done)))")
     x, y = page.evaluate(f"""title => {{
         const plot = ({FLOW_CHART})(title), box = plot.getBoundingClientRect();
         const xaxis = plot._fullLayout.xaxis, yaxis = plot._fullLayout.yaxis, point = plot.calcdata[0][3];
