@@ -996,3 +996,36 @@ def test_a_link_to_a_model_that_cannot_load_says_so_at_once_and_home_names_only_
     monkeypatch.setenv("GLASSBOX_HOSTED", "1")
     answers = {opened(folder, "Home.py")[0][0].replace(str(folder), "PATH") for folder in (only_config, missing)}
     assert answers == {"No model could be loaded from “PATH”. The course carries on with the bundled course model."}
+
+
+def test_lesson_5_s_activation_curve_draws_the_real_values_of_a_bounded_number_of_points():
+    """Issue 19: every point of the GELU plot is an element the browser draws (64 neurons at every
+    position made 8,000 on a long prompt and most of lesson 5's drawing time). It draws the 16 most
+    active neurons at the last 64 positions, says so in its title, and each point is the trace's own
+    (before, after) pair."""
+    import re
+
+    from core import residual
+    from core.cached import cached_trace
+    from core.models import DEFAULT_MODEL
+
+    page = (APP_DIR / "lesson_pages" / "5_Feed_forward.py").read_text()  # the page's own numbers (a script: not imported)
+    neurons_shown, positions_shown = (int(re.search(rf"^{name} = (\d+)", page, re.M).group(1))
+                                      for name in ("CURVE_NEURONS", "CURVE_POSITIONS"))
+    prompt = "Once upon a time, there was a girl named Mia. She liked to play with her red ball. " * 8
+    trace = cached_trace(DEFAULT_MODEL.key, prompt)
+    assert trace.n_tokens > positions_shown  # the prompt is longer than what is drawn
+    app = run_page("lesson_pages/5_Feed_forward.py", prompt)
+    assert not app.exception, [e.value for e in app.exception]
+    curve = next(json.loads(c.proto.spec) for c in app.get("plotly_chart")
+                 if "with your prompt's values" in json.loads(c.proto.spec)["layout"]["title"]["text"])
+    title = curve["layout"]["title"]["text"]
+    assert f"{neurons_shown} most active neurons, last {positions_shown} positions" in title
+    layer = int(title.split("(layer ")[1].split(",")[0])
+    neurons = residual.most_active_neurons(trace, layer, neurons_shown)
+    before = trace["mlp_pre", layer][-positions_shown:, neurons]  # [positions_shown, neurons_shown]
+    points = curve["data"][1]
+    assert len(points["text"]) == positions_shown * neurons_shown
+    np.testing.assert_allclose(sent_array(points["x"]), before.flatten().numpy(), rtol=1e-5, atol=1e-6)
+    after = residual.activation_of(before, trace.arch.activation)
+    np.testing.assert_allclose(sent_array(points["y"]), after.flatten().numpy(), rtol=1e-5, atol=1e-6)
