@@ -80,6 +80,11 @@ def test_enter_a_prompt_on_home_and_see_its_tokens(app_url, page):
         assert page.get_by_role("figure", name=re.compile(re.escape(title))).count() >= 1, title
         no_errors(page)
         page.screenshot(path=str(ARTIFACTS / shot), full_page=False)
+        if number == 5:  # the browser lays out only what is near the screen, and the whole lesson when printing
+            assert page.evaluate(LAST_CHART_RENDERED) is False
+            page.emulate_media(media="print")
+            page.wait_for_function(LAST_CHART_RENDERED, timeout=10_000)  # (at the browser's next rendering)
+            page.emulate_media(media="screen")
         if number in (4, 6):  # the flows: a band answers a hover, though its hover points are not drawn
             assert hovered_band(page, title) in hover_texts_of_the_first_band(page, title)
 
@@ -102,6 +107,10 @@ def test_enter_a_prompt_on_home_and_see_its_tokens(app_url, page):
                 picker = page.get_by_role("radiogroup", name=label, exact=True).first
                 assert picker.get_by_role("radio", name=index, exact=True).is_checked(), label
 
+
+# whether the browser lays out and paints the lesson's last chart (course_ui.NEAR_THE_SCREEN_ONLY)
+LAST_CHART_RENDERED = """() => [...document.querySelectorAll('[data-testid="stMainBlockContainer"] .js-plotly-plot')].pop()
+    .checkVisibility({contentVisibilityAuto: true})"""
 
 FLOW_CHART = """title => [...document.querySelectorAll('.js-plotly-plot')].find(
     plot => ((plot._fullLayout.title || {}).text || '').includes(title))"""
