@@ -100,10 +100,14 @@ def load_lesson_elements_early() -> None:
 # A lesson draws 5-20 charts and the student sees two or three: measured in Chromium (bench_browser,
 # 2 x 4 visits each), lesson 4's second visit went from 1.31-1.55 s to 0.96-1.12 s, lesson 5's
 # from 1.35-1.73 s to 0.81-1.29 s. Until drawn, an element holds 300 px of the page (then its own
-# last height: `auto`), so the scroll bar barely moves as the student scrolls down. On screen only:
-# printing lays out and paints the whole lesson.
-NEAR_THE_SCREEN_ONLY = ('<style>@media screen{[data-testid="stMainBlockContainer"] [data-testid="stElementContainer"]'
-                        "{content-visibility:auto;contain-intrinsic-block-size:auto 300px}}</style>")
+# last height: `auto`), so the scroll bar barely moves as the student scrolls down.
+# `auto` also contains each element's layout and painting even on screen, which would clip what an
+# element draws outside its box (a table's toolbar above it, a focus ring) and keep its full-screen
+# view inside its box: an element under the pointer or holding the focus is released from it. On
+# screen only: printing lays out and paints the whole lesson.
+_ELEMENT = '[data-testid="stMainBlockContainer"] [data-testid="stElementContainer"]'
+NEAR_THE_SCREEN_ONLY = (f"<style>@media screen{{{_ELEMENT}{{content-visibility:auto;contain-intrinsic-block-size:auto 300px}}"
+                        f"{_ELEMENT}:hover,{_ELEMENT}:focus-within{{content-visibility:visible}}}}</style>")
 
 
 def draw_only_what_is_near_the_screen() -> None:
