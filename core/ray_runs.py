@@ -114,7 +114,6 @@ class RayTrainingRun(Attended):
 
         super().__init__(abandon_after)
         self.config, self.data, self.copy_test_lines = config, data, copy_test_lines
-        self.started_with: dict = {}  # the page's choices it was started with (lesson 7 shows them again after a reload)
         self.probe_ids = probe_token_ids(data, probe_text, config)
         self.serial = next(_SERIALS)
         self.actor_name = f"glassbox-run-{uuid.uuid4().hex[:12]}"

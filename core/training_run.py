@@ -169,6 +169,7 @@ class Attended:
         self._alive_checks: list[Callable[[], bool]] = []
         self._last_seen = time.monotonic()
         self._owner: tuple[str, Callable[[], bool] | None] | None = None  # the page that may control it (may_control)
+        self.started_with: dict = {}  # the page's choices it was started with (lesson 7 shows them again after a reload)
 
     def attach(self, is_alive: Callable[[], bool] | None) -> None:
         """A session that shows this run (a page, or the same page after a reload). `is_alive` is
@@ -214,7 +215,6 @@ class TrainingRun(Attended):
                  cadence: Cadence | None = None, copy_test_lines: list[str] | None = None,
                  slots: TrainingSlots | None = None, abandon_after: float | None = None):
         self.config, self.data = config, data
-        self.started_with: dict = {}  # the page's choices it was started with (lesson 7 shows them again after a reload)
         self.probe_text = probe_text  # the fixed sentence whose attention patterns are recorded during training
         self.sample_prompt = sample_prompt  # where the samples of text start
         self.cadence = cadence or Cadence.for_steps(config.max_steps)

@@ -33,11 +33,13 @@ def start_run() -> bool:
     except ValueError as error:  # e.g. copy lines too short for the context length
         st.warning(f"This run cannot start: {error}.")
         return False
-    previous = run.view() if run is not None and run.view().steps else None  # drawn dashed beside the new run...
-    comparable = previous is not None and training_choices.same_tokens(run.started_with, training_choices.choices_now())
+    chosen = training_choices.choices_now()
+    previous = run.view() if run is not None else None  # drawn dashed beside the new run...
+    previous = previous if previous is not None and previous.steps else None
+    comparable = previous is not None and training_choices.same_tokens(run.started_with, chosen)
     state.t_previous = previous if comparable else None  # ...when their losses compare
     state.t_previous_left_out = previous is not None and not comparable
-    started.started_with = training_choices.choices_now()  # what a page reloaded mid-run shows (TrainingChoices)
+    started.started_with = chosen  # what a page reloaded mid-run shows (TrainingChoices)
     started.attach(course_ui.session_alive_check())
     course_ui.may_control(started)  # the page that starts a run controls it
     started.start()
@@ -82,7 +84,7 @@ def live() -> None:
         st.rerun()  # the run ended: redraw the whole page (controls, the finished run's section)
     state.t_drawn_status = view.status
     training_views.run_view(run, view, previous=state.get("t_previous"), note=state.get("t_run_note"))
-    if state.get("t_previous_left_out") and run.view().steps:
+    if state.get("t_previous_left_out") and view.steps:
         st.caption("Your previous run is not drawn beside this one: it learned other tokens (another source, "
                    "tokenizer or vocabulary), and losses over different tokens do not compare.")
 
