@@ -1,6 +1,7 @@
 """Shared fixtures: small random GPT-2 models (never the network) and the bundled model."""
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 import re
@@ -165,13 +166,50 @@ def default_runs() -> tuple[dict, dict[str, set[str]]]:
 
 
 # --- the real browser: one app server for every browser test of the session -----------------------
+SHARED_APP = "glassbox_app_url"  # the controller's app server, as pytest-xdist hands it to each worker (workerinput)
+_shared_app: tuple[str, contextlib.ExitStack] | None = None  # in the controller: (its address, what stops it)
+
+
+@pytest.hookimpl(optionalhook=True)  # (a pytest-xdist hook: called in the controller, as each worker starts)
+def pytest_configure_node(node):
+    """Under pytest-xdist, one app server for the browser tests of every worker, as a class shares
+    one app: started by the controller as the workers start (its warm-up, ~10 s of a core, runs once,
+    when a test first opens Home, and what one worker's tests computed is cached for the other's),
+    and handed to each worker by its address. Where the browser is missing, none is started: the
+    tests that need it skip, or fail where required (app_url below)."""
+    global _shared_app
+    from tests.streamlit_server import browser_missing, running_app
+
+    if browser_missing():
+        return
+    if _shared_app is None:
+        stop = contextlib.ExitStack()
+        url, _, _ = stop.enter_context(running_app(wait=False))  # the workers wait for it, while they collect
+        _shared_app = url, stop
+    node.workerinput[SHARED_APP] = _shared_app[0]
+
+
+def pytest_unconfigure(config):
+    """The controller stops its app server once every worker has finished."""
+    global _shared_app
+    if _shared_app is not None:
+        _shared_app[1].close()
+        _shared_app = None
+
+
 @pytest.fixture(scope="session")
-def app_url():
+def app_url(request):
     """`streamlit run Home.py` on a free port, for the whole session (each test opens its own browser
-    session on it). Skipped, or failed where required, without Debian's chromium."""
-    from tests.streamlit_server import require_browser, running_app
+    session on it): the controller's, under pytest-xdist, else one started here. Skipped, or failed
+    where required, without Debian's chromium."""
+    from tests.streamlit_server import require_browser, running_app, wait_for_health
 
     require_browser()
+    shared = getattr(request.config, "workerinput", {}).get(SHARED_APP)
+    if shared:
+        wait_for_health(shared)
+        yield shared
+        return
     with running_app() as (url, _, _):
         yield url
 
@@ -222,7 +260,7 @@ LONGEST_FIRST = {"test_replicas.py"}
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own, which reads the groups into the test ids
 def pytest_collection_modifyitems(items):
     """Under pytest-xdist (`pytest -n N`), the browser tests are dealt in turn into N groups, one
-    per worker: each group shares one app server, and the groups run side by side. The tests
+    per worker, which run side by side on the one app server (pytest_configure_node). The tests
     sharing an expensive fixture (SHARED_FIXTURES) are kept together on one worker."""
     groups = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     items.sort(key=lambda item: item.path.name not in LONGEST_FIRST)  # (a stable sort: the rest keep their order)

@@ -80,23 +80,25 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_for_health(port: int, process: subprocess.Popen, timeout: float = 60) -> float:
-    """Seconds until /_stcore/health answers ok."""
+def wait_for_health(url: str, process: subprocess.Popen | None = None, timeout: float = 60) -> float:
+    """Seconds until the app at `url` answers ok at /_stcore/health (raises at once if its `process`,
+    when known, has exited)."""
     began = time.perf_counter()
     while time.perf_counter() - began < timeout:
-        if process.poll() is not None:
+        if process is not None and process.poll() is not None:
             raise RuntimeError(f"streamlit exited with code {process.returncode}")
         with contextlib.suppress(OSError):
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=1) as reply:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=1) as reply:
                 if reply.read().strip() == b"ok":
                     return time.perf_counter() - began
         time.sleep(0.05)
-    raise TimeoutError("streamlit did not become healthy")
+    raise TimeoutError(f"streamlit at {url} did not become healthy")
 
 
 @contextlib.contextmanager
-def running_app(port: int | None = None):
-    """Yields (url, process, seconds until healthy). The server's output goes to a file,
+def running_app(port: int | None = None, wait: bool = True):
+    """Yields (url, process, seconds until healthy), or (url, process, None) at once without `wait`
+    (whoever uses it then waits: wait_for_health). The server's output goes to a file,
     tests/artifacts/server-<port>.log, kept when it holds a traceback and removed otherwise: a pipe
     no one reads would stop the server at its first write once 64 KiB had filled it."""
     port = port or free_port()
@@ -111,8 +113,7 @@ def running_app(port: int | None = None):
              "--client.showErrorDetails", "full"],
             cwd=APP_DIR, env=env, stdout=output, stderr=subprocess.STDOUT)
     try:
-        healthy_after = wait_for_health(port, process)
-        yield url, process, healthy_after
+        yield url, process, wait_for_health(url, process) if wait else None
     finally:
         process.terminate()
         try:

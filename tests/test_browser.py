@@ -87,7 +87,7 @@ def test_enter_a_prompt_on_home_and_see_its_tokens(app_url, page):
             page.emulate_media(media="screen")
         if number == 4:  # an element under the pointer or with the focus is not contained (course_ui.NEAR_THE_SCREEN_ONLY):
             table = page.locator('[data-testid="stMainBlockContainer"] [data-testid="stDataFrame"]').first
-            table.scroll_into_view_if_needed()
+            to_the_middle(page, table)  # (at the window's top edge, its toolbar, above it, could not be clicked: 1 run in 8)
             table.hover()  # a table's toolbar shows above it, and its full screen fills the window
             table.locator("xpath=ancestor::div[@data-testid='stElementContainer'][1]").get_by_role(
                 "button", name="Fullscreen").click(timeout=10_000)
@@ -128,6 +128,14 @@ FLOW_CHART = """title => [...document.querySelectorAll('.js-plotly-plot')].find(
     plot => ((plot._fullLayout.title || {}).text || '').includes(title))"""
 
 
+def to_the_middle(page, element) -> None:
+    """Scroll `element` to the middle of the window, and again once the page has settled: the
+    elements around it are laid out once near the screen (course_ui.NEAR_THE_SCREEN_ONLY), which can move it."""
+    for _ in range(2):
+        element.evaluate("element => element.scrollIntoView({block: 'center'})")
+        page.evaluate("() => new Promise(done => requestAnimationFrame(() => requestAnimationFrame(done)))")
+
+
 def hover_texts_of_the_first_band(page, title: str) -> list[str]:
     """What the flow named by `title` says on hover at each point along its first band."""
     return page.evaluate(f"title => ({FLOW_CHART})(title).data[0].customdata.map(text => text.replace(/<br>/g, ''))"
@@ -137,9 +145,7 @@ def hover_texts_of_the_first_band(page, title: str) -> list[str]:
 def hovered_band(page, title: str) -> str:
     """Move the mouse onto the middle of the flow's first band, 5 px off its centre line, and read the hover."""
     chart = page.locator(".stPlotlyChart", has=page.locator(f"svg .gtitle >> text={title}")).first
-    for _ in range(2):  # the elements around it are laid out once near the screen (course_ui.NEAR_THE_SCREEN_ONLY),
-        chart.scroll_into_view_if_needed()  # which can move it: scrolled to again once the page has settled
-        page.evaluate("() => new Promise(done => requestAnimationFrame(() => requestAnimationFrame(done)))")
+    to_the_middle(page, chart)
     x, y = page.evaluate(f"""title => {{
         const plot = ({FLOW_CHART})(title), box = plot.getBoundingClientRect();
         const xaxis = plot._fullLayout.xaxis, yaxis = plot._fullLayout.yaxis, point = plot.calcdata[0][3];
