@@ -14,6 +14,19 @@ def test_a_test_sharing_an_expensive_fixture_runs_in_its_group(request, default_
     assert request.node.nodeid.endswith("@default_runs")
 
 
+@pytest.mark.skipif("PYTEST_XDIST_WORKER" not in os.environ, reason="the shared server is pytest-xdist's: `pytest`, not `pytest -n 0`")
+def test_the_workers_browser_tests_drive_the_one_app_server_the_controller_started(request, app_url):
+    """tests/conftest.py: the controller starts one app server and hands its address to every worker
+    (a hook that no longer ran would leave each worker starting a server of its own, silently)."""
+    import urllib.request
+
+    from tests.conftest import SHARED_APP
+
+    assert app_url == request.config.workerinput[SHARED_APP]
+    with urllib.request.urlopen(f"{app_url}/_stcore/health", timeout=10) as reply:
+        assert reply.read().strip() == b"ok"
+
+
 def test_a_failed_browser_test_leaves_its_screen_and_its_text_under_one_name(monkeypatch, tmp_path):
     """What is saved when a browser test fails (tests/conftest.py, tests.streamlit_server): the
     address, the error boxes first, then the page's text; test ids carry brackets and dots, and the
